@@ -1,0 +1,69 @@
+//! The node's management API: health, Prometheus metrics and the `/v1` resources,
+//! behind bearer-token auth, with one JSON error shape everywhere.
+
+mod auth;
+mod error;
+mod extract;
+mod gateways;
+mod metrics;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use entente_gateway::{GatewayMetrics, Registry};
+use entente_model::MemberId;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+/// Everything the handlers need; cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub member: MemberId,
+    pub gateways: Arc<Registry>,
+    pub gateway_metrics: GatewayMetrics,
+    pub metrics: Arc<prometheus_client::registry::Registry>,
+    pub operator_token: Arc<str>,
+}
+
+/// Largest request body accepted (gateway registrations are a few hundred bytes).
+const MAX_BODY: usize = 1024 * 1024;
+
+pub fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .route("/gateways", get(gateways::list).post(gateways::create))
+        .route("/gateways/{eui}", get(gateways::show).delete(gateways::delete))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_operator,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::render))
+        .nest("/v1", v1)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn health(axum::extract::State(s): axum::extract::State<ApiState>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "member": s.member,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Serves until `shutdown` is cancelled, then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,242 @@
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use chrono::{DateTime, Utc};
+use entente_model::GatewayEui;
+use entente_region::DataRate;
+use serde::{Deserialize, Serialize};
+
+use crate::json::{Datr, RxPk};
+use crate::metrics::FrameDrop;
+
+/// Forwarders differ on base64 padding (PROTOCOL.TXT's own example has none).
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// LoRa PHY payloads never exceed 255 bytes.
+const MAX_PHY_PAYLOAD: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CrcStatus {
+    Ok,
+}
+
+/// How one gateway received a frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RxInfo {
+    pub gateway: GatewayEui,
+    /// Concentrator counter (µs) at reception; RX1/RX2 are scheduled relative to it.
+    pub tmst: u32,
+    /// Gateway's own UTC time of reception, when it has one.
+    pub time: Option<DateTime<Utc>>,
+    /// GPS time (ms since 1980-01-06) of reception, when the gateway has GPS.
+    pub gps_time_ms: Option<u64>,
+    /// When this node received the datagram.
+    pub received_at: DateTime<Utc>,
+    pub frequency_hz: u32,
+    pub channel: u8,
+    pub rf_chain: u8,
+    pub data_rate: DataRate,
+    /// `4/5` ... `4/8`; `None` for FSK.
+    pub coding_rate: Option<String>,
+    pub rssi: i32,
+    pub snr: f32,
+}
+
+/// A frame received by a gateway, validated and decoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RxFrame {
+    pub phy_payload: Vec<u8>,
+    pub rx: RxInfo,
+}
+
+/// A frame refused, with the reason counted in the metrics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason:?}: {detail}")]
+pub struct FrameError {
+    pub reason: FrameDrop,
+    pub detail: String,
+}
+
+fn bad(reason: FrameDrop, detail: impl Into<String>) -> FrameError {
+    FrameError {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+impl RxFrame {
+    /// Checks one `rxpk` and turns it into a typed frame.
+    pub fn from_rxpk(gateway: GatewayEui, pk: &RxPk, received_at: DateTime<Utc>) -> Result<Self, FrameError> {
+        match pk.stat {
+            1 => {}
+            -1 => return Err(bad(FrameDrop::CrcFailed, "stat -1")),
+            0 => return Err(bad(FrameDrop::NoCrc, "stat 0")),
+            s => return Err(bad(FrameDrop::BadRxpk, format!("stat {s}"))),
+        }
+        let data_rate = match (pk.modu.as_str(), &pk.datr) {
+            ("LORA", Datr::Lora(s)) => s
+                .parse::<DataRate>()
+                .map_err(|e| bad(FrameDrop::BadRxpk, e.to_string()))?,
+            ("FSK", Datr::Fsk(bitrate)) if *bitrate > 0 => DataRate::Fsk { bitrate: *bitrate },
+            (m, d) => return Err(bad(FrameDrop::BadRxpk, format!("modu {m:?} with datr {d:?}"))),
+        };
+        // EU, US, AS and other ISM bands all sit between 100 MHz and 3 GHz.
+        if !(pk.freq.is_finite() && pk.freq > 100.0 && pk.freq < 3000.0) {
+            return Err(bad(FrameDrop::BadRxpk, format!("freq {}", pk.freq)));
+        }
+        let frequency_hz = (pk.freq * 1_000_000.0).round() as u32;
+        let (rssi, snr) = signal(pk)?;
+        let phy_payload = B64
+            .decode(pk.data.as_bytes())
+            .map_err(|e| bad(FrameDrop::BadBase64, e.to_string()))?;
+        if phy_payload.len() != usize::from(pk.size) || phy_payload.len() > MAX_PHY_PAYLOAD {
+            return Err(bad(
+                FrameDrop::SizeMismatch,
+                format!("size {} but {} bytes of data", pk.size, phy_payload.len()),
+            ));
+        }
+        let time = pk
+            .time
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc());
+        Ok(Self {
+            phy_payload,
+            rx: RxInfo {
+                gateway,
+                tmst: pk.tmst,
+                time,
+                gps_time_ms: pk.tmms,
+                received_at,
+                frequency_hz,
+                channel: pk.chan,
+                rf_chain: pk.rfch,
+                data_rate,
+                coding_rate: pk
+                    .codr
+                    .clone()
+                    .filter(|_| matches!(data_rate, DataRate::Lora { .. })),
+                rssi,
+                snr,
+            },
+        })
+    }
+}
+
+/// Single-antenna forwarders give `rssi`/`lsnr`; multi-antenna ones may give only `rsig`,
+/// in which case the best antenna counts.
+fn signal(pk: &RxPk) -> Result<(i32, f32), FrameError> {
+    let best_rssi = pk.rsig.iter().filter_map(|s| s.rssic).max();
+    let best_snr = pk
+        .rsig
+        .iter()
+        .filter_map(|s| s.lsnr)
+        .filter(|s| s.is_finite())
+        .fold(None, |acc: Option<f32>, s| Some(acc.map_or(s, |a| a.max(s))));
+    let rssi = pk.rssi.or(best_rssi);
+    let snr = pk.lsnr.filter(|s| s.is_finite()).or(best_snr);
+    let is_fsk = pk.modu == "FSK";
+    match (rssi, snr) {
+        (Some(r), Some(s)) => Ok((r, s)),
+        (Some(r), None) if is_fsk => Ok((r, 0.0)),
+        _ => Err(bad(FrameDrop::BadRxpk, "no rssi/lsnr")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::RSig;
+
+    fn pk() -> RxPk {
+        serde_json::from_str(
+            r#"{"time":"2013-03-31T16:21:17.528002Z","tmst":3512348611,"chan":2,"rfch":0,
+               "freq":866.349812,"stat":1,"modu":"LORA","datr":"SF7BW125","codr":"4/6",
+               "rssi":-35,"lsnr":5.1,"size":32,
+               "data":"+DS4CGaDCdG+48eJNM3Vai+zDpsR71Pn9CPA9uCON84"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_the_protocol_example() {
+        let now = Utc::now();
+        let f = RxFrame::from_rxpk(GatewayEui::from_u64(1), &pk(), now).unwrap();
+        assert_eq!(f.phy_payload.len(), 32);
+        assert_eq!(f.rx.tmst, 3_512_348_611);
+        assert_eq!(f.rx.frequency_hz, 866_349_812);
+        assert_eq!(f.rx.data_rate.to_string(), "SF7BW125");
+        assert_eq!(f.rx.rssi, -35);
+        assert_eq!(f.rx.coding_rate.as_deref(), Some("4/6"));
+        assert_eq!(
+            f.rx.time.unwrap().to_rfc3339(),
+            "2013-03-31T16:21:17.528002+00:00"
+        );
+    }
+
+    #[test]
+    fn reasons() {
+        let g = GatewayEui::from_u64(1);
+        let now = Utc::now();
+        let reason = |p: RxPk| RxFrame::from_rxpk(g, &p, now).unwrap_err().reason;
+        assert_eq!(reason(RxPk { stat: -1, ..pk() }), FrameDrop::CrcFailed);
+        assert_eq!(reason(RxPk { stat: 0, ..pk() }), FrameDrop::NoCrc);
+        assert_eq!(
+            reason(RxPk {
+                data: "!!!".into(),
+                ..pk()
+            }),
+            FrameDrop::BadBase64
+        );
+        assert_eq!(reason(RxPk { size: 31, ..pk() }), FrameDrop::SizeMismatch);
+        assert_eq!(
+            reason(RxPk {
+                datr: Datr::Lora("SF99".into()),
+                ..pk()
+            }),
+            FrameDrop::BadRxpk
+        );
+        assert_eq!(
+            reason(RxPk {
+                datr: Datr::Fsk(50000),
+                ..pk()
+            }),
+            FrameDrop::BadRxpk
+        );
+        assert_eq!(
+            reason(RxPk {
+                freq: f64::NAN,
+                ..pk()
+            }),
+            FrameDrop::BadRxpk
+        );
+        assert_eq!(reason(RxPk { rssi: None, ..pk() }), FrameDrop::BadRxpk);
+    }
+
+    #[test]
+    fn multi_antenna_takes_best_antenna() {
+        let p = RxPk {
+            rssi: None,
+            lsnr: None,
+            rsig: vec![
+                RSig {
+                    ant: 0,
+                    chan: 2,
+                    rssic: Some(-90),
+                    lsnr: Some(-3.0),
+                },
+                RSig {
+                    ant: 1,
+                    chan: 2,
+                    rssic: Some(-70),
+                    lsnr: Some(4.5),
+                },
+            ],
+            ..pk()
+        };
+        let f = RxFrame::from_rxpk(GatewayEui::from_u64(1), &p, Utc::now()).unwrap();
+        assert_eq!((f.rx.rssi, f.rx.snr), (-70, 4.5));
+    }
+}

@@ -1,0 +1,148 @@
+//! JSON objects of the Semtech protocol, as the packet forwarder writes them.
+//! Fields a forwarder may omit are optional; unknown fields are ignored.
+
+use serde::{Deserialize, Serialize};
+
+/// Body of a PUSH_DATA datagram.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PushData {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rxpk: Vec<RxPk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat: Option<Stat>,
+}
+
+/// `datr`: a string (`"SF7BW125"`) for LoRa, a number of bits per second for FSK.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Datr {
+    Lora(String),
+    Fsk(u32),
+}
+
+/// One received packet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RxPk {
+    /// UTC time of reception, ISO 8601 compact, when the gateway has GPS or NTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// GPS time of reception in milliseconds since 6 January 1980.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmms: Option<u64>,
+    /// Internal concentrator counter in microseconds; downlink timing is relative to it.
+    pub tmst: u32,
+    /// Centre frequency in MHz.
+    pub freq: f64,
+    #[serde(default)]
+    pub chan: u8,
+    #[serde(default)]
+    pub rfch: u8,
+    /// CRC status: 1 OK, -1 failed, 0 no CRC.
+    pub stat: i8,
+    pub modu: String,
+    pub datr: Datr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rssi: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsnr: Option<f32>,
+    pub size: u16,
+    pub data: String,
+    /// Per-antenna signal of multi-antenna gateways (Kerlink iBTS, v2 forwarders).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rsig: Vec<RSig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RSig {
+    #[serde(default)]
+    pub ant: u8,
+    #[serde(default)]
+    pub chan: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rssic: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsnr: Option<f32>,
+}
+
+/// Gateway status report, sent every `stat_interval` seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// `"2014-01-12 08:59:28 GMT"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lati: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alti: Option<f64>,
+    /// Packets received, with valid CRC, forwarded.
+    #[serde(default)]
+    pub rxnb: u32,
+    #[serde(default)]
+    pub rxok: u32,
+    #[serde(default)]
+    pub rxfw: u32,
+    /// Percentage of upstream datagrams acknowledged.
+    #[serde(default)]
+    pub ackr: f64,
+    /// Downlinks received, emitted.
+    #[serde(default)]
+    pub dwnb: u32,
+    #[serde(default)]
+    pub txnb: u32,
+}
+
+/// Body of a PULL_RESP datagram.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullResp {
+    pub txpk: TxPk,
+}
+
+/// A packet to transmit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxPk {
+    /// Send immediately (Class C), ignoring `tmst`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imme: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmst: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmms: Option<u64>,
+    pub freq: f64,
+    #[serde(default)]
+    pub rfch: u8,
+    pub powe: i8,
+    pub modu: String,
+    pub datr: Datr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fdev: Option<u32>,
+    /// Inverted polarity: true for LoRaWAN downlinks.
+    #[serde(default)]
+    pub ipol: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prea: Option<u16>,
+    pub size: u16,
+    pub data: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ncrc: bool,
+}
+
+/// Body of a TX_ACK datagram (absent or empty means success on old forwarders).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TxAckBody {
+    #[serde(default)]
+    pub txpk_ack: TxPkAck,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TxPkAck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn: Option<String>,
+}

@@ -1,0 +1,14 @@
+//! Semtech UDP packet-forwarder protocol (GWMP v2) server: acks, uplink frames, downlinks
+//! with TX_ACK, and the registry of the gateways this node accepts.
+
+mod frame;
+pub mod json;
+mod metrics;
+pub mod protocol;
+mod registry;
+mod server;
+
+pub use frame::{CrcStatus, FrameError, RxFrame, RxInfo};
+pub use metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
+pub use registry::{GatewayRecord, GatewayStatus, GatewayView, NewGateway, Registry, RegistryError};
+pub use server::{DownlinkError, GatewayServer, ServerConfig, TxAckError, TxOutcome};

@@ -1,0 +1,369 @@
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use entente_model::GatewayEui;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::frame::RxFrame;
+use crate::json::{PullResp, PushData, TxAckBody, TxPk};
+use crate::metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
+use crate::protocol::{self, Downstream, Token, Upstream};
+use crate::registry::{Live, Registry};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// Larger datagrams are dropped as `oversize`.
+    pub max_datagram_bytes: usize,
+    /// Frames waiting for the network server; beyond it frames drop as `backpressure`
+    /// instead of stalling the receive loop.
+    pub frame_queue: usize,
+    /// Requested kernel receive buffer, so bursts from many gateways are not lost.
+    pub recv_buffer_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 1700)),
+            max_datagram_bytes: 32 * 1024,
+            frame_queue: 65_536,
+            recv_buffer_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Error reported by a gateway in TX_ACK.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TxAckError {
+    TooLate,
+    TooEarly,
+    CollisionPacket,
+    CollisionBeacon,
+    TxFreq,
+    TxPower,
+    GpsUnlocked,
+    Other(String),
+}
+
+impl TxAckError {
+    fn parse(s: &str) -> Self {
+        match s {
+            "TOO_LATE" => Self::TooLate,
+            "TOO_EARLY" => Self::TooEarly,
+            "COLLISION_PACKET" => Self::CollisionPacket,
+            "COLLISION_BEACON" => Self::CollisionBeacon,
+            "TX_FREQ" => Self::TxFreq,
+            "TX_POWER" => Self::TxPower,
+            "GPS_UNLOCKED" => Self::GpsUnlocked,
+            other => Self::Other(other.chars().take(64).collect()),
+        }
+    }
+}
+
+/// What the gateway said about a downlink.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TxOutcome {
+    /// Scheduled for transmission; a warning (e.g. power lowered) may come with it.
+    Ok {
+        warning: Option<String>,
+    },
+    Error(TxAckError),
+    /// Protocol v1 gateways never send TX_ACK.
+    NotAcknowledged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownlinkError {
+    #[error("gateway {0} is not registered")]
+    UnknownGateway(GatewayEui),
+    #[error("gateway {0} has not sent PULL_DATA yet, so it cannot be reached")]
+    NotConnected(GatewayEui),
+    #[error("gateway {0} sent no TX_ACK within {1:?}")]
+    Timeout(GatewayEui, Duration),
+    #[error("cannot encode downlink: {0}")]
+    Encode(String),
+    #[error("cannot send to gateway: {0}")]
+    Io(#[from] io::Error),
+}
+
+type Pending = HashMap<(GatewayEui, Token), oneshot::Sender<TxOutcome>>;
+
+/// The UDP server gateways' packet forwarders talk to.
+pub struct GatewayServer {
+    socket: UdpSocket,
+    registry: Arc<Registry>,
+    metrics: GatewayMetrics,
+    frames: mpsc::Sender<RxFrame>,
+    pending: Mutex<Pending>,
+    max_datagram: usize,
+}
+
+impl GatewayServer {
+    /// Binds the UDP socket. Frames accepted from registered gateways arrive on the
+    /// returned receiver.
+    pub async fn bind(
+        cfg: &ServerConfig,
+        registry: Arc<Registry>,
+        metrics: GatewayMetrics,
+    ) -> io::Result<(Arc<Self>, mpsc::Receiver<RxFrame>)> {
+        let domain = socket2::Domain::for_address(cfg.bind);
+        let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if let Err(e) = sock.set_recv_buffer_size(cfg.recv_buffer_bytes) {
+            warn!("cannot enlarge UDP receive buffer: {e}");
+        }
+        sock.set_nonblocking(true)?;
+        sock.bind(&cfg.bind.into())?;
+        let socket = UdpSocket::from_std(sock.into())?;
+        let (tx, rx) = mpsc::channel(cfg.frame_queue.max(1));
+        let server = Arc::new(Self {
+            socket,
+            registry,
+            metrics,
+            frames: tx,
+            pending: Mutex::new(HashMap::new()),
+            max_datagram: cfg.max_datagram_bytes.clamp(12, 65_507),
+        });
+        Ok((server, rx))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Receives until `shutdown` is cancelled. A bad datagram is counted and skipped; it
+    /// never ends or stalls the loop.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // One byte more than allowed, so an oversize datagram is seen as such, not truncated.
+        let mut buf = vec![0u8; self.max_datagram + 1];
+        let mut out = Vec::with_capacity(64);
+        info!(addr = ?self.socket.local_addr().ok(), "gateway server listening");
+        loop {
+            let (n, from) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // ICMP errors from earlier sends surface here on some systems.
+                        debug!("udp receive error: {e}");
+                        continue;
+                    }
+                },
+            };
+            self.metrics.datagrams_received.inc();
+            if n > self.max_datagram {
+                self.metrics.drop_datagram(DatagramDrop::Oversize);
+                continue;
+            }
+            if let Err(reason) = self.handle(&buf[..n], from, &mut out).await {
+                self.metrics.drop_datagram(reason);
+                debug!(%from, reason = reason.as_str(), "datagram dropped");
+            }
+        }
+        info!("gateway server stopped");
+    }
+
+    async fn handle(&self, buf: &[u8], from: SocketAddr, out: &mut Vec<u8>) -> Result<(), DatagramDrop> {
+        let packet = protocol::parse_upstream(buf)?;
+        let live = self
+            .registry
+            .live(&packet.eui())
+            .ok_or(DatagramDrop::UnknownGateway)?;
+        let now = self.registry.clock().now();
+        match packet {
+            Upstream::PushData {
+                version, token, json, ..
+            } => {
+                let body: PushData = serde_json::from_slice(json).map_err(|_| DatagramDrop::BadJson)?;
+                self.metrics.push_data.inc();
+                live.seen(now);
+                live.push_data.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                live.net().push_addr = Some(from);
+                protocol::encode_downstream(&Downstream::PushAck { version, token }, out);
+                self.reply(out, from).await;
+                if let Some(stat) = &body.stat {
+                    self.registry.record_stat(&live, stat);
+                }
+                for pk in &body.rxpk {
+                    self.frame(&live, pk, now);
+                }
+            }
+            Upstream::PullData { version, token, .. } => {
+                self.metrics.pull_data.inc();
+                live.seen(now);
+                live.pull_data.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                {
+                    let mut net = live.net();
+                    net.pull_addr = Some(from);
+                    net.pull_version = version;
+                }
+                protocol::encode_downstream(&Downstream::PullAck { version, token }, out);
+                self.reply(out, from).await;
+            }
+            Upstream::TxAck { token, json, eui, .. } => {
+                let outcome = tx_outcome(json)?;
+                self.metrics.tx_ack.inc();
+                live.seen(now);
+                let ordering = std::sync::atomic::Ordering::Relaxed;
+                match &outcome {
+                    TxOutcome::Ok { .. } => {
+                        live.tx_ok.fetch_add(1, ordering);
+                        self.metrics.tx_ack_ok.inc();
+                    }
+                    _ => {
+                        live.tx_errors.fetch_add(1, ordering);
+                        self.metrics.tx_ack_error.inc();
+                    }
+                }
+                let waiter = self.pending().remove(&(eui, token));
+                match waiter {
+                    Some(w) => {
+                        let _ = w.send(outcome);
+                    }
+                    None => {
+                        self.metrics.tx_ack_unmatched.inc();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn frame(&self, live: &Live, pk: &crate::json::RxPk, now: chrono::DateTime<chrono::Utc>) {
+        let ordering = std::sync::atomic::Ordering::Relaxed;
+        self.metrics.frames_received.inc();
+        live.frames_received.fetch_add(1, ordering);
+        let result = RxFrame::from_rxpk(live.record.eui, pk, now)
+            .map_err(|e| e.reason)
+            .and_then(|f| self.frames.try_send(f).map_err(|_| FrameDrop::Backpressure));
+        match result {
+            Ok(()) => {
+                self.metrics.frames_accepted.inc();
+            }
+            Err(reason) => {
+                live.frames_dropped.fetch_add(1, ordering);
+                self.metrics.drop_frame(reason);
+            }
+        }
+    }
+
+    async fn reply(&self, bytes: &[u8], to: SocketAddr) {
+        if let Err(e) = self.socket.send_to(bytes, to).await {
+            debug!(%to, "cannot send ack: {e}");
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a PULL_RESP to the gateway and waits for its TX_ACK.
+    pub async fn send_downlink(
+        &self,
+        eui: GatewayEui,
+        txpk: TxPk,
+        wait: Duration,
+    ) -> Result<TxOutcome, DownlinkError> {
+        let live = self
+            .registry
+            .live(&eui)
+            .ok_or(DownlinkError::UnknownGateway(eui))?;
+        let (addr, version) = {
+            let net = live.net();
+            (
+                net.pull_addr.ok_or(DownlinkError::NotConnected(eui))?,
+                net.pull_version,
+            )
+        };
+        let json =
+            serde_json::to_vec(&PullResp { txpk }).map_err(|e| DownlinkError::Encode(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        let token = {
+            let mut pending = self.pending();
+            let mut token = fastrand::u16(..).to_be_bytes();
+            while pending.contains_key(&(eui, token)) {
+                token = fastrand::u16(..).to_be_bytes();
+            }
+            if version >= 2 {
+                pending.insert((eui, token), tx);
+            }
+            token
+        };
+        let mut out = Vec::with_capacity(json.len() + 4);
+        protocol::encode_downstream(
+            &Downstream::PullResp {
+                version,
+                token,
+                json: &json,
+            },
+            &mut out,
+        );
+        if let Err(e) = self.socket.send_to(&out, addr).await {
+            self.pending().remove(&(eui, token));
+            return Err(e.into());
+        }
+        self.metrics.downlinks_sent.inc();
+        live.downlinks_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if version < 2 {
+            return Ok(TxOutcome::NotAcknowledged);
+        }
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            _ => {
+                self.pending().remove(&(eui, token));
+                Err(DownlinkError::Timeout(eui, wait))
+            }
+        }
+    }
+}
+
+fn tx_outcome(json: &[u8]) -> Result<TxOutcome, DatagramDrop> {
+    // Forwarders before v2.x send TX_ACK with no body when all went well.
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Ok(TxOutcome::Ok { warning: None });
+    }
+    let body: TxAckBody = serde_json::from_slice(json).map_err(|_| DatagramDrop::BadJson)?;
+    Ok(match body.txpk_ack.error.as_deref() {
+        None | Some("NONE") | Some("") => TxOutcome::Ok {
+            warning: body.txpk_ack.warn,
+        },
+        Some(e) => TxOutcome::Error(TxAckError::parse(e)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_ack_bodies() {
+        assert_eq!(tx_outcome(b"").unwrap(), TxOutcome::Ok { warning: None });
+        assert_eq!(
+            tx_outcome(br#"{"txpk_ack":{"error":"NONE"}}"#).unwrap(),
+            TxOutcome::Ok { warning: None }
+        );
+        assert_eq!(
+            tx_outcome(br#"{"txpk_ack":{"error":"TOO_LATE"}}"#).unwrap(),
+            TxOutcome::Error(TxAckError::TooLate)
+        );
+        assert_eq!(
+            tx_outcome(br#"{"txpk_ack":{"warn":"TX_POWER"}}"#).unwrap(),
+            TxOutcome::Ok {
+                warning: Some("TX_POWER".into())
+            }
+        );
+        assert_eq!(tx_outcome(b"{nope"), Err(DatagramDrop::BadJson));
+    }
+}

@@ -1,0 +1,352 @@
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteOptions};
+
+use crate::key::{KeyCodec, encode};
+use crate::lock::DirLock;
+use crate::{Meta, SCHEMA_VERSION, StoreError, Table};
+
+/// Whether a write must reach the disk before the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// In the WAL, fsync'd: survives a power cut. For the ledger and acknowledged data.
+    Sync,
+    /// In the WAL, left to the OS: survives a process crash (kill -9), not a power cut.
+    Buffered,
+}
+
+/// One RocksDB database per node.
+pub struct Store {
+    db: DB,
+    dir: PathBuf,
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` with a column family for each table
+    /// name. Fails with [`StoreError::Locked`] when another process holds the directory.
+    pub fn open(dir: &Path, tables: &[&'static str]) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let lock = DirLock::acquire(dir)?;
+        let db_dir = dir.join("db");
+        let db_err = |source| StoreError::Db {
+            dir: db_dir.clone(),
+            source,
+        };
+
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+
+        // RocksDB must open every existing column family, including ones this version
+        // no longer declares.
+        let mut names: BTreeSet<String> = tables.iter().map(|s| s.to_string()).collect();
+        names.insert(Meta::NAME.to_string());
+        names.insert("default".to_string());
+        if db_dir.join("CURRENT").exists() {
+            names.extend(DB::list_cf(&opts, &db_dir).map_err(db_err)?);
+        }
+        let cfs = names
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, &db_dir, cfs).map_err(db_err)?;
+
+        let store = Self {
+            db,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        };
+        match store.get::<Meta>(&"schema".to_string())? {
+            None => store.put::<Meta>(&"schema".to_string(), &SCHEMA_VERSION, Durability::Sync)?,
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt {
+                    table: Meta::NAME,
+                    what: "schema version",
+                    reason: format!("on disk {v}, this build reads {SCHEMA_VERSION}"),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn cf<T: Table>(&self) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(T::NAME)
+            .ok_or(StoreError::UnknownTable(T::NAME))
+    }
+
+    fn db_err(&self, source: rocksdb::Error) -> StoreError {
+        StoreError::Db {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    pub fn get<T: Table>(&self, key: &T::Key) -> Result<Option<T::Value>, StoreError> {
+        let cf = self.cf::<T>()?;
+        match self
+            .db
+            .get_pinned_cf(cf, encode(key))
+            .map_err(|e| self.db_err(e))?
+        {
+            Some(bytes) => decode_value::<T>(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put<T: Table>(
+        &self,
+        key: &T::Key,
+        value: &T::Value,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        let mut b = self.batch();
+        b.put::<T>(key, value)?;
+        self.write(b, durability)
+    }
+
+    pub fn delete<T: Table>(&self, key: &T::Key, durability: Durability) -> Result<(), StoreError> {
+        let mut b = self.batch();
+        b.delete::<T>(key)?;
+        self.write(b, durability)
+    }
+
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            store: self,
+            inner: rocksdb::WriteBatch::default(),
+        }
+    }
+
+    /// Applies every change of the batch, or none of them.
+    pub fn write(&self, batch: Batch<'_>, durability: Durability) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(durability == Durability::Sync);
+        self.db.write_opt(batch.inner, &wo).map_err(|e| self.db_err(e))
+    }
+
+    /// Every entry of a table in key order.
+    pub fn iter<T: Table>(&self) -> Result<Iter<'_, T>, StoreError> {
+        self.iter_from::<T>(&[])
+    }
+
+    /// Entries whose key is at or after `start`, in key order.
+    pub fn range_from<T: Table>(&self, start: &T::Key) -> Result<Iter<'_, T>, StoreError> {
+        self.iter_from::<T>(&encode(start))
+    }
+
+    fn iter_from<T: Table>(&self, start: &[u8]) -> Result<Iter<'_, T>, StoreError> {
+        let cf = self.cf::<T>()?;
+        let mode = if start.is_empty() {
+            IteratorMode::Start
+        } else {
+            IteratorMode::From(start, Direction::Forward)
+        };
+        Ok(Iter {
+            inner: self.db.iterator_cf(cf, mode),
+            dir: &self.dir,
+            _t: PhantomData,
+        })
+    }
+
+    /// Flushes memtables and stops background work; dropping the value then releases the
+    /// lock. Called on a clean shutdown so the next start replays no WAL.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| self.db_err(e))?;
+        self.db.cancel_all_background_work(true);
+        Ok(())
+    }
+}
+
+fn decode_value<T: Table>(bytes: &[u8]) -> Result<T::Value, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        table: T::NAME,
+        what: "value",
+        reason: e.to_string(),
+    })
+}
+
+/// An atomic group of changes across any tables.
+pub struct Batch<'s> {
+    store: &'s Store,
+    inner: rocksdb::WriteBatch,
+}
+
+impl Batch<'_> {
+    pub fn put<T: Table>(&mut self, key: &T::Key, value: &T::Value) -> Result<(), StoreError> {
+        let cf = self.store.cf::<T>()?;
+        let bytes = postcard::to_stdvec(value).map_err(|e| StoreError::Corrupt {
+            table: T::NAME,
+            what: "value",
+            reason: e.to_string(),
+        })?;
+        self.inner.put_cf(cf, encode(key), bytes);
+        Ok(())
+    }
+
+    pub fn delete<T: Table>(&mut self, key: &T::Key) -> Result<(), StoreError> {
+        let cf = self.store.cf::<T>()?;
+        self.inner.delete_cf(cf, encode(key));
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+pub struct Iter<'s, T: Table> {
+    inner: rocksdb::DBIteratorWithThreadMode<'s, DB>,
+    dir: &'s Path,
+    _t: PhantomData<T>,
+}
+
+impl<T: Table> Iterator for Iter<'_, T> {
+    type Item = Result<(T::Key, T::Value), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.inner.next()?;
+        Some(match item {
+            Err(source) => Err(StoreError::Db {
+                dir: self.dir.to_path_buf(),
+                source,
+            }),
+            Ok((k, v)) => match T::Key::decode_key(&k) {
+                None => Err(StoreError::Corrupt {
+                    table: T::NAME,
+                    what: "key",
+                    reason: format!("{} bytes", k.len()),
+                }),
+                Some(key) => decode_value::<T>(&v).map(|val| (key, val)),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Row {
+        name: String,
+        n: u64,
+    }
+    struct Rows;
+    impl Table for Rows {
+        const NAME: &'static str = "rows";
+        type Key = (u32, u64);
+        type Value = Row;
+    }
+    struct Other;
+    impl Table for Other {
+        const NAME: &'static str = "other";
+        type Key = u64;
+        type Value = String;
+    }
+
+    fn row(n: u64) -> Row {
+        Row {
+            name: format!("r{n}"),
+            n,
+        }
+    }
+
+    #[test]
+    fn put_get_iterate_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &[Rows::NAME, Other::NAME]).unwrap();
+        for n in [300u64, 2, 70_000, 1] {
+            s.put::<Rows>(&(7, n), &row(n), Durability::Buffered).unwrap();
+        }
+        s.put::<Rows>(&(6, 999), &row(999), Durability::Buffered).unwrap();
+        assert_eq!(s.get::<Rows>(&(7, 2)).unwrap(), Some(row(2)));
+        assert_eq!(s.get::<Rows>(&(7, 3)).unwrap(), None);
+        let keys: Vec<_> = s
+            .range_from::<Rows>(&(7, 0))
+            .unwrap()
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(keys, vec![(7, 1), (7, 2), (7, 300), (7, 70_000)]);
+    }
+
+    #[test]
+    fn batch_is_all_or_nothing_across_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &[Rows::NAME, Other::NAME]).unwrap();
+        let mut b = s.batch();
+        b.put::<Rows>(&(1, 1), &row(1)).unwrap();
+        b.put::<Other>(&1, &"x".to_string()).unwrap();
+        assert_eq!(s.get::<Other>(&1).unwrap(), None, "nothing visible before write");
+        s.write(b, Durability::Sync).unwrap();
+        assert_eq!(s.get::<Rows>(&(1, 1)).unwrap(), Some(row(1)));
+        assert_eq!(s.get::<Other>(&1).unwrap().as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn undeclared_table_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &[Rows::NAME]).unwrap();
+        assert!(matches!(
+            s.get::<Other>(&1),
+            Err(StoreError::UnknownTable("other"))
+        ));
+    }
+
+    #[test]
+    fn second_open_fails_with_clear_message_and_data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &[Rows::NAME]).unwrap();
+        s.put::<Rows>(&(1, 5), &row(5), Durability::Sync).unwrap();
+        let err = Store::open(dir.path(), &[Rows::NAME]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("already in use"), "{msg}");
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        s.close().unwrap();
+        // Reopen with a table the first run did not know: old and new tables both open.
+        let s = Store::open(dir.path(), &[Other::NAME]).unwrap();
+        s.put::<Other>(&1, &"y".to_string(), Durability::Sync).unwrap();
+        drop(s);
+        let s = Store::open(dir.path(), &[Rows::NAME, Other::NAME]).unwrap();
+        assert_eq!(s.get::<Rows>(&(1, 5)).unwrap(), Some(row(5)));
+    }
+
+    #[test]
+    fn corrupt_value_is_reported_not_panicked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &[Rows::NAME, Other::NAME]).unwrap();
+        // Same column family read through a table with another value type.
+        struct Wrong;
+        impl Table for Wrong {
+            const NAME: &'static str = "other";
+            type Key = u64;
+            type Value = Row;
+        }
+        s.put::<Other>(&1, &"\u{7f}".to_string(), Durability::Buffered)
+            .unwrap();
+        assert!(matches!(s.get::<Wrong>(&1), Err(StoreError::Corrupt { .. })));
+    }
+}

@@ -1,0 +1,61 @@
+//! RocksDB storage: one column family per table, typed big-endian keys, atomic write
+//! batches, and a lock file so two processes never share one data directory.
+
+mod db;
+mod key;
+mod lock;
+
+pub use db::{Batch, Durability, Store};
+pub use key::{FixedKey, KeyCodec};
+
+use std::path::PathBuf;
+
+/// A typed table stored in its own column family.
+pub trait Table {
+    /// Column-family name; stable forever once data exists.
+    const NAME: &'static str;
+    type Key: KeyCodec;
+    type Value: serde::Serialize + serde::de::DeserializeOwned;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "data directory {dir} is already in use by another entente process{}; stop it or choose another data_dir",
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked { dir: PathBuf, holder: Option<u32> },
+    #[error("cannot prepare data directory {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {dir}: {source}")]
+    Db {
+        dir: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("table {0} was not declared when the store was opened")]
+    UnknownTable(&'static str),
+    #[error("table {table}: undecodable {what}: {reason}")]
+    Corrupt {
+        table: &'static str,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("database is closed")]
+    Closed,
+}
+
+/// Internal bookkeeping (schema version).
+pub struct Meta;
+impl Table for Meta {
+    const NAME: &'static str = "meta";
+    type Key = String;
+    type Value = u32;
+}
+
+/// Bumped when an on-disk layout changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;

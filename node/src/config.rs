@@ -1,0 +1,246 @@
+//! `node.toml`: every field has a default except the member's identity; a bad file fails
+//! at start with the file, the field and the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use entente_model::MemberId;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub log: LogSection,
+    /// Directory of the config file; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    pub member: MemberId,
+    pub name: String,
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "defaults::key_file")]
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    pub bind: SocketAddr,
+    pub max_datagram_bytes: usize,
+    pub online_window_secs: u64,
+    pub status_flush_secs: u64,
+    pub frame_queue: usize,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 1700)),
+            max_datagram_bytes: 32 * 1024,
+            online_window_secs: 90,
+            status_flush_secs: 30,
+            frame_queue: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    pub bind: SocketAddr,
+    pub token_file: PathBuf,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token_file: defaults::token_file(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A tracing filter: `info`, or `info,entente_gateway=debug`.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub fn data_dir() -> PathBuf {
+        "data".into()
+    }
+    pub fn key_file() -> PathBuf {
+        "node.key".into()
+    }
+    pub fn token_file() -> PathBuf {
+        "operator.token".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}{}: field `{field}`: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Field {
+        file: PathBuf,
+        line: Option<usize>,
+        field: String,
+        reason: String,
+    },
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text, path)?;
+        cfg.base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let field_err =
+            |field: String, reason: String, span: Option<std::ops::Range<usize>>| ConfigError::Field {
+                file: path.to_path_buf(),
+                line: span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+                field,
+                reason,
+            };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| field_err("(syntax)".into(), e.message().to_string(), e.span()))?;
+        let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            field_err(field, inner.message().to_string(), inner.span())
+        })?;
+        cfg.validate()
+            .map_err(|(field, reason)| field_err(field.into(), reason, None))?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let name = self.node.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(("node.name", "must be 1 to 200 characters".into()));
+        }
+        if !(64..=65_507).contains(&self.gateway.max_datagram_bytes) {
+            return Err((
+                "gateway.max_datagram_bytes",
+                "must be between 64 and 65507".into(),
+            ));
+        }
+        if self.gateway.online_window_secs == 0 {
+            return Err(("gateway.online_window_secs", "must be at least 1".into()));
+        }
+        if self.gateway.status_flush_secs == 0 {
+            return Err(("gateway.status_flush_secs", "must be at least 1".into()));
+        }
+        if self.gateway.frame_queue == 0 {
+            return Err(("gateway.frame_queue", "must be at least 1".into()));
+        }
+        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            return Err((
+                "log.level",
+                format!("{:?} is not a log filter (try \"info\")", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.node.data_dir)
+    }
+    pub fn key_file(&self) -> PathBuf {
+        self.resolve(&self.node.key_file)
+    }
+    pub fn token_file(&self) -> PathBuf {
+        self.resolve(&self.api.token_file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<NodeConfig, String> {
+        NodeConfig::parse(s, Path::new("/etc/entente/node.toml")).map_err(|e| e.to_string())
+    }
+
+    const MIN: &str = "[node]\nmember = \"tours-metropole\"\nname = \"Tours\"\n";
+
+    #[test]
+    fn defaults_fill_the_rest() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.gateway.bind.port(), 1700);
+        assert_eq!(c.api.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.node.data_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn errors_name_file_field_and_reason() {
+        let e = parse("[node]\nmember = \"Tours Metropole\"\nname = \"x\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/entente/node.toml"), "{e}");
+        assert!(e.contains("node.member"), "{e}");
+        assert!(e.contains("a-z"), "{e}");
+
+        let e = parse(&format!("{MIN}[gateway]\nbind = \"nowhere\"\n")).unwrap_err();
+        assert!(e.contains("gateway.bind") && e.contains(":5"), "{e}");
+
+        let e = parse(&format!("{MIN}[api]\nbnd = \"127.0.0.1:1\"\n")).unwrap_err();
+        assert!(e.contains("unknown field") && e.contains("bnd"), "{e}");
+
+        let e = parse(&format!("{MIN}[gateway]\nmax_datagram_bytes = 3\n")).unwrap_err();
+        assert!(
+            e.contains("gateway.max_datagram_bytes") && e.contains("between"),
+            "{e}"
+        );
+
+        let e = parse("[node\nmember=").unwrap_err();
+        assert!(e.contains("node.toml:"), "{e}");
+
+        let e = parse("[node]\nname = \"x\"\n").unwrap_err();
+        assert!(e.contains("member"), "{e}");
+
+        let e = parse(&format!("{MIN}[log]\nlevel = \"info,[[[\"\n")).unwrap_err();
+        assert!(e.contains("log.level"), "{e}");
+    }
+}

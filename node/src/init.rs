@@ -1,0 +1,127 @@
+//! `entente init`: a new node directory with a commented config, a key and a token.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use entente_model::MemberId;
+
+use crate::keys;
+
+pub struct InitArgs<'a> {
+    pub dir: &'a Path,
+    pub member: &'a MemberId,
+    pub name: &'a str,
+    pub gateway_port: u16,
+    pub api_port: u16,
+}
+
+pub struct Initialised {
+    pub config: std::path::PathBuf,
+    pub public_key_hex: String,
+}
+
+pub fn run(a: &InitArgs<'_>) -> Result<Initialised> {
+    if a.name.trim().is_empty() {
+        bail!("--name must not be empty");
+    }
+    std::fs::create_dir_all(a.dir).with_context(|| format!("cannot create {}", a.dir.display()))?;
+    let config = a.dir.join("node.toml");
+    let key = a.dir.join("node.key");
+    let token = a.dir.join("operator.token");
+    let existing: Vec<String> = [&config, &key, &token]
+        .iter()
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() {
+        bail!(
+            "refusing to overwrite {}: this directory already holds a node (its key is its identity in the federation)",
+            existing.join(", ")
+        );
+    }
+    let (signing, pem) = keys::generate_node_key()?;
+    keys::write_secret(&key, pem.as_bytes())?;
+    keys::write_secret(&token, format!("{}\n", keys::generate_token()?).as_bytes())?;
+    std::fs::write(&config, template(a)).with_context(|| format!("cannot write {}", config.display()))?;
+    Ok(Initialised {
+        config,
+        public_key_hex: hex::encode(signing.verifying_key().as_bytes()),
+    })
+}
+
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn template(a: &InitArgs<'_>) -> String {
+    format!(
+        r#"# Entente node configuration, written by `entente init`.
+# Commented-out lines show the defaults. Relative paths are relative to this file.
+
+[node]
+# This node's member in the federation: a lowercase slug (a-z, 0-9, '-').
+member = {member}
+# The member's name, as shown to partners.
+name = {name}
+# RocksDB database and runtime files.
+data_dir = "data"
+# The node's ed25519 identity (PKCS#8 PEM, mode 0600). Never share or copy it.
+key_file = "node.key"
+
+[gateway]
+# UDP address the gateways' Semtech packet forwarders send to.
+bind = "0.0.0.0:{gw}"
+# Datagrams larger than this are dropped and counted as "oversize".
+# max_datagram_bytes = 32768
+# A gateway is "online" when heard within this many seconds (PULL_DATA comes every 10 s).
+# online_window_secs = 90
+# How often gateway counters and last-seen are saved to the database.
+# status_flush_secs = 30
+# Frames waiting for the network server; beyond it they are dropped as "backpressure".
+# frame_queue = 65536
+
+[api]
+# Management API (HTTP). Requests under /v1 need "Authorization: Bearer <token>".
+bind = "127.0.0.1:{api}"
+token_file = "operator.token"
+
+[log]
+# A tracing filter, e.g. "info" or "info,entente_gateway=debug". RUST_LOG overrides it.
+# level = "info"
+"#,
+        member = quoted(a.member.as_str()),
+        name = quoted(a.name.trim()),
+        gw = a.gateway_port,
+        api = a.api_port,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+
+    #[test]
+    fn writes_a_loadable_config_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let member: MemberId = "smo-vdln".parse().unwrap();
+        let args = InitArgs {
+            dir: dir.path(),
+            member: &member,
+            name: "SMO \"Val de Loire\" Numérique",
+            gateway_port: 1701,
+            api_port: 8081,
+        };
+        let out = run(&args).unwrap();
+        let cfg = NodeConfig::load(&out.config).unwrap();
+        assert_eq!(cfg.node.member, member);
+        assert_eq!(cfg.node.name, "SMO \"Val de Loire\" Numérique");
+        assert_eq!(cfg.gateway.bind.port(), 1701);
+        assert_eq!(cfg.api.bind.port(), 8081);
+        assert_eq!(cfg.key_file(), dir.path().join("node.key"));
+        let key_before = std::fs::read(dir.path().join("node.key")).unwrap();
+        let err = run(&args).unwrap_err().to_string();
+        assert!(err.contains("refusing to overwrite"), "{err}");
+        assert_eq!(std::fs::read(dir.path().join("node.key")).unwrap(), key_before);
+    }
+}

@@ -1,0 +1,107 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use entente::{config::NodeConfig, demo, init, run};
+use entente_model::MemberId;
+use tracing_subscriber::EnvFilter;
+
+/// Entente: a federated, peer-to-peer LoRaWAN roaming network for public territories.
+///
+/// Each territory runs one node: its gateways, its LoRaWAN network server, its database
+/// and its keys. Start with `entente init`, then `entente node`.
+#[derive(Parser)]
+#[command(name = "entente", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a node directory: a commented node.toml, the node's ed25519 key and the
+    /// operator API token (both mode 0600). Never overwrites an existing node.
+    ///
+    /// Example: entente init --dir /srv/entente --member tours-metropole --name "Tours Métropole"
+    Init {
+        /// Directory to create the node in.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The member this node belongs to: a lowercase slug such as `tours-metropole`.
+        #[arg(long)]
+        member: MemberId,
+        /// The member's name as partners see it.
+        #[arg(long)]
+        name: String,
+        /// UDP port for the gateways' Semtech packet forwarders (0 picks a free port).
+        #[arg(long, default_value_t = 1700)]
+        gateway_port: u16,
+        /// TCP port of the management API, bound to 127.0.0.1 (0 picks a free port).
+        #[arg(long, default_value_t = 8080)]
+        api_port: u16,
+    },
+    /// Run the node until SIGINT or SIGTERM, then close the database cleanly.
+    ///
+    /// The real ports are written to DATA_DIR/listening.json once the node listens.
+    Node {
+        /// Path to node.toml (written by `entente init`).
+        #[arg(long, default_value = "node.toml")]
+        config: PathBuf,
+    },
+    /// Run a demonstration: a node as a real process, a simulated gateway over real UDP,
+    /// traffic, and a report of what the node saw.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Init {
+            dir,
+            member,
+            name,
+            gateway_port,
+            api_port,
+        } => {
+            let out = init::run(&init::InitArgs {
+                dir: &dir,
+                member: &member,
+                name: &name,
+                gateway_port,
+                api_port,
+            })?;
+            println!("created {}", out.config.display());
+            println!("node public key: {}", out.public_key_hex);
+            println!("operator token:  {}", dir.join("operator.token").display());
+            println!("start it with:   entente node --config {}", out.config.display());
+            Ok(())
+        }
+        Cmd::Node { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            runtime()?.block_on(run::run(cfg))
+        }
+        Cmd::Demo(args) => runtime()?.block_on(demo::run(args)),
+    }
+}

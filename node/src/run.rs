@@ -1,0 +1,186 @@
+//! `entente node`: wires the store, the gateway server and the API, runs until SIGINT or
+//! SIGTERM, then stops them in order and closes the database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use entente_api::ApiState;
+use entente_gateway::{GatewayMetrics, GatewayServer, Registry, RxFrame, ServerConfig};
+use entente_model::{SharedClock, SystemClock};
+use entente_store::Store;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::NodeConfig;
+use crate::keys;
+
+/// Written to `DATA_DIR/listening.json` once the node listens, so scripts and tests that
+/// asked for port 0 learn the real ports. Removed on a clean stop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listening {
+    pub pid: u32,
+    pub member: String,
+    pub gateway: SocketAddr,
+    pub api: SocketAddr,
+}
+
+pub const LISTENING_FILE: &str = "listening.json";
+
+pub async fn run(cfg: NodeConfig) -> Result<()> {
+    let key = keys::load_node_key(&cfg.key_file())?;
+    let token = keys::load_token(&cfg.token_file())?;
+    let data_dir = cfg.data_dir();
+    let clock: SharedClock = Arc::new(SystemClock);
+
+    let store_dir = data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &Registry::TABLES))
+        .await?
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let store = Arc::new(store);
+
+    let registry = Arc::new(
+        Registry::load(
+            store.clone(),
+            clock.clone(),
+            cfg.node.member.clone(),
+            Duration::from_secs(cfg.gateway.online_window_secs),
+        )
+        .context("cannot load the gateway registry")?,
+    );
+
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let gateway_metrics = GatewayMetrics::register(&mut metrics_registry);
+
+    let server_cfg = ServerConfig {
+        bind: cfg.gateway.bind,
+        max_datagram_bytes: cfg.gateway.max_datagram_bytes,
+        frame_queue: cfg.gateway.frame_queue,
+        ..ServerConfig::default()
+    };
+    let (server, frames) = GatewayServer::bind(&server_cfg, registry.clone(), gateway_metrics.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot bind the gateway UDP port {} (gateway.bind)",
+                cfg.gateway.bind
+            )
+        })?;
+    let listener = tokio::net::TcpListener::bind(cfg.api.bind)
+        .await
+        .with_context(|| format!("cannot bind the API port {} (api.bind)", cfg.api.bind))?;
+
+    let listening = Listening {
+        pid: std::process::id(),
+        member: cfg.node.member.to_string(),
+        gateway: server.local_addr()?,
+        api: listener.local_addr()?,
+    };
+    let listening_path = data_dir.join(LISTENING_FILE);
+    write_listening(&listening_path, &listening)?;
+    info!(
+        member = %cfg.node.member,
+        public_key = %hex::encode(key.verifying_key().as_bytes()),
+        gateway = %listening.gateway,
+        api = %listening.api,
+        gateways = registry.len(),
+        "node started"
+    );
+
+    let shutdown = CancellationToken::new();
+    let state = ApiState {
+        member: cfg.node.member.clone(),
+        gateways: registry.clone(),
+        gateway_metrics,
+        metrics: Arc::new(metrics_registry),
+        operator_token: token.into(),
+    };
+    let gateway_task = tokio::spawn(server.clone().run(shutdown.clone()));
+    let api_task = tokio::spawn(entente_api::serve(listener, state, shutdown.clone()));
+    let sink_task = tokio::spawn(frame_sink(frames));
+    let flush_task = tokio::spawn(flush_periodically(
+        registry.clone(),
+        Duration::from_secs(cfg.gateway.status_flush_secs),
+        shutdown.clone(),
+    ));
+
+    wait_for_signal().await;
+    info!("stopping");
+    shutdown.cancel();
+    let _ = gateway_task.await;
+    match api_task.await {
+        Ok(Err(e)) => warn!("API server ended with an error: {e}"),
+        Err(e) => warn!("API task failed: {e}"),
+        Ok(Ok(())) => {}
+    }
+    let _ = flush_task.await;
+    drop(server);
+    let _ = sink_task.await;
+    registry.flush().context("cannot save gateway counters")?;
+    drop(registry);
+    let _ = std::fs::remove_file(&listening_path);
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close().context("cannot close the database")?,
+        Err(_) => warn!("database still referenced at shutdown; it closes with the process"),
+    }
+    info!("stopped cleanly");
+    Ok(())
+}
+
+fn write_listening(path: &PathBuf, l: &Listening) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(l)?)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Until the network server exists (next issue), accepted frames are logged and counted.
+async fn frame_sink(mut frames: mpsc::Receiver<RxFrame>) {
+    while let Some(f) = frames.recv().await {
+        debug!(
+            gateway = %f.rx.gateway,
+            size = f.phy_payload.len(),
+            freq = f.rx.frequency_hz,
+            dr = %f.rx.data_rate,
+            rssi = f.rx.rssi,
+            "uplink frame"
+        );
+    }
+}
+
+async fn flush_periodically(registry: Arc<Registry>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let r = registry.clone();
+        match tokio::task::spawn_blocking(move || r.flush()).await {
+            Ok(Err(e)) => warn!("cannot save gateway counters: {e}"),
+            Err(e) => warn!("gateway counter flush failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            warn!("cannot install signal handlers; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
