@@ -15,6 +15,7 @@ pub struct InitArgs<'a> {
     pub api_port: u16,
 }
 
+#[derive(Debug)]
 pub struct Initialised {
     pub config: std::path::PathBuf,
     pub public_key_hex: String,

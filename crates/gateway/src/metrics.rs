@@ -1,11 +1,11 @@
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Why a whole datagram was discarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DatagramDrop {
     /// Shorter than its header.
     TooShort,
@@ -42,7 +42,7 @@ impl DatagramDrop {
 }
 
 /// Why one `rxpk` of an accepted PUSH_DATA was discarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameDrop {
     BadBase64,
     /// Decoded length differs from `size`, or exceeds the LoRa maximum of 255 bytes.
@@ -79,12 +79,12 @@ impl FrameDrop {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DatagramLabels {
-    reason: DatagramDrop,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FrameLabels {
-    reason: FrameDrop,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -179,13 +179,13 @@ impl GatewayMetrics {
         Self {
             datagrams_received,
             datagrams_dropped: DatagramDrop::ALL
-                .map(|reason| dg.get_or_create(&DatagramLabels { reason }).clone()),
+                .map(|r| dg.get_or_create(&DatagramLabels { reason: r.as_str() }).clone()),
             push_data: kind("push_data"),
             pull_data: kind("pull_data"),
             tx_ack: kind("tx_ack"),
             frames_received,
             frames_accepted,
-            frames_dropped: FrameDrop::ALL.map(|reason| fr.get_or_create(&FrameLabels { reason }).clone()),
+            frames_dropped: FrameDrop::ALL.map(|r| fr.get_or_create(&FrameLabels { reason: r.as_str() }).clone()),
             downlinks_sent,
             tx_ack_ok: ack("ok"),
             tx_ack_error: ack("error"),

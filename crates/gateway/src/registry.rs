@@ -363,6 +363,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use entente_model::Clock;
     use entente_model::{ManualClock, SystemClock};
 
     fn open(dir: &std::path::Path) -> Arc<Store> {

@@ -54,6 +54,20 @@ pub enum TxAckError {
 }
 
 impl TxAckError {
+    /// A metric label for the error.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::TooLate => "too_late",
+            Self::TooEarly => "too_early",
+            Self::CollisionPacket => "collision_packet",
+            Self::CollisionBeacon => "collision_beacon",
+            Self::TxFreq => "tx_freq",
+            Self::TxPower => "tx_power",
+            Self::GpsUnlocked => "gps_unlocked",
+            Self::Other(_) => "other",
+        }
+    }
+
     fn parse(s: &str) -> Self {
         match s {
             "TOO_LATE" => Self::TooLate,
