@@ -1,0 +1,83 @@
+//! LNS counters, exposed at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Why an uplink was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    BadPhy,
+    UnknownDevAddr,
+    MicFailed,
+    Replay,
+    FCntGap,
+    UnknownDevice,
+    JoinEuiMismatch,
+    NoKey,
+    DevNonceReused,
+    DevAddrExhausted,
+    Store,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::BadPhy => "bad_phy",
+            Rejection::UnknownDevAddr => "unknown_dev_addr",
+            Rejection::MicFailed => "mic_failed",
+            Rejection::Replay => "replay",
+            Rejection::FCntGap => "fcnt_gap",
+            Rejection::UnknownDevice => "unknown_device",
+            Rejection::JoinEuiMismatch => "join_eui_mismatch",
+            Rejection::NoKey => "no_key",
+            Rejection::DevNonceReused => "dev_nonce_reused",
+            Rejection::DevAddrExhausted => "dev_addr_exhausted",
+            Rejection::Store => "store_error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Default, Debug)]
+pub struct LnsMetrics {
+    /// Distinct frames after deduplication.
+    pub frames_deduplicated: Counter,
+    /// Copies merged into an earlier frame by the dedup window.
+    pub duplicate_copies: Counter,
+    pub uplinks_accepted: Counter,
+    pub retransmissions: Counter,
+    pub joins_accepted: Counter,
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub downlinks: Family<KindLabel, Counter>,
+    pub downlink_failures: Family<ReasonLabel, Counter>,
+    pub mac_commands: Family<KindLabel, Counter>,
+}
+
+impl LnsMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        r.register("entente_lns_frames_deduplicated", "Distinct frames after deduplication", self.frames_deduplicated.clone());
+        r.register("entente_lns_duplicate_copies", "Copies of a frame merged by the dedup window", self.duplicate_copies.clone());
+        r.register("entente_lns_uplinks_accepted", "Data uplinks that passed MIC and FCnt checks", self.uplinks_accepted.clone());
+        r.register("entente_lns_retransmissions", "Uplinks repeating the last accepted FCnt", self.retransmissions.clone());
+        r.register("entente_lns_joins_accepted", "Join requests answered with a join accept", self.joins_accepted.clone());
+        r.register("entente_lns_rejected", "Frames refused, by reason", self.rejected.clone());
+        r.register("entente_lns_downlinks", "Downlinks scheduled, by kind and window", self.downlinks.clone());
+        r.register("entente_lns_downlink_failures", "Downlinks that could not be sent, by reason", self.downlink_failures.clone());
+        r.register("entente_lns_mac_commands", "MAC commands received from devices", self.mac_commands.clone());
+    }
+
+    pub fn reject(&self, r: Rejection) {
+        self.rejected.get_or_create(&ReasonLabel { reason: r.as_str() }).inc();
+    }
+}

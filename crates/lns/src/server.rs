@@ -1,0 +1,315 @@
+//! The network server: devices, sessions, the uplink pipeline and downlink decisions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entente_gateway::GatewayServer;
+use entente_model::{DevAddr, DevEui, SharedClock};
+use entente_region::Eu868;
+use entente_store::{Durability, Store, StoreError};
+
+use crate::device::{Device, DeviceClass};
+use crate::metrics::LnsMetrics;
+use crate::session::Session;
+use crate::tables::{
+    DevAddrIndex, Devices, DownlinkQueue, JoinState, QueueItem, Sessions, UplinkRecord, Uplinks, UsedDevNonces,
+};
+
+/// A contiguous block of DevAddrs owned by this member (prefix/length, as in the roster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevAddrBlock {
+    pub prefix: u32,
+    pub len: u8,
+}
+
+impl DevAddrBlock {
+    pub fn contains(&self, a: DevAddr) -> bool {
+        self.len == 0 || (a.0 ^ self.prefix) >> (32 - self.len as u32) == 0
+    }
+    pub fn random(&self) -> DevAddr {
+        let host_bits = 32 - self.len as u32;
+        let mask = if host_bits == 32 { u32::MAX } else { (1u32 << host_bits) - 1 };
+        DevAddr((self.prefix & !mask) | (fastrand::u32(..) & mask))
+    }
+}
+
+impl std::str::FromStr for DevAddrBlock {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (p, l) = s.split_once('/').ok_or_else(|| format!("{s:?} is not PREFIX/LENGTH, e.g. 26011000/20"))?;
+        let prefix: DevAddr = p.parse().map_err(|e| format!("{e}"))?;
+        let len: u8 = l.parse().map_err(|_| format!("prefix length {l:?} is not a number"))?;
+        if len > 32 {
+            return Err(format!("prefix length {len} is over 32"));
+        }
+        Ok(DevAddrBlock { prefix: prefix.0, len })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LnsConfig {
+    pub net_id: u32,
+    pub dev_addr_block: DevAddrBlock,
+    pub dedup_window: Duration,
+    pub adr: bool,
+    /// How often the network asks a device for its battery and margin.
+    pub dev_status_interval: chrono::TimeDelta,
+    /// How long the node waits for a gateway's TX_ACK.
+    pub tx_ack_timeout: Duration,
+}
+
+impl Default for LnsConfig {
+    fn default() -> Self {
+        LnsConfig {
+            net_id: 0,
+            dev_addr_block: DevAddrBlock { prefix: 0x2600_0000, len: 7 },
+            dedup_window: Duration::from_millis(200),
+            adr: true,
+            dev_status_interval: chrono::TimeDelta::hours(24),
+            tx_ack_timeout: Duration::from_millis(800),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LnsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("device {0} not found")]
+    DeviceNotFound(DevEui),
+    #[error("device {0} already exists")]
+    DeviceExists(DevEui),
+    #[error("invalid device {0}: {1}")]
+    InvalidDevice(DevEui, String),
+    #[error("DevAddr {0} of an ABP device is outside this member's block")]
+    DevAddrOutsideBlock(DevAddr),
+    #[error("FPort {0} is reserved (use 1..223)")]
+    BadFPort(u8),
+    #[error("payload of {0} bytes is over the 242 bytes LoRaWAN allows")]
+    PayloadTooLarge(usize),
+}
+
+/// The LoRaWAN network server of one node.
+pub struct NetworkServer {
+    pub(crate) store: Arc<Store>,
+    pub(crate) gateways: Arc<GatewayServer>,
+    pub(crate) cfg: LnsConfig,
+    pub(crate) clock: SharedClock,
+    pub metrics: LnsMetrics,
+    /// Serialises read-modify-write of sessions between the pipeline and the API.
+    pub(crate) session_lock: Mutex<()>,
+    pub(crate) next_seq: AtomicU64,
+    pub(crate) duty: crate::dutycycle::DutyCycle,
+}
+
+impl NetworkServer {
+    pub fn new(store: Arc<Store>, gateways: Arc<GatewayServer>, cfg: LnsConfig, clock: SharedClock) -> Result<Self, LnsError> {
+        // Sequence numbers continue after the newest stored uplink or queue item.
+        let mut max = 0u64;
+        for r in store.iter::<Uplinks>()? {
+            max = max.max(r?.0.1);
+        }
+        for r in store.iter::<DownlinkQueue>()? {
+            max = max.max(r?.0.1);
+        }
+        Ok(NetworkServer {
+            store,
+            gateways,
+            cfg,
+            clock,
+            metrics: LnsMetrics::default(),
+            session_lock: Mutex::new(()),
+            next_seq: AtomicU64::new(max + 1),
+            duty: crate::dutycycle::DutyCycle::default(),
+        })
+    }
+
+    pub fn config(&self) -> &LnsConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn lock_sessions(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.session_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- devices -------------------------------------------------------------------
+
+    fn check_device(&self, d: &Device) -> Result<(), LnsError> {
+        d.validate().map_err(|e| LnsError::InvalidDevice(d.dev_eui, e))?;
+        if let Some(abp) = &d.abp {
+            if !self.cfg.dev_addr_block.contains(abp.dev_addr) {
+                return Err(LnsError::DevAddrOutsideBlock(abp.dev_addr));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates devices all together or not at all (import and single create).
+    pub fn create_devices(&self, devices: &[Device]) -> Result<(), LnsError> {
+        let mut seen = std::collections::HashSet::new();
+        for d in devices {
+            self.check_device(d)?;
+            if !seen.insert(d.dev_eui) || self.store.get::<Devices>(&d.dev_eui)?.is_some() {
+                return Err(LnsError::DeviceExists(d.dev_eui));
+            }
+        }
+        let now = self.now();
+        let _g = self.lock_sessions();
+        let mut batch = self.store.batch();
+        for d in devices {
+            batch.put::<Devices>(&d.dev_eui, d)?;
+            if let Some(abp) = &d.abp {
+                let s = abp_session(d, abp, now);
+                batch.put::<DevAddrIndex>(&(abp.dev_addr, d.dev_eui), &())?;
+                batch.put::<Sessions>(&d.dev_eui, &s)?;
+            }
+        }
+        self.store.write(batch, Durability::Sync)?;
+        Ok(())
+    }
+
+    pub fn device(&self, eui: &DevEui) -> Result<Device, LnsError> {
+        self.store.get::<Devices>(eui)?.ok_or(LnsError::DeviceNotFound(*eui))
+    }
+
+    pub fn devices(&self) -> Result<Vec<Device>, LnsError> {
+        let mut v = Vec::new();
+        for r in self.store.iter::<Devices>()? {
+            v.push(r?.1);
+        }
+        Ok(v)
+    }
+
+    pub fn session(&self, eui: &DevEui) -> Result<Option<Session>, LnsError> {
+        Ok(self.store.get::<Sessions>(eui)?)
+    }
+
+    pub fn delete_device(&self, eui: &DevEui) -> Result<(), LnsError> {
+        let _g = self.lock_sessions();
+        self.device(eui)?;
+        let mut batch = self.store.batch();
+        if let Some(s) = self.store.get::<Sessions>(eui)? {
+            batch.delete::<DevAddrIndex>(&(s.dev_addr, *eui))?;
+            batch.delete::<Sessions>(eui)?;
+        }
+        batch.delete::<Devices>(eui)?;
+        batch.delete::<JoinState>(eui)?;
+        for r in self.store.range_from::<UsedDevNonces>(&(*eui, 0))? {
+            let (k, _) = r?;
+            if k.0 != *eui {
+                break;
+            }
+            batch.delete::<UsedDevNonces>(&k)?;
+        }
+        for r in self.store.range_from::<DownlinkQueue>(&(*eui, 0))? {
+            let (k, _) = r?;
+            if k.0 != *eui {
+                break;
+            }
+            batch.delete::<DownlinkQueue>(&k)?;
+        }
+        self.store.write(batch, Durability::Sync)?;
+        Ok(())
+    }
+
+    /// Uplinks of a device from sequence `after` (exclusive), oldest first.
+    pub fn uplinks(&self, eui: &DevEui, after: u64, limit: usize) -> Result<Vec<UplinkRecord>, LnsError> {
+        let mut v = Vec::new();
+        for r in self.store.range_from::<Uplinks>(&(*eui, after.saturating_add(1)))? {
+            let (k, u) = r?;
+            if k.0 != *eui || v.len() >= limit {
+                break;
+            }
+            v.push(u);
+        }
+        Ok(v)
+    }
+
+    pub fn queue(&self, eui: &DevEui) -> Result<Vec<QueueItem>, LnsError> {
+        let mut v = Vec::new();
+        for r in self.store.range_from::<DownlinkQueue>(&(*eui, 0))? {
+            let (k, q) = r?;
+            if k.0 != *eui {
+                break;
+            }
+            v.push(q);
+        }
+        Ok(v)
+    }
+
+    /// Queues an application downlink; a Class C device gets it at once.
+    pub fn enqueue(self: &Arc<Self>, eui: &DevEui, fport: u8, payload: Vec<u8>, confirmed: bool) -> Result<QueueItem, LnsError> {
+        if fport == 0 || fport > 223 {
+            return Err(LnsError::BadFPort(fport));
+        }
+        if payload.len() > 242 {
+            return Err(LnsError::PayloadTooLarge(payload.len()));
+        }
+        let device = self.device(eui)?;
+        let item = QueueItem {
+            id: self.seq(),
+            fport,
+            payload,
+            confirmed,
+            sent_fcnt: None,
+            attempts: 0,
+            created_at: self.now(),
+        };
+        self.store.put::<DownlinkQueue>(&(*eui, item.id), &item, Durability::Sync)?;
+        if device.profile.class == DeviceClass::C {
+            self.send_class_c(*eui);
+        }
+        Ok(item)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn gateways(&self) -> &Arc<GatewayServer> {
+        &self.gateways
+    }
+}
+
+fn abp_session(d: &Device, abp: &crate::device::AbpKeys, now: DateTime<Utc>) -> Session {
+    Session {
+        dev_eui: d.dev_eui,
+        dev_addr: abp.dev_addr,
+        mac_version: d.profile.mac_version,
+        class: d.profile.class,
+        f_nwk_s_int_key: abp.nwk_s_key,
+        s_nwk_s_int_key: abp.s_nwk_s_int_key.unwrap_or(abp.nwk_s_key),
+        nwk_s_enc_key: abp.nwk_s_enc_key.unwrap_or(abp.nwk_s_key),
+        app_s_key: if d.member_keeps_app_s_key { None } else { abp.app_s_key },
+        fcnt_up: None,
+        n_fcnt_down: 0,
+        a_fcnt_down: 0,
+        // ABP devices start with the regional defaults; the profile is applied by MAC commands.
+        rx_delay: 1,
+        rx1_dr_offset: 0,
+        rx2_dr: Eu868::RX2_DATA_RATE,
+        pending_confirmed_down: None,
+        last_seen: None,
+        last_gateway: None,
+        battery: None,
+        margin: None,
+        snr_history: Vec::new(),
+        data_rate: 0,
+        tx_power_index: 0,
+        pending_mac: Vec::new(),
+        created_at: now,
+        last_dev_status_req: None,
+        channels_configured: false,
+    }
+}
+
