@@ -16,6 +16,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub api: ApiSection,
     #[serde(default)]
+    pub lns: LnsSection,
+    #[serde(default)]
     pub log: LogSection,
     /// Directory of the config file; relative paths are resolved against it.
     #[serde(skip)]
@@ -68,6 +70,55 @@ impl Default for ApiSection {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token_file: defaults::token_file(),
         }
+    }
+}
+
+/// The network server: this member's addresses and the uplink pipeline's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LnsSection {
+    /// NetID, 6 hexadecimal digits (000000 for a private network).
+    pub net_id: String,
+    /// The member's DevAddr block, PREFIX/LENGTH (e.g. "26011000/20"); joins draw from it.
+    pub dev_addr_block: String,
+    /// How long copies of a frame from several gateways are gathered, in milliseconds.
+    pub dedup_window_ms: u64,
+    /// Whether the network steers devices' data rates (devices can opt out in their profile).
+    pub adr: bool,
+    /// How often a device is asked its battery and link margin, in hours.
+    pub dev_status_interval_hours: u32,
+}
+
+impl Default for LnsSection {
+    fn default() -> Self {
+        Self {
+            net_id: "000000".into(),
+            dev_addr_block: "26000000/7".into(),
+            dedup_window_ms: 200,
+            adr: true,
+            dev_status_interval_hours: 24,
+        }
+    }
+}
+
+impl LnsSection {
+    pub fn net_id(&self) -> Result<u32, String> {
+        let t = self.net_id.trim();
+        if t.len() != 6 {
+            return Err(format!("{t:?} is not 6 hexadecimal digits"));
+        }
+        u32::from_str_radix(t, 16).map_err(|_| format!("{t:?} is not 6 hexadecimal digits"))
+    }
+
+    pub fn to_lns_config(&self) -> Result<entente_lns::LnsConfig, (&'static str, String)> {
+        Ok(entente_lns::LnsConfig {
+            net_id: self.net_id().map_err(|e| ("lns.net_id", e))?,
+            dev_addr_block: self.dev_addr_block.parse().map_err(|e| ("lns.dev_addr_block", e))?,
+            dedup_window: std::time::Duration::from_millis(self.dedup_window_ms),
+            adr: self.adr,
+            dev_status_interval: chrono::TimeDelta::hours(self.dev_status_interval_hours as i64),
+            ..entente_lns::LnsConfig::default()
+        })
     }
 }
 
@@ -168,6 +219,10 @@ impl NodeConfig {
         }
         if self.gateway.frame_queue == 0 {
             return Err(("gateway.frame_queue", "must be at least 1".into()));
+        }
+        self.lns.to_lns_config()?;
+        if !(1..=5_000).contains(&self.lns.dedup_window_ms) {
+            return Err(("lns.dedup_window_ms", "must be between 1 and 5000".into()));
         }
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err((

@@ -86,6 +86,19 @@ bind = "0.0.0.0:{gw}"
 bind = "127.0.0.1:{api}"
 token_file = "operator.token"
 
+[lns]
+# NetID (6 hex digits; 000000 for a private network).
+# net_id = "000000"
+# This member's DevAddr block (PREFIX/LENGTH); OTAA joins draw addresses from it and ABP
+# devices must use it. The federation roster gives each member its own block.
+# dev_addr_block = "26000000/7"
+# How long copies of one frame from several gateways are gathered, in milliseconds.
+# dedup_window_ms = 200
+# Whether the network steers devices' data rates (ADR).
+# adr = true
+# How often devices are asked for battery and link margin (DevStatusReq), in hours.
+# dev_status_interval_hours = 24
+
 [log]
 # A tracing filter, e.g. "info" or "info,entente_gateway=debug". RUST_LOG overrides it.
 # level = "info"

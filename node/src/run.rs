@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use entente_api::ApiState;
-use entente_gateway::{GatewayMetrics, GatewayServer, Registry, RxFrame, ServerConfig};
+use entente_gateway::{GatewayMetrics, GatewayServer, Registry, ServerConfig};
 use entente_model::{SharedClock, SystemClock};
 use entente_store::Store;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 use crate::keys;
@@ -38,7 +37,8 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
 
     let store_dir = data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &Registry::TABLES))
+    let tables: Vec<&'static str> = Registry::TABLES.iter().chain(entente_lns::tables::ALL).copied().collect();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &tables))
         .await?
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let store = Arc::new(store);
@@ -70,6 +70,12 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 cfg.gateway.bind
             )
         })?;
+    let lns_cfg = cfg.lns.to_lns_config().map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
+    let lns = Arc::new(
+        entente_lns::NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock.clone())
+            .context("cannot load the network server's state")?,
+    );
+    lns.metrics.register(&mut metrics_registry);
     let listener = tokio::net::TcpListener::bind(cfg.api.bind)
         .await
         .with_context(|| format!("cannot bind the API port {} (api.bind)", cfg.api.bind))?;
@@ -98,10 +104,11 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         gateway_metrics,
         metrics: Arc::new(metrics_registry),
         operator_token: token.into(),
+        lns: Some(lns.clone()),
     };
     let gateway_task = tokio::spawn(server.clone().run(shutdown.clone()));
     let api_task = tokio::spawn(entente_api::serve(listener, state, shutdown.clone()));
-    let sink_task = tokio::spawn(frame_sink(frames));
+    let lns_task = tokio::spawn(lns.clone().run(frames, shutdown.clone()));
     let flush_task = tokio::spawn(flush_periodically(
         registry.clone(),
         Duration::from_secs(cfg.gateway.status_flush_secs),
@@ -118,8 +125,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         Ok(Ok(())) => {}
     }
     let _ = flush_task.await;
+    let _ = lns_task.await;
+    drop(lns);
     drop(server);
-    let _ = sink_task.await;
     registry.flush().context("cannot save gateway counters")?;
     drop(registry);
     let _ = std::fs::remove_file(&listening_path);
@@ -138,19 +146,6 @@ fn write_listening(path: &PathBuf, l: &Listening) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Until the network server exists (next issue), accepted frames are logged and counted.
-async fn frame_sink(mut frames: mpsc::Receiver<RxFrame>) {
-    while let Some(f) = frames.recv().await {
-        debug!(
-            gateway = %f.rx.gateway,
-            size = f.phy_payload.len(),
-            freq = f.rx.frequency_hz,
-            dr = %f.rx.data_rate,
-            rssi = f.rx.rssi,
-            "uplink frame"
-        );
-    }
-}
 
 async fn flush_periodically(registry: Arc<Registry>, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);

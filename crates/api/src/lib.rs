@@ -2,6 +2,7 @@
 //! behind bearer-token auth, with one JSON error shape everywhere.
 
 mod auth;
+mod devices;
 mod error;
 mod extract;
 mod gateways;
@@ -10,7 +11,7 @@ mod metrics;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use entente_gateway::{GatewayMetrics, Registry};
 use entente_model::MemberId;
 use tokio::net::TcpListener;
@@ -26,15 +27,22 @@ pub struct ApiState {
     pub gateway_metrics: GatewayMetrics,
     pub metrics: Arc<prometheus_client::registry::Registry>,
     pub operator_token: Arc<str>,
+    /// The network server (None only in tests of the gateway endpoints alone).
+    pub lns: Option<Arc<entente_lns::NetworkServer>>,
 }
 
-/// Largest request body accepted (gateway registrations are a few hundred bytes).
-const MAX_BODY: usize = 1024 * 1024;
+/// Largest request body accepted: a CSV import of tens of thousands of devices fits.
+const MAX_BODY: usize = 16 * 1024 * 1024;
 
 pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/gateways", get(gateways::list).post(gateways::create))
         .route("/gateways/{eui}", get(gateways::show).delete(gateways::delete))
+        .route("/devices", get(devices::list).post(devices::create))
+        .route("/devices/import", post(devices::import))
+        .route("/devices/{eui}", get(devices::show).delete(devices::delete))
+        .route("/devices/{eui}/queue", get(devices::queue).post(devices::enqueue))
+        .route("/devices/{eui}/uplinks", get(devices::uplinks))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_operator,
