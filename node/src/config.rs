@@ -113,7 +113,10 @@ impl LnsSection {
     pub fn to_lns_config(&self) -> Result<entente_lns::LnsConfig, (&'static str, String)> {
         Ok(entente_lns::LnsConfig {
             net_id: self.net_id().map_err(|e| ("lns.net_id", e))?,
-            dev_addr_block: self.dev_addr_block.parse().map_err(|e| ("lns.dev_addr_block", e))?,
+            dev_addr_block: self
+                .dev_addr_block
+                .parse()
+                .map_err(|e| ("lns.dev_addr_block", e))?,
             dedup_window: std::time::Duration::from_millis(self.dedup_window_ms),
             adr: self.adr,
             dev_status_interval: chrono::TimeDelta::hours(self.dev_status_interval_hours as i64),

@@ -37,7 +37,11 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
 
     let store_dir = data_dir.clone();
-    let tables: Vec<&'static str> = Registry::TABLES.iter().chain(entente_lns::tables::ALL).copied().collect();
+    let tables: Vec<&'static str> = Registry::TABLES
+        .iter()
+        .chain(entente_lns::tables::ALL)
+        .copied()
+        .collect();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &tables))
         .await?
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
@@ -70,7 +74,10 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 cfg.gateway.bind
             )
         })?;
-    let lns_cfg = cfg.lns.to_lns_config().map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
+    let lns_cfg = cfg
+        .lns
+        .to_lns_config()
+        .map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
     let lns = Arc::new(
         entente_lns::NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock.clone())
             .context("cannot load the network server's state")?,
@@ -145,7 +152,6 @@ fn write_listening(path: &PathBuf, l: &Listening) -> Result<()> {
         .and_then(|_| std::fs::rename(&tmp, path))
         .with_context(|| format!("cannot write {}", path.display()))
 }
-
 
 async fn flush_periodically(registry: Arc<Registry>, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);

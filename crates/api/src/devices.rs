@@ -13,7 +13,8 @@ use crate::extract::Json;
 use crate::{ApiError, ApiState};
 
 fn eui(raw: &str) -> Result<DevEui, ApiError> {
-    raw.parse().map_err(|e: entente_model::ModelError| ApiError::bad_request(e.to_string()))
+    raw.parse()
+        .map_err(|e: entente_model::ModelError| ApiError::bad_request(e.to_string()))
 }
 
 impl From<LnsError> for ApiError {
@@ -24,27 +25,46 @@ impl From<LnsError> for ApiError {
             LnsError::InvalidDevice(..)
             | LnsError::DevAddrOutsideBlock(_)
             | LnsError::BadFPort(_)
-            | LnsError::PayloadTooLarge(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()),
+            | LnsError::PayloadTooLarge(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+            }
             LnsError::Store(s) => Self::internal(s),
         }
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, LnsError> + Send + 'static) -> Result<T, ApiError> {
-    Ok(tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)??)
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LnsError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)??)
 }
 
 fn lns(s: &ApiState) -> Result<std::sync::Arc<entente_lns::NetworkServer>, ApiError> {
-    s.lns.clone().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the network server is not running"))
+    s.lns.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the network server is not running",
+        )
+    })
 }
 
 pub async fn list(State(s): State<ApiState>) -> Result<axum::Json<Value>, ApiError> {
     let lns = lns(&s)?;
-    let devices: Vec<DeviceSummary> = blocking(move || lns.devices()).await?.iter().map(Device::summary).collect();
+    let devices: Vec<DeviceSummary> = blocking(move || lns.devices())
+        .await?
+        .iter()
+        .map(Device::summary)
+        .collect();
     Ok(axum::Json(json!({ "devices": devices, "count": devices.len() })))
 }
 
-pub async fn create(State(s): State<ApiState>, Json(d): Json<Device>) -> Result<(StatusCode, axum::Json<DeviceSummary>), ApiError> {
+pub async fn create(
+    State(s): State<ApiState>,
+    Json(d): Json<Device>,
+) -> Result<(StatusCode, axum::Json<DeviceSummary>), ApiError> {
     let lns = lns(&s)?;
     let summary = d.summary();
     blocking(move || lns.create_devices(std::slice::from_ref(&d))).await?;
@@ -53,16 +73,27 @@ pub async fn create(State(s): State<ApiState>, Json(d): Json<Device>) -> Result<
 }
 
 /// `POST /v1/devices/import` with a `text/csv` body: all devices or none.
-pub async fn import(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+pub async fn import(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let lns = lns(&s)?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !ct.starts_with("text/csv") {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the file as text/csv"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the file as text/csv",
+        ));
     }
-    let text = std::str::from_utf8(&body).map_err(|e| ApiError::bad_request(format!("the file is not UTF-8: {e}")))?;
-    let devices = parse_csv(text, &ImportDefaults::default()).map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
-    })?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request(format!("the file is not UTF-8: {e}")))?;
+    let devices = parse_csv(text, &ImportDefaults::default())
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
     let n = devices.len();
     blocking(move || lns.create_devices(&devices)).await?;
     tracing::info!(devices = n, "devices imported");
@@ -120,12 +151,16 @@ pub async fn enqueue(
 ) -> Result<(StatusCode, axum::Json<QueueItem>), ApiError> {
     let lns = lns(&s)?;
     let eui = eui(&raw)?;
-    let payload = hex::decode(d.data.trim()).map_err(|e| ApiError::bad_request(format!("data is not hexadecimal: {e}")))?;
+    let payload = hex::decode(d.data.trim())
+        .map_err(|e| ApiError::bad_request(format!("data is not hexadecimal: {e}")))?;
     let item = blocking(move || lns.enqueue(&eui, d.fport, payload, d.confirmed)).await?;
     Ok((StatusCode::CREATED, axum::Json(item)))
 }
 
-pub async fn queue(State(s): State<ApiState>, Path(raw): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn queue(
+    State(s): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
     let lns = lns(&s)?;
     let eui = eui(&raw)?;
     let items = blocking(move || {
@@ -166,8 +201,14 @@ pub async fn uplinks(
     .await?;
     let views: Vec<UplinkView> = records
         .iter()
-        .map(|r| UplinkView { record: r, payload_hex: hex::encode(&r.payload), gateways: r.rx.len() })
+        .map(|r| UplinkView {
+            record: r,
+            payload_hex: hex::encode(&r.payload),
+            gateways: r.rx.len(),
+        })
         .collect();
     let next = records.last().map(|r| r.seq);
-    Ok(axum::Json(json!({ "uplinks": views, "count": views.len(), "next_after": next })))
+    Ok(axum::Json(
+        json!({ "uplinks": views, "count": views.len(), "next_after": next }),
+    ))
 }

@@ -185,7 +185,8 @@ impl GatewayMetrics {
             tx_ack: kind("tx_ack"),
             frames_received,
             frames_accepted,
-            frames_dropped: FrameDrop::ALL.map(|r| fr.get_or_create(&FrameLabels { reason: r.as_str() }).clone()),
+            frames_dropped: FrameDrop::ALL
+                .map(|r| fr.get_or_create(&FrameLabels { reason: r.as_str() }).clone()),
             downlinks_sent,
             tx_ack_ok: ack("ok"),
             tx_ack_error: ack("error"),

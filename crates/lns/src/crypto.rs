@@ -55,7 +55,10 @@ fn b0(dir: Dir, conf_fcnt: u16, dr: u8, ch: u8, dev_addr: u32, fcnt: u32, len: u
 
 /// MIC of an uplink data frame for 1.0.x (`msg` = MHDR..FRMPayload, without MIC).
 pub fn uplink_mic_10(nwk_s_key: &AesKey, dev_addr: u32, fcnt: u32, msg: &[u8]) -> [u8; 4] {
-    mic4(cmac_parts(nwk_s_key, &[&b0(Dir::Up, 0, 0, 0, dev_addr, fcnt, msg.len()), msg]))
+    mic4(cmac_parts(
+        nwk_s_key,
+        &[&b0(Dir::Up, 0, 0, 0, dev_addr, fcnt, msg.len()), msg],
+    ))
 }
 
 /// Uplink context that only 1.1 mixes into the MIC.
@@ -76,22 +79,39 @@ pub fn uplink_mic_11(
     fcnt: u32,
     msg: &[u8],
 ) -> [u8; 4] {
-    let f = cmac_parts(f_nwk_s_int_key, &[&b0(Dir::Up, 0, 0, 0, dev_addr, fcnt, msg.len()), msg]);
-    let b1 = b0(Dir::Up, ctx.conf_fcnt, ctx.tx_dr, ctx.tx_ch, dev_addr, fcnt, msg.len());
+    let f = cmac_parts(
+        f_nwk_s_int_key,
+        &[&b0(Dir::Up, 0, 0, 0, dev_addr, fcnt, msg.len()), msg],
+    );
+    let b1 = b0(
+        Dir::Up,
+        ctx.conf_fcnt,
+        ctx.tx_dr,
+        ctx.tx_ch,
+        dev_addr,
+        fcnt,
+        msg.len(),
+    );
     let s = cmac_parts(s_nwk_s_int_key, &[&b1, msg]);
     [s[0], s[1], f[0], f[1]]
 }
 
 /// The FNwkSIntKey half alone: what a 1.1 visited network can check (`micF`).
 pub fn uplink_mic_11_f_half(f_nwk_s_int_key: &AesKey, dev_addr: u32, fcnt: u32, msg: &[u8]) -> [u8; 2] {
-    let f = cmac_parts(f_nwk_s_int_key, &[&b0(Dir::Up, 0, 0, 0, dev_addr, fcnt, msg.len()), msg]);
+    let f = cmac_parts(
+        f_nwk_s_int_key,
+        &[&b0(Dir::Up, 0, 0, 0, dev_addr, fcnt, msg.len()), msg],
+    );
     [f[0], f[1]]
 }
 
 /// MIC of a downlink data frame. For 1.0.x pass `conf_fcnt = 0` and NwkSKey; for 1.1 pass
 /// SNwkSIntKey and the FCnt of the confirmed uplink being acknowledged (if any).
 pub fn downlink_mic(key: &AesKey, conf_fcnt: u16, dev_addr: u32, fcnt: u32, msg: &[u8]) -> [u8; 4] {
-    mic4(cmac_parts(key, &[&b0(Dir::Down, conf_fcnt, 0, 0, dev_addr, fcnt, msg.len()), msg]))
+    mic4(cmac_parts(
+        key,
+        &[&b0(Dir::Down, conf_fcnt, 0, 0, dev_addr, fcnt, msg.len()), msg],
+    ))
 }
 
 /// Encrypts or decrypts an FRMPayload in place (the operation is its own inverse).
@@ -153,7 +173,10 @@ pub fn join_accept_mic_11(
     dev_nonce: u16,
     msg: &[u8],
 ) -> [u8; 4] {
-    mic4(cmac_parts(js_int_key, &[&[join_req_type], &join_eui_le, &dev_nonce.to_le_bytes(), msg]))
+    mic4(cmac_parts(
+        js_int_key,
+        &[&[join_req_type], &join_eui_le, &dev_nonce.to_le_bytes(), msg],
+    ))
 }
 
 /// JoinAccept "encryption": AES decrypt of everything after the MHDR (a multiple of 16).
@@ -188,7 +211,10 @@ pub fn derive_session_10(app_key: &AesKey, join_nonce: u32, net_id: u32, dev_non
     let jn = &join_nonce.to_le_bytes()[..3];
     let ni = &net_id.to_le_bytes()[..3];
     let dn = dev_nonce.to_le_bytes();
-    (derive(app_key, 0x01, &[jn, ni, &dn]), derive(app_key, 0x02, &[jn, ni, &dn]))
+    (
+        derive(app_key, 0x01, &[jn, ni, &dn]),
+        derive(app_key, 0x02, &[jn, ni, &dn]),
+    )
 }
 
 /// Session keys of a 1.1 join.

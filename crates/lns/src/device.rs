@@ -48,7 +48,9 @@ impl FromStr for MacVersion {
             "1.0.3" => Ok(MacVersion::V1_0_3),
             "1.0.4" => Ok(MacVersion::V1_0_4),
             "1.1" | "1.1.0" => Ok(MacVersion::V1_1),
-            other => Err(format!("unknown LoRaWAN version {other:?} (1.0.0 to 1.0.4, or 1.1)")),
+            other => Err(format!(
+                "unknown LoRaWAN version {other:?} (1.0.0 to 1.0.4, or 1.1)"
+            )),
         }
     }
 }
@@ -99,7 +101,9 @@ impl FromStr for Lifecycle {
             "SERVICE" => Ok(Lifecycle::Service),
             "STOCK" => Ok(Lifecycle::Stock),
             "NONE" | "" => Ok(Lifecycle::None),
-            other => Err(format!("{other:?} is not one of DELIVERY, MAINTENANCE, SERVICE, STOCK, NONE")),
+            other => Err(format!(
+                "{other:?} is not one of DELIVERY, MAINTENANCE, SERVICE, STOCK, NONE"
+            )),
         }
     }
 }
@@ -122,7 +126,9 @@ impl FromStr for GeolocationMode {
             "AUTO" => Ok(GeolocationMode::Auto),
             "MANUAL" => Ok(GeolocationMode::Manual),
             "VIA_OTHER_DEVICE" => Ok(GeolocationMode::ViaOtherDevice),
-            other => Err(format!("{other:?} is not one of NONE, AUTO, MANUAL, VIA_OTHER_DEVICE")),
+            other => Err(format!(
+                "{other:?} is not one of NONE, AUTO, MANUAL, VIA_OTHER_DEVICE"
+            )),
         }
     }
 }

@@ -90,13 +90,27 @@ impl NetworkServer {
         mac: &[u8],
         with_app: bool,
     ) -> Result<Option<DownlinkPlan>, LnsError> {
-        let rx1 = Window::rx1(Duration::from_secs(s.rx_delay.max(1) as u64), up_dr, s.rx1_dr_offset);
+        let rx1 = Window::rx1(
+            Duration::from_secs(s.rx_delay.max(1) as u64),
+            up_dr,
+            s.rx1_dr_offset,
+        );
         let rx2 = Window::rx2(Duration::from_secs(s.rx_delay.max(1) as u64 + 1), s.rx2_dr);
-        let (mut item, queued) = if with_app { self.queue_head(&s.dev_eui)? } else { (None, 0) };
+        let (mut item, queued) = if with_app {
+            self.queue_head(&s.dev_eui)?
+        } else {
+            (None, 0)
+        };
         if let Some(it) = &item {
             if it.attempts >= MAX_ATTEMPTS {
-                self.store.delete::<DownlinkQueue>(&(s.dev_eui, it.id), Durability::Sync)?;
-                self.metrics.downlink_failures.get_or_create(&ReasonLabel { reason: "max_attempts" }).inc();
+                self.store
+                    .delete::<DownlinkQueue>(&(s.dev_eui, it.id), Durability::Sync)?;
+                self.metrics
+                    .downlink_failures
+                    .get_or_create(&ReasonLabel {
+                        reason: "max_attempts",
+                    })
+                    .inc();
                 item = None;
             }
         }
@@ -118,7 +132,13 @@ impl NetworkServer {
         Ok(Some(DownlinkPlan {
             dev_eui: s.dev_eui,
             phy_payload,
-            kind: if item.is_some() { "data" } else if ack { "ack" } else { "mac" },
+            kind: if item.is_some() {
+                "data"
+            } else if ack {
+                "ack"
+            } else {
+                "mac"
+            },
             rx1,
             rx2,
             queue_item: item,
@@ -145,23 +165,42 @@ impl NetworkServer {
                     }
                 }
             }
-            this.metrics.downlink_failures.get_or_create(&ReasonLabel { reason: "no_window" }).inc();
+            this.metrics
+                .downlink_failures
+                .get_or_create(&ReasonLabel { reason: "no_window" })
+                .inc();
             warn!(dev_eui = %plan.dev_eui, kind = plan.kind, "no gateway could send the downlink");
         });
     }
 
     /// Returns Ok(true) when the gateway accepted the downlink.
-    async fn transmit(&self, plan: &DownlinkPlan, info: &RxInfo, w: Window, immediately: bool) -> Result<bool, DownlinkError> {
+    async fn transmit(
+        &self,
+        plan: &DownlinkPlan,
+        info: &RxInfo,
+        w: Window,
+        immediately: bool,
+    ) -> Result<bool, DownlinkError> {
         let freq = w.frequency_hz.unwrap_or(info.frequency_hz);
-        let dr = Eu868::data_rate(w.data_rate).unwrap_or(entente_region::DataRate::lora(12, entente_region::Bandwidth::Khz125));
+        let dr = Eu868::data_rate(w.data_rate).unwrap_or(entente_region::DataRate::lora(
+            12,
+            entente_region::Bandwidth::Khz125,
+        ));
         let airtime = time_on_air(Modulation::downlink(dr), plan.phy_payload.len());
         if !self.duty.try_reserve(info.gateway, freq, airtime, self.now()) {
-            self.metrics.downlink_failures.get_or_create(&ReasonLabel { reason: "duty_cycle" }).inc();
+            self.metrics
+                .downlink_failures
+                .get_or_create(&ReasonLabel { reason: "duty_cycle" })
+                .inc();
             return Ok(false);
         }
         let txpk = TxPk {
             imme: immediately,
-            tmst: if immediately { None } else { Some(info.tmst.wrapping_add(w.delay.as_micros() as u32)) },
+            tmst: if immediately {
+                None
+            } else {
+                Some(info.tmst.wrapping_add(w.delay.as_micros() as u32))
+            },
             tmms: None,
             freq: freq as f64 / 1e6,
             rfch: 0,
@@ -176,15 +215,26 @@ impl NetworkServer {
             data: base64::engine::general_purpose::STANDARD.encode(&plan.phy_payload),
             ncrc: true,
         };
-        let outcome = self.gateways.send_downlink(info.gateway, txpk, self.cfg.tx_ack_timeout).await?;
+        let outcome = self
+            .gateways
+            .send_downlink(info.gateway, txpk, self.cfg.tx_ack_timeout)
+            .await?;
         match outcome {
             TxOutcome::Ok { .. } | TxOutcome::NotAcknowledged => {
-                self.metrics.downlinks.get_or_create(&KindLabel { kind: window_kind(plan.kind, w.name) }).inc();
+                self.metrics
+                    .downlinks
+                    .get_or_create(&KindLabel {
+                        kind: window_kind(plan.kind, w.name),
+                    })
+                    .inc();
                 info!(dev_eui = %plan.dev_eui, kind = plan.kind, window = w.name, gateway = %info.gateway, "downlink scheduled");
                 Ok(true)
             }
             TxOutcome::Error(e) => {
-                self.metrics.downlink_failures.get_or_create(&ReasonLabel { reason: e.as_str() }).inc();
+                self.metrics
+                    .downlink_failures
+                    .get_or_create(&ReasonLabel { reason: e.as_str() })
+                    .inc();
                 debug!(dev_eui = %plan.dev_eui, window = w.name, error = ?e, "gateway refused the downlink");
                 Ok(false)
             }
@@ -195,7 +245,10 @@ impl NetworkServer {
     fn after_sent(&self, plan: &DownlinkPlan) {
         if let Some(item) = &plan.queue_item {
             if !item.confirmed {
-                if let Err(e) = self.store.delete::<DownlinkQueue>(&(plan.dev_eui, item.id), Durability::Buffered) {
+                if let Err(e) = self
+                    .store
+                    .delete::<DownlinkQueue>(&(plan.dev_eui, item.id), Durability::Buffered)
+                {
                     warn!(error = %e, "could not remove a sent downlink from the queue");
                 }
             }
@@ -208,7 +261,9 @@ impl NetworkServer {
         tokio::spawn(async move {
             let planned = (|| -> Result<Option<(DownlinkPlan, entente_model::GatewayEui)>, LnsError> {
                 let _g = this.lock_sessions();
-                let Some(mut s) = this.store.get::<Sessions>(&eui)? else { return Ok(None) };
+                let Some(mut s) = this.store.get::<Sessions>(&eui)? else {
+                    return Ok(None);
+                };
                 if s.class != DeviceClass::C {
                     return Ok(None);
                 }
@@ -225,7 +280,14 @@ impl NetworkServer {
                 this.store.write(batch, Durability::Sync)?;
                 let rx2 = Window::rx2(Duration::ZERO, s.rx2_dr);
                 Ok(Some((
-                    DownlinkPlan { dev_eui: eui, phy_payload, kind: "class_c", rx1: rx2, rx2, queue_item: Some(item) },
+                    DownlinkPlan {
+                        dev_eui: eui,
+                        phy_payload,
+                        kind: "class_c",
+                        rx1: rx2,
+                        rx2,
+                        queue_item: Some(item),
+                    },
                     gw,
                 )))
             })();
@@ -255,12 +317,21 @@ impl NetworkServer {
                 Ok(true) => {
                     this.after_sent(&plan);
                     // The next item, if any, follows at once.
-                    if this.queue(&eui).map(|q| q.iter().any(|i| i.sent_fcnt.is_none())).unwrap_or(false) {
+                    if this
+                        .queue(&eui)
+                        .map(|q| q.iter().any(|i| i.sent_fcnt.is_none()))
+                        .unwrap_or(false)
+                    {
                         this.send_class_c(eui);
                     }
                 }
                 Ok(false) | Err(_) => {
-                    this.metrics.downlink_failures.get_or_create(&ReasonLabel { reason: "class_c_not_sent" }).inc();
+                    this.metrics
+                        .downlink_failures
+                        .get_or_create(&ReasonLabel {
+                            reason: "class_c_not_sent",
+                        })
+                        .inc();
                 }
             }
         });
@@ -290,7 +361,11 @@ pub(crate) fn build_data_down(
 ) -> Vec<u8> {
     let v11 = s.mac_version.is_11();
     let has_app = item.is_some();
-    let fcnt = if v11 && has_app { s.a_fcnt_down } else { s.n_fcnt_down };
+    let fcnt = if v11 && has_app {
+        s.a_fcnt_down
+    } else {
+        s.n_fcnt_down
+    };
     let mut fctrl = 0u8;
     if ack {
         fctrl |= 0x20;
@@ -314,7 +389,11 @@ pub(crate) fn build_data_down(
             if it.confirmed {
                 s.pending_confirmed_down = Some(fcnt);
             }
-            let mt = if it.confirmed { MType::ConfirmedDown } else { MType::UnconfirmedDown };
+            let mt = if it.confirmed {
+                MType::ConfirmedDown
+            } else {
+                MType::UnconfirmedDown
+            };
             (mt, Some(it.fport), p, fopts)
         }
         None if mac.len() > 15 => {

@@ -16,7 +16,9 @@ pub struct DutyCycle {
 impl DutyCycle {
     /// Reserves `airtime` on the gateway's sub-band if the hour's budget allows it.
     pub fn try_reserve(&self, gw: GatewayEui, freq_hz: u32, airtime: Duration, now: DateTime<Utc>) -> bool {
-        let Ok(band) = Eu868::sub_band(freq_hz) else { return false };
+        let Ok(band) = Eu868::sub_band(freq_hz) else {
+            return false;
+        };
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         let q = used.entry((gw, band.name)).or_default();
         let hour_ago = now - TimeDelta::hours(1);
@@ -49,6 +51,11 @@ mod tests {
         assert_eq!(n, 36);
         // RX2 (869.525 MHz, 10 %) is a different budget.
         assert!(d.try_reserve(gw, 869_525_000, Duration::from_secs(1), t0));
-        assert!(d.try_reserve(gw, 868_100_000, Duration::from_secs(1), t0 + TimeDelta::minutes(61)));
+        assert!(d.try_reserve(
+            gw,
+            868_100_000,
+            Duration::from_secs(1),
+            t0 + TimeDelta::minutes(61)
+        ));
     }
 }

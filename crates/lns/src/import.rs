@@ -138,7 +138,10 @@ pub struct ImportDefaults {
 
 impl Default for ImportDefaults {
     fn default() -> Self {
-        ImportDefaults { group: "default".into(), profile: Profile::default() }
+        ImportDefaults {
+            group: "default".into(),
+            profile: Profile::default(),
+        }
     }
 }
 
@@ -146,7 +149,11 @@ impl Default for ImportDefaults {
 pub fn parse_csv(text: &str, defaults: &ImportDefaults) -> Result<Vec<Device>, ImportError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text); // spreadsheet BOM
     let first = text.lines().next().unwrap_or("");
-    let delimiter = if first.matches(';').count() > first.matches(',').count() { b';' } else { b',' };
+    let delimiter = if first.matches(';').count() > first.matches(',').count() {
+        b';'
+    } else {
+        b','
+    };
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(false)
@@ -154,20 +161,36 @@ pub fn parse_csv(text: &str, defaults: &ImportDefaults) -> Result<Vec<Device>, I
         .from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| ImportError { line: 1, column: None, reason: format!("unreadable header: {e}") })?
+        .map_err(|e| ImportError {
+            line: 1,
+            column: None,
+            reason: format!("unreadable header: {e}"),
+        })?
         .clone();
     let mut columns: HashMap<Field, (usize, String)> = HashMap::new();
     for (i, h) in headers.iter().enumerate() {
         let Some(f) = field_of(h) else {
-            return Err(ImportError { line: 1, column: Some(h.into()), reason: "unknown column".into() });
+            return Err(ImportError {
+                line: 1,
+                column: Some(h.into()),
+                reason: "unknown column".into(),
+            });
         };
         if columns.insert(f, (i, h.to_string())).is_some() {
-            return Err(ImportError { line: 1, column: Some(h.into()), reason: "column given twice".into() });
+            return Err(ImportError {
+                line: 1,
+                column: Some(h.into()),
+                reason: "column given twice".into(),
+            });
         }
     }
     for (f, name) in MANDATORY {
         if !columns.contains_key(f) {
-            return Err(ImportError { line: 1, column: Some((*name).into()), reason: "mandatory column missing".into() });
+            return Err(ImportError {
+                line: 1,
+                column: Some((*name).into()),
+                reason: "mandatory column missing".into(),
+            });
         }
     }
     let mut devices = Vec::new();
@@ -179,15 +202,26 @@ pub fn parse_csv(text: &str, defaults: &ImportDefaults) -> Result<Vec<Device>, I
             column: None,
             reason: format!("{e}"),
         })?;
-        let row = Row { rec: &rec, columns: &columns, line };
+        let row = Row {
+            rec: &rec,
+            columns: &columns,
+            line,
+        };
         let d = row.device(defaults)?;
         if let Some(prev) = seen.insert(d.dev_eui, line) {
-            return Err(row.err(Field::DevEui, format!("DevEUI {} already on line {prev}", d.dev_eui)));
+            return Err(row.err(
+                Field::DevEui,
+                format!("DevEUI {} already on line {prev}", d.dev_eui),
+            ));
         }
         devices.push(d);
     }
     if devices.is_empty() {
-        return Err(ImportError { line: 2, column: None, reason: "the file has no device".into() });
+        return Err(ImportError {
+            line: 2,
+            column: None,
+            reason: "the file has no device".into(),
+        });
     }
     Ok(devices)
 }
@@ -205,8 +239,16 @@ impl Row<'_> {
     }
 
     fn err(&self, f: Field, reason: impl Into<String>) -> ImportError {
-        let column = self.columns.get(&f).map(|(_, h)| h.clone()).unwrap_or_else(|| format!("{f:?}"));
-        ImportError { line: self.line, column: Some(column), reason: reason.into() }
+        let column = self
+            .columns
+            .get(&f)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_else(|| format!("{f:?}"));
+        ImportError {
+            line: self.line,
+            column: Some(column),
+            reason: reason.into(),
+        }
     }
 
     fn required(&self, f: Field) -> Result<&str, ImportError> {
@@ -226,7 +268,8 @@ impl Row<'_> {
     fn number(&self, f: Field) -> Result<f64, ImportError> {
         // French spreadsheets write decimals with a comma.
         let v = self.required(f)?.replace(',', ".");
-        v.parse::<f64>().map_err(|_| self.err(f, format!("{v:?} is not a number")))
+        v.parse::<f64>()
+            .map_err(|_| self.err(f, format!("{v:?} is not a number")))
     }
 
     fn flag(&self, f: Field) -> Result<Option<bool>, ImportError> {
@@ -242,16 +285,28 @@ impl Row<'_> {
 
     fn device(&self, defaults: &ImportDefaults) -> Result<Device, ImportError> {
         use Field as F;
-        let dev_eui: DevEui = self.required(F::DevEui)?.parse().map_err(|e| self.err(F::DevEui, format!("{e}")))?;
-        let class = match self.required(F::Class)?.to_ascii_uppercase().trim_start_matches("CLASS").trim() {
+        let dev_eui: DevEui = self
+            .required(F::DevEui)?
+            .parse()
+            .map_err(|e| self.err(F::DevEui, format!("{e}")))?;
+        let class = match self
+            .required(F::Class)?
+            .to_ascii_uppercase()
+            .trim_start_matches("CLASS")
+            .trim()
+        {
             "A" => DeviceClass::A,
             "C" => DeviceClass::C,
             "B" => return Err(self.err(F::Class, "Class B is not supported; use A or C")),
             other => return Err(self.err(F::Class, format!("{other:?} is not A or C"))),
         };
-        let position = Position { latitude: self.number(F::Latitude)?, longitude: self.number(F::Longitude)?, altitude: None }
-            .validate()
-            .map_err(|e| self.err(F::Latitude, e.to_string()))?;
+        let position = Position {
+            latitude: self.number(F::Latitude)?,
+            longitude: self.number(F::Longitude)?,
+            altitude: None,
+        }
+        .validate()
+        .map_err(|e| self.err(F::Latitude, e.to_string()))?;
         let (group, sub_group) = {
             let g = self.get(F::Group).unwrap_or(&defaults.group);
             match g.split_once('/') {
@@ -294,7 +349,8 @@ impl Row<'_> {
                     .required(F::DevAddr)?
                     .parse::<DevAddr>()
                     .map_err(|e| self.err(F::DevAddr, e.to_string()))?,
-                nwk_s_key: key(F::NwkSKey)?.ok_or_else(|| self.err(F::NwkSKey, "an ABP device needs its NwkSKey"))?,
+                nwk_s_key: key(F::NwkSKey)?
+                    .ok_or_else(|| self.err(F::NwkSKey, "an ABP device needs its NwkSKey"))?,
                 s_nwk_s_int_key: key(F::SNwkSIntKey)?,
                 nwk_s_enc_key: key(F::NwkSEncKey)?,
                 app_s_key: key(F::AppSKey)?,
@@ -306,7 +362,9 @@ impl Row<'_> {
         let join_eui = match abp {
             Some(_) => self.parse::<JoinEui>(F::JoinEui)?,
             None => Some(
-                self.required(F::JoinEui)?.parse::<JoinEui>().map_err(|e| self.err(F::JoinEui, e.to_string()))?,
+                self.required(F::JoinEui)?
+                    .parse::<JoinEui>()
+                    .map_err(|e| self.err(F::JoinEui, e.to_string()))?,
             ),
         };
         let d = Device {

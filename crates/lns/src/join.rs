@@ -93,7 +93,8 @@ mod tests {
                 let lkey = lrwn::AES128Key::from_bytes(key.0);
                 phy.decrypt_join_accept_payload(&lkey).unwrap();
                 let ok = if opt_neg {
-                    let js = lrwn::keys::get_js_int_key(&lrwn::EUI64::from_be_bytes(dev_eui.0), &lkey).unwrap();
+                    let js =
+                        lrwn::keys::get_js_int_key(&lrwn::EUI64::from_be_bytes(dev_eui.0), &lkey).unwrap();
                     phy.validate_join_accept_mic(
                         lrwn::JoinType::Join,
                         &lrwn::EUI64::from_be_bytes(join_eui.0),
@@ -111,7 +112,9 @@ mod tests {
                     .unwrap()
                 };
                 assert!(ok, "opt_neg={opt_neg} cflist={cflist}");
-                let lrwn::Payload::JoinAccept(ja) = &phy.payload else { panic!("not a join accept") };
+                let lrwn::Payload::JoinAccept(ja) = &phy.payload else {
+                    panic!("not a join accept")
+                };
                 assert_eq!(ja.devaddr.to_be_bytes(), 0x2601_1234u32.to_be_bytes());
                 assert_eq!(ja.rx_delay, 5);
                 assert_eq!(ja.dl_settings.opt_neg, opt_neg);

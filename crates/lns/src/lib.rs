@@ -19,7 +19,9 @@ mod uplink;
 #[cfg(test)]
 mod crypto_tests;
 
-pub use device::{AbpKeys, Device, DeviceClass, DeviceSummary, GeolocationMode, Lifecycle, MacVersion, Profile, UseCase};
+pub use device::{
+    AbpKeys, Device, DeviceClass, DeviceSummary, GeolocationMode, Lifecycle, MacVersion, Profile, UseCase,
+};
 pub use keys::AesKey;
 pub use server::{DevAddrBlock, LnsConfig, LnsError, NetworkServer};
 pub use tables::{QueueItem, UplinkRecord};

@@ -66,18 +66,56 @@ pub struct LnsMetrics {
 
 impl LnsMetrics {
     pub fn register(&self, r: &mut Registry) {
-        r.register("entente_lns_frames_deduplicated", "Distinct frames after deduplication", self.frames_deduplicated.clone());
-        r.register("entente_lns_duplicate_copies", "Copies of a frame merged by the dedup window", self.duplicate_copies.clone());
-        r.register("entente_lns_uplinks_accepted", "Data uplinks that passed MIC and FCnt checks", self.uplinks_accepted.clone());
-        r.register("entente_lns_retransmissions", "Uplinks repeating the last accepted FCnt", self.retransmissions.clone());
-        r.register("entente_lns_joins_accepted", "Join requests answered with a join accept", self.joins_accepted.clone());
-        r.register("entente_lns_rejected", "Frames refused, by reason", self.rejected.clone());
-        r.register("entente_lns_downlinks", "Downlinks scheduled, by kind and window", self.downlinks.clone());
-        r.register("entente_lns_downlink_failures", "Downlinks that could not be sent, by reason", self.downlink_failures.clone());
-        r.register("entente_lns_mac_commands", "MAC commands received from devices", self.mac_commands.clone());
+        r.register(
+            "entente_lns_frames_deduplicated",
+            "Distinct frames after deduplication",
+            self.frames_deduplicated.clone(),
+        );
+        r.register(
+            "entente_lns_duplicate_copies",
+            "Copies of a frame merged by the dedup window",
+            self.duplicate_copies.clone(),
+        );
+        r.register(
+            "entente_lns_uplinks_accepted",
+            "Data uplinks that passed MIC and FCnt checks",
+            self.uplinks_accepted.clone(),
+        );
+        r.register(
+            "entente_lns_retransmissions",
+            "Uplinks repeating the last accepted FCnt",
+            self.retransmissions.clone(),
+        );
+        r.register(
+            "entente_lns_joins_accepted",
+            "Join requests answered with a join accept",
+            self.joins_accepted.clone(),
+        );
+        r.register(
+            "entente_lns_rejected",
+            "Frames refused, by reason",
+            self.rejected.clone(),
+        );
+        r.register(
+            "entente_lns_downlinks",
+            "Downlinks scheduled, by kind and window",
+            self.downlinks.clone(),
+        );
+        r.register(
+            "entente_lns_downlink_failures",
+            "Downlinks that could not be sent, by reason",
+            self.downlink_failures.clone(),
+        );
+        r.register(
+            "entente_lns_mac_commands",
+            "MAC commands received from devices",
+            self.mac_commands.clone(),
+        );
     }
 
     pub fn reject(&self, r: Rejection) {
-        self.rejected.get_or_create(&ReasonLabel { reason: r.as_str() }).inc();
+        self.rejected
+            .get_or_create(&ReasonLabel { reason: r.as_str() })
+            .inc();
     }
 }

@@ -134,7 +134,9 @@ pub fn eui_le(display: [u8; 8]) -> [u8; 8] {
 
 /// Parses an uplink (JoinRequest or data up) or, for devices, a data downlink.
 pub fn parse(b: &[u8]) -> Result<Phy<'_>, PhyError> {
-    let Some(&mhdr) = b.first() else { return Err(PhyError::TooShort(0)) };
+    let Some(&mhdr) = b.first() else {
+        return Err(PhyError::TooShort(0));
+    };
     if mhdr & 0x03 != 0 {
         return Err(PhyError::Major(mhdr & 0x03));
     }

@@ -14,7 +14,8 @@ use crate::device::{Device, DeviceClass};
 use crate::metrics::LnsMetrics;
 use crate::session::Session;
 use crate::tables::{
-    DevAddrIndex, Devices, DownlinkQueue, JoinState, QueueItem, Sessions, UplinkRecord, Uplinks, UsedDevNonces,
+    DevAddrIndex, Devices, DownlinkQueue, JoinState, QueueItem, Sessions, UplinkRecord, Uplinks,
+    UsedDevNonces,
 };
 
 /// A contiguous block of DevAddrs owned by this member (prefix/length, as in the roster).
@@ -30,7 +31,11 @@ impl DevAddrBlock {
     }
     pub fn random(&self) -> DevAddr {
         let host_bits = 32 - self.len as u32;
-        let mask = if host_bits == 32 { u32::MAX } else { (1u32 << host_bits) - 1 };
+        let mask = if host_bits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << host_bits) - 1
+        };
         DevAddr((self.prefix & !mask) | (fastrand::u32(..) & mask))
     }
 }
@@ -38,13 +43,20 @@ impl DevAddrBlock {
 impl std::str::FromStr for DevAddrBlock {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (p, l) = s.split_once('/').ok_or_else(|| format!("{s:?} is not PREFIX/LENGTH, e.g. 26011000/20"))?;
+        let (p, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not PREFIX/LENGTH, e.g. 26011000/20"))?;
         let prefix: DevAddr = p.parse().map_err(|e| format!("{e}"))?;
-        let len: u8 = l.parse().map_err(|_| format!("prefix length {l:?} is not a number"))?;
+        let len: u8 = l
+            .parse()
+            .map_err(|_| format!("prefix length {l:?} is not a number"))?;
         if len > 32 {
             return Err(format!("prefix length {len} is over 32"));
         }
-        Ok(DevAddrBlock { prefix: prefix.0, len })
+        Ok(DevAddrBlock {
+            prefix: prefix.0,
+            len,
+        })
     }
 }
 
@@ -64,7 +76,10 @@ impl Default for LnsConfig {
     fn default() -> Self {
         LnsConfig {
             net_id: 0,
-            dev_addr_block: DevAddrBlock { prefix: 0x2600_0000, len: 7 },
+            dev_addr_block: DevAddrBlock {
+                prefix: 0x2600_0000,
+                len: 7,
+            },
             dedup_window: Duration::from_millis(200),
             adr: true,
             dev_status_interval: chrono::TimeDelta::hours(24),
@@ -105,7 +120,12 @@ pub struct NetworkServer {
 }
 
 impl NetworkServer {
-    pub fn new(store: Arc<Store>, gateways: Arc<GatewayServer>, cfg: LnsConfig, clock: SharedClock) -> Result<Self, LnsError> {
+    pub fn new(
+        store: Arc<Store>,
+        gateways: Arc<GatewayServer>,
+        cfg: LnsConfig,
+        clock: SharedClock,
+    ) -> Result<Self, LnsError> {
         // Sequence numbers continue after the newest stored uplink or queue item.
         let mut max = 0u64;
         for r in store.iter::<Uplinks>()? {
@@ -179,7 +199,9 @@ impl NetworkServer {
     }
 
     pub fn device(&self, eui: &DevEui) -> Result<Device, LnsError> {
-        self.store.get::<Devices>(eui)?.ok_or(LnsError::DeviceNotFound(*eui))
+        self.store
+            .get::<Devices>(eui)?
+            .ok_or(LnsError::DeviceNotFound(*eui))
     }
 
     pub fn devices(&self) -> Result<Vec<Device>, LnsError> {
@@ -225,7 +247,10 @@ impl NetworkServer {
     /// Uplinks of a device from sequence `after` (exclusive), oldest first.
     pub fn uplinks(&self, eui: &DevEui, after: u64, limit: usize) -> Result<Vec<UplinkRecord>, LnsError> {
         let mut v = Vec::new();
-        for r in self.store.range_from::<Uplinks>(&(*eui, after.saturating_add(1)))? {
+        for r in self
+            .store
+            .range_from::<Uplinks>(&(*eui, after.saturating_add(1)))?
+        {
             let (k, u) = r?;
             if k.0 != *eui || v.len() >= limit {
                 break;
@@ -248,7 +273,13 @@ impl NetworkServer {
     }
 
     /// Queues an application downlink; a Class C device gets it at once.
-    pub fn enqueue(self: &Arc<Self>, eui: &DevEui, fport: u8, payload: Vec<u8>, confirmed: bool) -> Result<QueueItem, LnsError> {
+    pub fn enqueue(
+        self: &Arc<Self>,
+        eui: &DevEui,
+        fport: u8,
+        payload: Vec<u8>,
+        confirmed: bool,
+    ) -> Result<QueueItem, LnsError> {
         if fport == 0 || fport > 223 {
             return Err(LnsError::BadFPort(fport));
         }
@@ -265,7 +296,8 @@ impl NetworkServer {
             attempts: 0,
             created_at: self.now(),
         };
-        self.store.put::<DownlinkQueue>(&(*eui, item.id), &item, Durability::Sync)?;
+        self.store
+            .put::<DownlinkQueue>(&(*eui, item.id), &item, Durability::Sync)?;
         if device.profile.class == DeviceClass::C {
             self.send_class_c(*eui);
         }
@@ -290,7 +322,11 @@ fn abp_session(d: &Device, abp: &crate::device::AbpKeys, now: DateTime<Utc>) -> 
         f_nwk_s_int_key: abp.nwk_s_key,
         s_nwk_s_int_key: abp.s_nwk_s_int_key.unwrap_or(abp.nwk_s_key),
         nwk_s_enc_key: abp.nwk_s_enc_key.unwrap_or(abp.nwk_s_key),
-        app_s_key: if d.member_keeps_app_s_key { None } else { abp.app_s_key },
+        app_s_key: if d.member_keeps_app_s_key {
+            None
+        } else {
+            abp.app_s_key
+        },
         fcnt_up: None,
         n_fcnt_down: 0,
         a_fcnt_down: 0,
@@ -312,4 +348,3 @@ fn abp_session(d: &Device, abp: &crate::device::AbpKeys, now: DateTime<Utc>) -> 
         channels_configured: false,
     }
 }
-

@@ -63,7 +63,9 @@ pub enum FCntCheck {
 impl Session {
     /// Full 32-bit counter candidate for a 16-bit FCnt, the way TS001 §4.3.1.5 rolls over.
     pub fn full_fcnt(&self, fcnt16: u16) -> u32 {
-        let Some(last) = self.fcnt_up else { return fcnt16 as u32 };
+        let Some(last) = self.fcnt_up else {
+            return fcnt16 as u32;
+        };
         let mut full = (last & 0xffff_0000) | fcnt16 as u32;
         if full < last {
             full = full.wrapping_add(0x1_0000);
@@ -72,13 +74,22 @@ impl Session {
     }
 
     pub fn check_fcnt(&self, full: u32, fcnt16: u16) -> FCntCheck {
-        let Some(last) = self.fcnt_up else { return FCntCheck::Fresh(full) };
+        let Some(last) = self.fcnt_up else {
+            return FCntCheck::Fresh(full);
+        };
         if full == last {
             return FCntCheck::Retransmission(last);
         }
+        if full < last {
+            return FCntCheck::Replay;
+        }
         if full.wrapping_sub(last) > MAX_FCNT_GAP {
             // A low 16-bit value read as "wrapped around" is far more likely an old frame.
-            return if (fcnt16 as u32) < (last & 0xffff) { FCntCheck::Replay } else { FCntCheck::TooFarAhead };
+            return if (fcnt16 as u32) < (last & 0xffff) {
+                FCntCheck::Replay
+            } else {
+                FCntCheck::TooFarAhead
+            };
         }
         FCntCheck::Fresh(full)
     }
@@ -134,11 +145,17 @@ mod tests {
     #[test]
     fn replays_and_retransmissions_are_told_apart() {
         assert_eq!(check(Some(10), 10), FCntCheck::Retransmission(10));
-        assert_eq!(check(Some(70_000), (70_000u32 & 0xffff) as u16), FCntCheck::Retransmission(70_000));
+        assert_eq!(
+            check(Some(70_000), (70_000u32 & 0xffff) as u16),
+            FCntCheck::Retransmission(70_000)
+        );
         assert_eq!(check(Some(10), 9), FCntCheck::Replay);
         assert_eq!(check(Some(65_540), 3), FCntCheck::Replay);
         assert_eq!(check(Some(10), 11), FCntCheck::Fresh(11));
-        assert_eq!(check(Some(100), 100 + MAX_FCNT_GAP as u16 + 1), FCntCheck::TooFarAhead);
+        assert_eq!(
+            check(Some(100), 100 + MAX_FCNT_GAP as u16 + 1),
+            FCntCheck::TooFarAhead
+        );
         assert_eq!(check(None, 0), FCntCheck::Fresh(0));
     }
 }

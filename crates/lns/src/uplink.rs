@@ -21,7 +21,9 @@ use crate::metrics::{KindLabel, Rejection};
 use crate::phy::{self, DataFrame, JoinRequest, Phy};
 use crate::server::{LnsError, NetworkServer};
 use crate::session::{FCntCheck, Session};
-use crate::tables::{DevAddrIndex, Devices, DownlinkQueue, JoinState, Sessions, UplinkRecord, Uplinks, UsedDevNonces};
+use crate::tables::{
+    DevAddrIndex, Devices, DownlinkQueue, JoinState, Sessions, UplinkRecord, Uplinks, UsedDevNonces,
+};
 
 /// How many SNR readings ADR looks at.
 const ADR_HISTORY: usize = 20;
@@ -111,12 +113,21 @@ impl NetworkServer {
         }
     }
 
-    fn process_join(self: &Arc<Self>, bytes: &[u8], j: JoinRequest, rx: Vec<RxInfo>) -> Result<(), Rejection> {
+    fn process_join(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        j: JoinRequest,
+        rx: Vec<RxInfo>,
+    ) -> Result<(), Rejection> {
         let store_err = |e: entente_store::StoreError| {
             warn!(error = %e, "store error in join");
             Rejection::Store
         };
-        let device = self.store.get::<Devices>(&j.dev_eui).map_err(store_err)?.ok_or(Rejection::UnknownDevice)?;
+        let device = self
+            .store
+            .get::<Devices>(&j.dev_eui)
+            .map_err(store_err)?
+            .ok_or(Rejection::UnknownDevice)?;
         if device.join_eui != Some(j.join_eui) {
             return Err(Rejection::JoinEuiMismatch);
         }
@@ -128,24 +139,47 @@ impl NetworkServer {
             return Err(Rejection::MicFailed);
         }
         let _g = self.lock_sessions();
-        let mut counters = self.store.get::<JoinState>(&j.dev_eui).map_err(store_err)?.unwrap_or_default();
+        let mut counters = self
+            .store
+            .get::<JoinState>(&j.dev_eui)
+            .map_err(store_err)?
+            .unwrap_or_default();
         let counter_nonces = device.profile.mac_version >= crate::device::MacVersion::V1_0_4;
         if counter_nonces {
             if counters.last_dev_nonce.is_some_and(|last| j.dev_nonce <= last) {
                 return Err(Rejection::DevNonceReused);
             }
-        } else if self.store.get::<UsedDevNonces>(&(j.dev_eui, j.dev_nonce)).map_err(store_err)?.is_some() {
+        } else if self
+            .store
+            .get::<UsedDevNonces>(&(j.dev_eui, j.dev_nonce))
+            .map_err(store_err)?
+            .is_some()
+        {
             return Err(Rejection::DevNonceReused);
         }
-        let dev_addr = self.allocate_dev_addr().map_err(|_| Rejection::Store)?.ok_or(Rejection::DevAddrExhausted)?;
+        let dev_addr = self
+            .allocate_dev_addr()
+            .map_err(|_| Rejection::Store)?
+            .ok_or(Rejection::DevAddrExhausted)?;
         counters.join_nonce = (counters.join_nonce + 1) & 0x00ff_ffff;
         counters.last_dev_nonce = Some(j.dev_nonce);
         counters.joins += 1;
 
         let (f_key, s_key, e_key, app_s_key) = if v11 {
             let app_key = device.app_key.unwrap_or(root);
-            let k = crypto::derive_session_11(&root, &app_key, counters.join_nonce, phy::eui_le(j.join_eui.0), j.dev_nonce);
-            (k.f_nwk_s_int_key, k.s_nwk_s_int_key, k.nwk_s_enc_key, device.app_key.map(|_| k.app_s_key))
+            let k = crypto::derive_session_11(
+                &root,
+                &app_key,
+                counters.join_nonce,
+                phy::eui_le(j.join_eui.0),
+                j.dev_nonce,
+            );
+            (
+                k.f_nwk_s_int_key,
+                k.s_nwk_s_int_key,
+                k.nwk_s_enc_key,
+                device.app_key.map(|_| k.app_s_key),
+            )
         } else {
             let (n, a) = crypto::derive_session_10(&root, counters.join_nonce, self.cfg.net_id, j.dev_nonce);
             (n, n, n, Some(a))
@@ -160,7 +194,11 @@ impl NetworkServer {
             f_nwk_s_int_key: f_key,
             s_nwk_s_int_key: s_key,
             nwk_s_enc_key: e_key,
-            app_s_key: if device.member_keeps_app_s_key { None } else { app_s_key },
+            app_s_key: if device.member_keeps_app_s_key {
+                None
+            } else {
+                app_s_key
+            },
             fcnt_up: None,
             n_fcnt_down: 0,
             a_fcnt_down: 0,
@@ -173,7 +211,10 @@ impl NetworkServer {
             battery: None,
             margin: None,
             snr_history: Vec::new(),
-            data_rate: rx.first().and_then(|r| Eu868::data_rate_index(r.data_rate)).unwrap_or(0),
+            data_rate: rx
+                .first()
+                .and_then(|r| Eu868::data_rate_index(r.data_rate))
+                .unwrap_or(0),
             tx_power_index: 0,
             pending_mac: Vec::new(),
             created_at: now,
@@ -211,7 +252,10 @@ impl NetworkServer {
         self.metrics.joins_accepted.inc();
         info!(dev_eui = %j.dev_eui, dev_addr = %dev_addr, version = %p.mac_version, "join accepted");
 
-        let up_dr = rx.first().and_then(|r| Eu868::data_rate_index(r.data_rate)).unwrap_or(0);
+        let up_dr = rx
+            .first()
+            .and_then(|r| Eu868::data_rate_index(r.data_rate))
+            .unwrap_or(0);
         self.spawn_class_a(
             DownlinkPlan {
                 dev_eui: j.dev_eui,
@@ -230,7 +274,11 @@ impl NetworkServer {
         for _ in 0..64 {
             let a = self.cfg.dev_addr_block.random();
             let mut used = false;
-            if let Some(r) = self.store.range_from::<DevAddrIndex>(&(a, DevEui([0; 8])))?.next() {
+            if let Some(r) = self
+                .store
+                .range_from::<DevAddrIndex>(&(a, DevEui([0; 8])))?
+                .next()
+            {
                 used = r?.0.0 == a;
             }
             if !used {
@@ -244,30 +292,64 @@ impl NetworkServer {
     fn match_session(&self, f: &DataFrame<'_>, dr: u8, ch: u8) -> Result<Option<(Session, u32)>, Rejection> {
         let store_err = |_| Rejection::Store;
         let mut any = false;
-        for r in self.store.range_from::<DevAddrIndex>(&(f.dev_addr, DevEui([0; 8]))).map_err(store_err)? {
+        for r in self
+            .store
+            .range_from::<DevAddrIndex>(&(f.dev_addr, DevEui([0; 8])))
+            .map_err(store_err)?
+        {
             let ((addr, eui), ()) = r.map_err(store_err)?;
             if addr != f.dev_addr {
                 break;
             }
             any = true;
-            let Some(s) = self.store.get::<Sessions>(&eui).map_err(store_err)? else { continue };
-            let full = s.full_fcnt(f.fcnt16);
-            let mic = if s.mac_version.is_11() {
-                let conf = if f.fctrl.ack() { s.pending_confirmed_down.unwrap_or(0) as u16 } else { 0 };
-                let ctx = Uplink11Ctx { conf_fcnt: conf, tx_dr: dr, tx_ch: ch };
-                crypto::uplink_mic_11(&s.f_nwk_s_int_key, &s.s_nwk_s_int_key, ctx, f.dev_addr.0, full, f.signed)
-            } else {
-                crypto::uplink_mic_10(&s.f_nwk_s_int_key, f.dev_addr.0, full, f.signed)
+            let Some(s) = self.store.get::<Sessions>(&eui).map_err(store_err)? else {
+                continue;
             };
-            if mic == f.mic {
-                return Ok(Some((s, full)));
+            let full = s.full_fcnt(f.fcnt16);
+            // The 32-bit counter is in the MIC: an old frame replayed only verifies with the
+            // counter it was sent with, one 16-bit epoch back.
+            let previous_epoch = full
+                .checked_sub(0x1_0000)
+                .filter(|p| s.fcnt_up.is_some_and(|l| *p <= l));
+            for candidate in std::iter::once(full).chain(previous_epoch) {
+                let mic = if s.mac_version.is_11() {
+                    let conf = if f.fctrl.ack() {
+                        s.pending_confirmed_down.unwrap_or(0) as u16
+                    } else {
+                        0
+                    };
+                    let ctx = Uplink11Ctx {
+                        conf_fcnt: conf,
+                        tx_dr: dr,
+                        tx_ch: ch,
+                    };
+                    crypto::uplink_mic_11(
+                        &s.f_nwk_s_int_key,
+                        &s.s_nwk_s_int_key,
+                        ctx,
+                        f.dev_addr.0,
+                        candidate,
+                        f.signed,
+                    )
+                } else {
+                    crypto::uplink_mic_10(&s.f_nwk_s_int_key, f.dev_addr.0, candidate, f.signed)
+                };
+                if mic == f.mic {
+                    return Ok(Some((s, candidate)));
+                }
             }
         }
-        if any { Err(Rejection::MicFailed) } else { Err(Rejection::UnknownDevAddr) }
+        if any {
+            Err(Rejection::MicFailed)
+        } else {
+            Err(Rejection::UnknownDevAddr)
+        }
     }
 
     fn process_data(self: &Arc<Self>, f: DataFrame<'_>, rx: Vec<RxInfo>) -> Result<(), Rejection> {
-        let Some(best) = rx.first() else { return Err(Rejection::BadPhy) };
+        let Some(best) = rx.first() else {
+            return Err(Rejection::BadPhy);
+        };
         let dr = Eu868::data_rate_index(best.data_rate).unwrap_or(0);
         let ch = channel_index(best.frequency_hz);
         let store_err = |e: entente_store::StoreError| {
@@ -284,8 +366,12 @@ impl NetworkServer {
                 self.metrics.retransmissions.inc();
                 if confirmed {
                     // The device missed our ACK: acknowledge again, deliver nothing twice.
-                    let plan = self.plan_class_a(&mut s, &f, full, dr, true, &[], false).map_err(|_| Rejection::Store)?;
-                    self.store.put::<Sessions>(&s.dev_eui, &s, Durability::Buffered).map_err(store_err)?;
+                    let plan = self
+                        .plan_class_a(&mut s, &f, full, dr, true, &[], false)
+                        .map_err(|_| Rejection::Store)?;
+                    self.store
+                        .put::<Sessions>(&s.dev_eui, &s, Durability::Buffered)
+                        .map_err(store_err)?;
                     drop(guard);
                     if let Some(p) = plan {
                         self.spawn_class_a(p, rx);
@@ -301,7 +387,14 @@ impl NetworkServer {
         // MAC commands: FOpts (encrypted in 1.1) or an FPort 0 payload.
         let mut mac_bytes = f.fopts.to_vec();
         if s.mac_version.is_11() && !mac_bytes.is_empty() {
-            crypto::crypt_fopts_11(&s.nwk_s_enc_key, Dir::Up, false, f.dev_addr.0, full, &mut mac_bytes);
+            crypto::crypt_fopts_11(
+                &s.nwk_s_enc_key,
+                Dir::Up,
+                false,
+                f.dev_addr.0,
+                full,
+                &mut mac_bytes,
+            );
         }
         if f.fport == Some(0) {
             mac_bytes = f.frm_payload.to_vec();
@@ -320,14 +413,23 @@ impl NetworkServer {
         let mut batch = self.store.batch();
         if f.fctrl.ack() {
             if let Some(fc) = s.pending_confirmed_down.take() {
-                for r in self.store.range_from::<DownlinkQueue>(&(s.dev_eui, 0)).map_err(store_err)? {
+                for r in self
+                    .store
+                    .range_from::<DownlinkQueue>(&(s.dev_eui, 0))
+                    .map_err(store_err)?
+                {
                     let (k, item) = r.map_err(store_err)?;
                     if k.0 != s.dev_eui {
                         break;
                     }
                     if item.sent_fcnt == Some(fc) {
                         batch.delete::<DownlinkQueue>(&k).map_err(store_err)?;
-                        self.metrics.downlinks.get_or_create(&KindLabel { kind: "confirmed_acked" }).inc();
+                        self.metrics
+                            .downlinks
+                            .get_or_create(&KindLabel {
+                                kind: "confirmed_acked",
+                            })
+                            .inc();
                     }
                 }
             }
@@ -362,12 +464,16 @@ impl NetworkServer {
                 answers.push(c);
             }
         }
-        if s.last_dev_status_req.is_none_or(|t| now - t >= self.cfg.dev_status_interval) {
+        if s.last_dev_status_req
+            .is_none_or(|t| now - t >= self.cfg.dev_status_interval)
+        {
             s.last_dev_status_req = Some(now);
             answers.push(DownCommand::DevStatusReq);
         }
         if s.rx_delay != profile.rx_delay {
-            answers.push(DownCommand::RxTimingSetupReq { delay: profile.rx_delay });
+            answers.push(DownCommand::RxTimingSetupReq {
+                delay: profile.rx_delay,
+            });
         }
         if s.rx1_dr_offset != profile.rx1_dr_offset || s.rx2_dr != profile.rx2_dr {
             answers.push(DownCommand::RxParamSetupReq {
@@ -378,7 +484,12 @@ impl NetworkServer {
         }
         if !s.channels_configured {
             for (i, hz) in join::EU868_CFLIST_HZ.iter().enumerate() {
-                answers.push(DownCommand::NewChannelReq { ch_index: 3 + i as u8, frequency_hz: *hz, min_dr: 0, max_dr: 5 });
+                answers.push(DownCommand::NewChannelReq {
+                    ch_index: 3 + i as u8,
+                    frequency_hz: *hz,
+                    min_dr: 0,
+                    max_dr: 5,
+                });
             }
         }
         let mut mac_out = Vec::new();
@@ -406,11 +517,15 @@ impl NetworkServer {
             .map_err(|_| Rejection::Store)?;
         if let Some(p) = &plan {
             if let Some(item) = &p.queue_item {
-                batch.put::<DownlinkQueue>(&(s.dev_eui, item.id), item).map_err(store_err)?;
+                batch
+                    .put::<DownlinkQueue>(&(s.dev_eui, item.id), item)
+                    .map_err(store_err)?;
             }
         }
         batch.put::<Sessions>(&s.dev_eui, &s).map_err(store_err)?;
-        batch.put::<Uplinks>(&(s.dev_eui, record.seq), &record).map_err(store_err)?;
+        batch
+            .put::<Uplinks>(&(s.dev_eui, record.seq), &record)
+            .map_err(store_err)?;
         self.store.write(batch, Durability::Buffered).map_err(store_err)?;
         drop(guard);
         self.metrics.uplinks_accepted.inc();
@@ -441,7 +556,10 @@ impl NetworkServer {
                 };
                 let margin = (best.snr - demod_floor_db(sf)).clamp(0.0, 254.0) as u8;
                 let gws: std::collections::HashSet<GatewayEui> = rx.iter().map(|r| r.gateway).collect();
-                answers.push(DownCommand::LinkCheckAns { margin, gw_count: gws.len().min(255) as u8 });
+                answers.push(DownCommand::LinkCheckAns {
+                    margin,
+                    gw_count: gws.len().min(255) as u8,
+                });
                 "link_check_req"
             }
             UpCommand::DevStatusAns { battery, margin } => {
@@ -460,7 +578,11 @@ impl NetworkServer {
                 });
                 "device_time_req"
             }
-            UpCommand::LinkAdrAns { power_ack, dr_ack, ch_mask_ack } => {
+            UpCommand::LinkAdrAns {
+                power_ack,
+                dr_ack,
+                ch_mask_ack,
+            } => {
                 if !(*power_ack && *dr_ack && *ch_mask_ack) {
                     s.snr_history.clear();
                 }
@@ -488,14 +610,18 @@ impl NetworkServer {
                 "new_channel_ans"
             }
             UpCommand::ResetInd { minor } => {
-                answers.push(DownCommand::ResetConf { minor: (*minor).min(1) });
+                answers.push(DownCommand::ResetConf {
+                    minor: (*minor).min(1),
+                });
                 // An ABP 1.1 device that resets starts its counters again.
                 s.n_fcnt_down = 0;
                 s.a_fcnt_down = 0;
                 "reset_ind"
             }
             UpCommand::RekeyInd { minor } => {
-                answers.push(DownCommand::RekeyConf { minor: (*minor).min(1) });
+                answers.push(DownCommand::RekeyConf {
+                    minor: (*minor).min(1),
+                });
                 "rekey_ind"
             }
             UpCommand::DutyCycleAns => "duty_cycle_ans",

@@ -72,7 +72,14 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
-    pub fn otaa(version: MacVersion, class: DeviceClass, dev_eui: DevEui, join_eui: JoinEui, app_key: AesKey, nwk_key: AesKey) -> Self {
+    pub fn otaa(
+        version: MacVersion,
+        class: DeviceClass,
+        dev_eui: DevEui,
+        join_eui: JoinEui,
+        app_key: AesKey,
+        nwk_key: AesKey,
+    ) -> Self {
         SimDevice {
             dev_eui,
             join_eui,
@@ -81,7 +88,11 @@ impl SimDevice {
             app_key,
             nwk_key: if version.is_11() { nwk_key } else { app_key },
             session: None,
-            next_dev_nonce: if version >= MacVersion::V1_0_4 { 0 } else { fastrand::u16(..) },
+            next_dev_nonce: if version >= MacVersion::V1_0_4 {
+                0
+            } else {
+                fastrand::u16(..)
+            },
             pending_join: None,
             pending_mac: Vec::new(),
             ack_pending: None,
@@ -109,7 +120,11 @@ impl SimDevice {
     /// Builds a JoinRequest with a fresh DevNonce (a counter from 1.0.4, random before).
     pub fn join_request(&mut self) -> Vec<u8> {
         let nonce = self.next_dev_nonce;
-        self.next_dev_nonce = if self.version >= MacVersion::V1_0_4 { nonce.wrapping_add(1) } else { fastrand::u16(..) };
+        self.next_dev_nonce = if self.version >= MacVersion::V1_0_4 {
+            nonce.wrapping_add(1)
+        } else {
+            fastrand::u16(..)
+        };
         self.join_request_with_nonce(nonce)
     }
 
@@ -117,7 +132,11 @@ impl SimDevice {
     pub fn join_request_with_nonce(&mut self, nonce: u16) -> Vec<u8> {
         self.pending_join = Some(nonce);
         let mut f = phy::build_join_request(self.join_eui, self.dev_eui, nonce);
-        let key = if self.version.is_11() { self.nwk_key } else { self.app_key };
+        let key = if self.version.is_11() {
+            self.nwk_key
+        } else {
+            self.app_key
+        };
         let mic = crypto::join_request_mic(&key, &f);
         f.extend_from_slice(&mic);
         f
@@ -127,12 +146,19 @@ impl SimDevice {
     pub fn accept_join(&mut self, phy_payload: &[u8]) -> Result<(), DeviceError> {
         let dev_nonce = self.pending_join.ok_or(DeviceError::NoJoinPending)?;
         if phy_payload.len() != 17 && phy_payload.len() != 33 {
-            return Err(DeviceError::BadFrame(format!("join accept of {} bytes", phy_payload.len())));
+            return Err(DeviceError::BadFrame(format!(
+                "join accept of {} bytes",
+                phy_payload.len()
+            )));
         }
         if MType::from_mhdr(phy_payload[0]) != MType::JoinAccept {
             return Err(DeviceError::BadFrame("not a join accept".into()));
         }
-        let key = if self.version.is_11() { self.nwk_key } else { self.app_key };
+        let key = if self.version.is_11() {
+            self.nwk_key
+        } else {
+            self.app_key
+        };
         let mut b = phy_payload.to_vec();
         crypto::decrypt_join_accept(&key, &mut b[1..]);
         let (msg, mic) = b.split_at(b.len() - 4);
@@ -151,7 +177,13 @@ impl SimDevice {
             return Err(DeviceError::BadMic);
         }
         let (f, s, e, a) = if opt_neg {
-            let k = crypto::derive_session_11(&self.nwk_key, &self.app_key, join_nonce, phy::eui_le(self.join_eui.0), dev_nonce);
+            let k = crypto::derive_session_11(
+                &self.nwk_key,
+                &self.app_key,
+                join_nonce,
+                phy::eui_le(self.join_eui.0),
+                dev_nonce,
+            );
             (k.f_nwk_s_int_key, k.s_nwk_s_int_key, k.nwk_s_enc_key, k.app_s_key)
         } else {
             let (n, a) = crypto::derive_session_10(&key, join_nonce, net_id, dev_nonce);
@@ -188,7 +220,14 @@ impl SimDevice {
     }
 
     /// Builds a data uplink sent at data rate `dr` on channel index `ch`.
-    pub fn uplink(&mut self, fport: u8, payload: &[u8], confirmed: bool, dr: u8, ch: u8) -> Result<Vec<u8>, DeviceError> {
+    pub fn uplink(
+        &mut self,
+        fport: u8,
+        payload: &[u8],
+        confirmed: bool,
+        dr: u8,
+        ch: u8,
+    ) -> Result<Vec<u8>, DeviceError> {
         let v11 = self.version.is_11();
         let ack = self.ack_pending.take();
         let mac = std::mem::take(&mut self.pending_mac);
@@ -202,12 +241,27 @@ impl SimDevice {
         }
         let mut enc = payload.to_vec();
         crypto::crypt_frm_payload(&s.app_s_key, Dir::Up, s.dev_addr.0, fcnt, &mut enc);
-        let mtype = if confirmed { MType::ConfirmedUp } else { MType::UnconfirmedUp };
+        let mtype = if confirmed {
+            MType::ConfirmedUp
+        } else {
+            MType::UnconfirmedUp
+        };
         let fctrl = 0x80 | if ack.is_some() { 0x20 } else { 0 };
         let mut f = phy::build_data(mtype, s.dev_addr, fctrl, fcnt, &fopts, Some(fport), &enc);
         let mic = if v11 {
-            let ctx = Uplink11Ctx { conf_fcnt: ack.unwrap_or(0) as u16, tx_dr: dr, tx_ch: ch };
-            crypto::uplink_mic_11(&s.f_nwk_s_int_key, &s.s_nwk_s_int_key, ctx, s.dev_addr.0, fcnt, &f)
+            let ctx = Uplink11Ctx {
+                conf_fcnt: ack.unwrap_or(0) as u16,
+                tx_dr: dr,
+                tx_ch: ch,
+            };
+            crypto::uplink_mic_11(
+                &s.f_nwk_s_int_key,
+                &s.s_nwk_s_int_key,
+                ctx,
+                s.dev_addr.0,
+                fcnt,
+                &f,
+            )
         } else {
             crypto::uplink_mic_10(&s.f_nwk_s_int_key, s.dev_addr.0, fcnt, &f)
         };
@@ -228,12 +282,20 @@ impl SimDevice {
             return Err(DeviceError::OtherDevice);
         }
         let app = v11 && d.fport.is_some_and(|p| p > 0);
-        let last = if app { s.last_a_fcnt_down } else { s.last_n_fcnt_down };
+        let last = if app {
+            s.last_a_fcnt_down
+        } else {
+            s.last_n_fcnt_down
+        };
         let mut full = (last.unwrap_or(0) & 0xffff_0000) | d.fcnt16 as u32;
         if last.is_some_and(|l| full <= l) {
             full = full.wrapping_add(0x1_0000);
         }
-        let conf = if d.fctrl.ack() { (s.fcnt_up.wrapping_sub(1)) as u16 } else { 0 };
+        let conf = if d.fctrl.ack() {
+            (s.fcnt_up.wrapping_sub(1)) as u16
+        } else {
+            0
+        };
         let mic = if v11 {
             crypto::downlink_mic(&s.s_nwk_s_int_key, conf, d.dev_addr.0, full, d.signed)
         } else {
@@ -249,7 +311,14 @@ impl SimDevice {
         }
         let mut mac_bytes = d.fopts.to_vec();
         if v11 && !mac_bytes.is_empty() {
-            crypto::crypt_fopts_11(&s.nwk_s_enc_key, Dir::Down, app, d.dev_addr.0, full, &mut mac_bytes);
+            crypto::crypt_fopts_11(
+                &s.nwk_s_enc_key,
+                Dir::Down,
+                app,
+                d.dev_addr.0,
+                full,
+                &mut mac_bytes,
+            );
         }
         let mut payload = d.frm_payload.to_vec();
         match d.fport {
@@ -266,7 +335,11 @@ impl SimDevice {
             match c {
                 DownCommand::DevStatusReq => answers.extend_from_slice(&[0x06, self.battery, 10]),
                 DownCommand::LinkAdrReq { .. } => answers.extend_from_slice(&[0x03, 0x07]),
-                DownCommand::RxParamSetupReq { rx1_dr_offset, rx2_dr, .. } => {
+                DownCommand::RxParamSetupReq {
+                    rx1_dr_offset,
+                    rx2_dr,
+                    ..
+                } => {
                     s.rx1_dr_offset = *rx1_dr_offset;
                     s.rx2_dr = *rx2_dr;
                     answers.extend_from_slice(&[0x05, 0x07]);
@@ -284,6 +357,13 @@ impl SimDevice {
         if confirmed {
             self.ack_pending = Some(full);
         }
-        Ok(Received { confirmed, ack: d.fctrl.ack(), fcnt: full, fport: d.fport, payload, mac: cmds })
+        Ok(Received {
+            confirmed,
+            ack: d.fctrl.ack(),
+            fcnt: full,
+            fport: d.fport,
+            payload,
+            mac: cmds,
+        })
     }
 }

@@ -30,6 +30,13 @@ pub struct ReceivedDownlink {
     pub answered_error: Option<String>,
 }
 
+/// What the emulated gateway answers in TX_ACK.
+#[derive(Debug, Default)]
+struct TxAckPlan {
+    always: Option<String>,
+    once: std::collections::VecDeque<String>,
+}
+
 type Waiters = Arc<Mutex<HashMap<Token, oneshot::Sender<()>>>>;
 
 /// Emulates a packet forwarder: an "up" socket for PUSH_DATA and a "down" socket for
@@ -41,7 +48,7 @@ pub struct GatewayEmulator {
     up: UdpSocket,
     down: Arc<UdpSocket>,
     pull_waiters: Waiters,
-    tx_ack_error: Arc<Mutex<Option<String>>>,
+    tx_ack_error: Arc<Mutex<TxAckPlan>>,
     downlinks: tokio::sync::Mutex<mpsc::Receiver<ReceivedDownlink>>,
     down_task: JoinHandle<()>,
 }
@@ -73,7 +80,7 @@ impl GatewayEmulator {
         let up = UdpSocket::bind(bind).await?;
         let down = Arc::new(UdpSocket::bind(bind).await?);
         let pull_waiters: Waiters = Arc::default();
-        let tx_ack_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let tx_ack_error: Arc<Mutex<TxAckPlan>> = Arc::default();
         let (tx, rx) = mpsc::channel(256);
         let down_task = tokio::spawn(down_loop(
             down.clone(),
@@ -180,7 +187,12 @@ impl GatewayEmulator {
 
     /// The error the emulator answers in TX_ACK from now on (`None`: success).
     pub fn set_tx_ack_error(&self, error: Option<&str>) {
-        *lock(&self.tx_ack_error) = error.map(str::to_owned);
+        lock(&self.tx_ack_error).always = error.map(str::to_owned);
+    }
+
+    /// Answers `error` to the next downlink only (e.g. TOO_LATE, to force RX2).
+    pub fn fail_next_tx(&self, error: &str) {
+        lock(&self.tx_ack_error).once.push_back(error.to_owned());
     }
 
     pub async fn next_downlink(&self, wait: Duration) -> Result<ReceivedDownlink, SimError> {
@@ -197,7 +209,7 @@ async fn down_loop(
     server: SocketAddr,
     eui: GatewayEui,
     pull_waiters: Waiters,
-    tx_ack_error: Arc<Mutex<Option<String>>>,
+    tx_ack_error: Arc<Mutex<TxAckPlan>>,
     downlinks: mpsc::Sender<ReceivedDownlink>,
 ) {
     let mut buf = vec![0u8; 65_536];
@@ -217,7 +229,10 @@ async fn down_loop(
                     tracing::warn!("emulated gateway {eui}: undecodable PULL_RESP");
                     continue;
                 };
-                let error = lock(&tx_ack_error).clone();
+                let error = {
+                    let mut plan = lock(&tx_ack_error);
+                    plan.once.pop_front().or_else(|| plan.always.clone())
+                };
                 if version >= 2 {
                     let body = TxAckBody {
                         txpk_ack: TxPkAck {
