@@ -1,8 +1,10 @@
 //! The `entente` node: configuration, keys, the node runtime, and the tools that drive
 //! nodes as real processes (the demo and the end-to-end tests).
 
+pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod device;
 pub mod init;
 pub mod keys;
 pub mod process;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use entente::{config::NodeConfig, demo, init, run};
+use entente::{bench, config::NodeConfig, demo, device, init, run};
 use entente_model::MemberId;
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +51,42 @@ enum Cmd {
     /// Run a demonstration: a node as a real process, a simulated gateway over real UDP,
     /// traffic, and a report of what the node saw.
     Demo(demo::DemoArgs),
+    /// Manage the devices of a running node (through its API, with the operator token).
+    Device {
+        #[command(subcommand)]
+        command: DeviceCmd,
+    },
+    /// Measure the node's speed; prints figures as JSON.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Import devices from the conventions' CSV template (French headers or English
+    /// aliases, `;` or `,`). All or nothing: an error names the line and the column.
+    ///
+    /// Example: entente device import --config /srv/entente/node.toml compteurs.csv
+    Import {
+        /// Path to the running node's node.toml.
+        #[arg(long, default_value = "node.toml")]
+        config: PathBuf,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// List the node's devices (no keys are ever shown).
+    List {
+        #[arg(long, default_value = "node.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Uplinks per second through the full home pipeline (UDP, dedup, MIC, FCnt, RocksDB).
+    Ingest(bench::IngestArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,5 +139,24 @@ fn dispatch(cli: Cli) -> Result<()> {
             runtime()?.block_on(run::run(cfg))
         }
         Cmd::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Cmd::Device { command } => match command {
+            DeviceCmd::Import { config, file } => {
+                let n = runtime()?.block_on(device::import(&config, &file))?;
+                println!("imported {n} devices");
+                Ok(())
+            }
+            DeviceCmd::List { config } => {
+                let v = runtime()?.block_on(device::list(&config))?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+        },
+        Cmd::Bench { command } => match command {
+            BenchCmd::Ingest(args) => {
+                let v = runtime()?.block_on(bench::ingest(args))?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+        },
     }
 }

@@ -147,6 +147,9 @@ pub struct Profile {
     pub use_case: UseCase,
     /// Whether the network may steer the data rate (LinkADRReq).
     pub adr: bool,
+    /// ABP only: the device was provisioned with the network's extra channels. When false
+    /// the network sends them with NewChannelReq until the device accepts them.
+    pub channels_provisioned: bool,
 }
 
 impl Default for Profile {
@@ -160,6 +163,7 @@ impl Default for Profile {
             measured_quantities: 1,
             use_case: UseCase::Other,
             adr: true,
+            channels_provisioned: true,
         }
     }
 }

@@ -60,6 +60,7 @@ enum Field {
     Quantities,
     UseCase,
     Adr,
+    ChannelsProvisioned,
     MemberKeepsAppSKey,
 }
 
@@ -113,6 +114,7 @@ fn field_of(header: &str) -> Option<Field> {
         "nombredegrandeurs" | "grandeursmesurees" | "measuredquantities" | "quantities" => Quantities,
         "casdusage" | "usage" | "usecase" => UseCase,
         "adr" => Adr,
+        "canauxprovisionnes" | "channelsprovisioned" => ChannelsProvisioned,
         "appskeyconserveeparlemembre" | "memberkeepsappskey" => MemberKeepsAppSKey,
         _ => return None,
     })
@@ -333,6 +335,9 @@ impl Row<'_> {
         }
         if let Some(v) = self.flag(F::Adr)? {
             profile.adr = v;
+        }
+        if let Some(v) = self.flag(F::ChannelsProvisioned)? {
+            profile.channels_provisioned = v;
         }
         if let Some(u) = self.get(F::UseCase) {
             profile.use_case = match normalise(u).as_str() {

@@ -345,6 +345,6 @@ fn abp_session(d: &Device, abp: &crate::device::AbpKeys, now: DateTime<Utc>) -> 
         pending_mac: Vec::new(),
         created_at: now,
         last_dev_status_req: None,
-        channels_configured: false,
+        channels_configured: d.profile.channels_provisioned,
     }
 }
