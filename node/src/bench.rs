@@ -11,7 +11,10 @@ use anyhow::{Context, Result, bail};
 use entente_gateway::json::PushData;
 use entente_gateway::protocol::{self, Upstream};
 use entente_gateway::{GatewayMetrics, GatewayServer, NewGateway, Registry, ServerConfig};
-use entente_lns::{AbpKeys, AesKey, Device, DeviceClass, GeolocationMode, Lifecycle, LnsConfig, MacVersion, NetworkServer, Profile};
+use entente_lns::{
+    AbpKeys, AesKey, Device, DeviceClass, GeolocationMode, Lifecycle, LnsConfig, MacVersion, NetworkServer,
+    Profile,
+};
 use entente_model::{DevAddr, DevEui, GatewayEui, MemberId, SharedClock, SystemClock};
 use entente_sim::{DeviceSession, SimDevice, rxpk};
 use entente_store::Store;
@@ -48,10 +51,19 @@ pub async fn ingest(a: IngestArgs) -> Result<Value> {
     }
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let tables: Vec<&'static str> = Registry::TABLES.iter().chain(entente_lns::tables::ALL).copied().collect();
+    let tables: Vec<&'static str> = Registry::TABLES
+        .iter()
+        .chain(entente_lns::tables::ALL)
+        .copied()
+        .collect();
     let store = Arc::new(Store::open(dir.path(), &tables)?);
     let member: MemberId = "bench".parse()?;
-    let registry = Arc::new(Registry::load(store.clone(), clock.clone(), member, Duration::from_secs(90))?);
+    let registry = Arc::new(Registry::load(
+        store.clone(),
+        clock.clone(),
+        member,
+        Duration::from_secs(90),
+    )?);
     let mut prom = prometheus_client::registry::Registry::default();
     let gm = GatewayMetrics::register(&mut prom);
     let server_cfg = ServerConfig {
@@ -60,15 +72,25 @@ pub async fn ingest(a: IngestArgs) -> Result<Value> {
         ..ServerConfig::default()
     };
     let (server, frames) = GatewayServer::bind(&server_cfg, registry.clone(), gm.clone()).await?;
-    let lns_cfg = LnsConfig { dev_addr_block: "26000000/8".parse().map_err(anyhow::Error::msg)?, ..LnsConfig::default() };
+    let lns_cfg = LnsConfig {
+        dev_addr_block: "26000000/8".parse().map_err(anyhow::Error::msg)?,
+        ..LnsConfig::default()
+    };
     let lns = Arc::new(NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock)?);
     let shutdown = CancellationToken::new();
     let server_task = tokio::spawn(server.clone().run(shutdown.clone()));
     let lns_task = tokio::spawn(lns.clone().run(frames, shutdown.clone()));
 
-    let gws: Vec<GatewayEui> = (0..a.gateways).map(|i| GatewayEui([0, 0x80, 0, 0, 0xbe, 0, 0, i as u8])).collect();
+    let gws: Vec<GatewayEui> = (0..a.gateways)
+        .map(|i| GatewayEui([0, 0x80, 0, 0, 0xbe, 0, 0, i as u8]))
+        .collect();
     for (i, eui) in gws.iter().enumerate() {
-        registry.create(NewGateway { eui: *eui, name: format!("bench-{i}"), owner: None, position: None })?;
+        registry.create(NewGateway {
+            eui: *eui,
+            name: format!("bench-{i}"),
+            owner: None,
+            position: None,
+        })?;
     }
 
     // Devices, provisioned in one batch as an import would.
@@ -105,7 +127,10 @@ pub async fn ingest(a: IngestArgs) -> Result<Value> {
                 app_s_key: Some(app),
             }),
             member_keeps_app_s_key: false,
-            profile: Profile { mac_version: version, ..Profile::default() },
+            profile: Profile {
+                mac_version: version,
+                ..Profile::default()
+            },
         });
         sims.push(SimDevice::abp(
             version,
@@ -139,11 +164,29 @@ pub async fn ingest(a: IngestArgs) -> Result<Value> {
         let mut datagrams = Vec::with_capacity(a.devices);
         for (i, d) in sims.iter_mut().enumerate() {
             let phy = d.uplink(1, &[0x01, (round & 0xff) as u8, 0x42, 0x17], false, 5, 0)?;
-            let body = PushData { rxpk: vec![rxpk(&phy, 868.1, "SF7BW125", -80, 6.5, (round * 1_000_000 + i) as u32)], stat: None };
+            let body = PushData {
+                rxpk: vec![rxpk(
+                    &phy,
+                    868.1,
+                    "SF7BW125",
+                    -80,
+                    6.5,
+                    (round * 1_000_000 + i) as u32,
+                )],
+                stat: None,
+            };
             let json = serde_json::to_vec(&body)?;
             let mut out = Vec::with_capacity(json.len() + 12);
             let token = ((i & 0xffff) as u16).to_be_bytes();
-            protocol::encode_upstream(&Upstream::PushData { version: 2, token, eui: gws[i % gws.len()], json: &json }, &mut out);
+            protocol::encode_upstream(
+                &Upstream::PushData {
+                    version: 2,
+                    token,
+                    eui: gws[i % gws.len()],
+                    json: &json,
+                },
+                &mut out,
+            );
             datagrams.push(out);
         }
         let accepted_before = lns.metrics.uplinks_accepted.get();

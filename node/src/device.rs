@@ -17,11 +17,20 @@ struct Client {
 fn client(config: &Path) -> Result<Client> {
     let cfg = NodeConfig::load(config)?;
     let path = cfg.data_dir().join(LISTENING_FILE);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("the node does not seem to run ({} is missing); start it with `entente node`", path.display()))?;
-    let l: Listening = serde_json::from_slice(&bytes).with_context(|| format!("{} is unreadable", path.display()))?;
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "the node does not seem to run ({} is missing); start it with `entente node`",
+            path.display()
+        )
+    })?;
+    let l: Listening =
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is unreadable", path.display()))?;
     let token = crate::keys::load_token(&cfg.token_file())?;
-    Ok(Client { base: format!("http://{}", l.api), token, http: reqwest::Client::new() })
+    Ok(Client {
+        base: format!("http://{}", l.api),
+        token,
+        http: reqwest::Client::new(),
+    })
 }
 
 async fn answer(r: reqwest::Response) -> Result<Value> {
@@ -46,12 +55,20 @@ pub async fn import(config: &Path, file: &Path) -> Result<u64> {
         .send()
         .await
         .context("cannot reach the node's API")?;
-    let v = answer(r).await.with_context(|| format!("{} was not imported", file.display()))?;
+    let v = answer(r)
+        .await
+        .with_context(|| format!("{} was not imported", file.display()))?;
     Ok(v["imported"].as_u64().unwrap_or(0))
 }
 
 pub async fn list(config: &Path) -> Result<Value> {
     let c = client(config)?;
-    let r = c.http.get(format!("{}/v1/devices", c.base)).bearer_auth(&c.token).send().await.context("cannot reach the node's API")?;
+    let r = c
+        .http
+        .get(format!("{}/v1/devices", c.base))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .context("cannot reach the node's API")?;
     answer(r).await
 }

@@ -150,6 +150,8 @@ pub struct Profile {
     /// ABP only: the device was provisioned with the network's extra channels. When false
     /// the network sends them with NewChannelReq until the device accepts them.
     pub channels_provisioned: bool,
+    /// Payload decoder from the delivery catalogue (`raw`, `cayenne-lpp`, ...); None: raw.
+    pub decoder: Option<String>,
 }
 
 impl Default for Profile {
@@ -164,6 +166,7 @@ impl Default for Profile {
             use_case: UseCase::Other,
             adr: true,
             channels_provisioned: true,
+            decoder: None,
         }
     }
 }

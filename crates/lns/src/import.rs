@@ -61,6 +61,7 @@ enum Field {
     UseCase,
     Adr,
     ChannelsProvisioned,
+    Decoder,
     MemberKeepsAppSKey,
 }
 
@@ -114,6 +115,7 @@ fn field_of(header: &str) -> Option<Field> {
         "nombredegrandeurs" | "grandeursmesurees" | "measuredquantities" | "quantities" => Quantities,
         "casdusage" | "usage" | "usecase" => UseCase,
         "adr" => Adr,
+        "decodeur" | "decoder" => Decoder,
         "canauxprovisionnes" | "channelsprovisioned" => ChannelsProvisioned,
         "appskeyconserveeparlemembre" | "memberkeepsappskey" => MemberKeepsAppSKey,
         _ => return None,
@@ -335,6 +337,9 @@ impl Row<'_> {
         }
         if let Some(v) = self.flag(F::Adr)? {
             profile.adr = v;
+        }
+        if let Some(v) = self.get(F::Decoder) {
+            profile.decoder = Some(v.to_string());
         }
         if let Some(v) = self.flag(F::ChannelsProvisioned)? {
             profile.channels_provisioned = v;

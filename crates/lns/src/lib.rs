@@ -23,5 +23,5 @@ pub use device::{
     AbpKeys, Device, DeviceClass, DeviceSummary, GeolocationMode, Lifecycle, MacVersion, Profile, UseCase,
 };
 pub use keys::AesKey;
-pub use server::{DevAddrBlock, LnsConfig, LnsError, NetworkServer};
+pub use server::{DevAddrBlock, LnsConfig, LnsError, NetworkServer, UplinkHook};
 pub use tables::{QueueItem, UplinkRecord};

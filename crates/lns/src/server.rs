@@ -106,6 +106,19 @@ pub enum LnsError {
     PayloadTooLarge(usize),
 }
 
+/// Receives every accepted uplink inside the write batch that stores it, so whatever the
+/// hook queues (application delivery) is committed atomically with the uplink.
+pub trait UplinkHook: Send + Sync {
+    fn on_uplink(
+        &self,
+        batch: &mut entente_store::Batch<'_>,
+        device: &Device,
+        record: &crate::tables::UplinkRecord,
+    ) -> Result<(), StoreError>;
+    /// Called after the batch is durable in the WAL.
+    fn committed(&self);
+}
+
 /// The LoRaWAN network server of one node.
 pub struct NetworkServer {
     pub(crate) store: Arc<Store>,
@@ -117,6 +130,7 @@ pub struct NetworkServer {
     pub(crate) session_lock: Mutex<()>,
     pub(crate) next_seq: AtomicU64,
     pub(crate) duty: crate::dutycycle::DutyCycle,
+    pub(crate) hook: std::sync::OnceLock<Arc<dyn UplinkHook>>,
 }
 
 impl NetworkServer {
@@ -143,7 +157,13 @@ impl NetworkServer {
             session_lock: Mutex::new(()),
             next_seq: AtomicU64::new(max + 1),
             duty: crate::dutycycle::DutyCycle::default(),
+            hook: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the uplink hook (once, before traffic starts).
+    pub fn set_uplink_hook(&self, hook: Arc<dyn UplinkHook>) -> bool {
+        self.hook.set(hook).is_ok()
     }
 
     pub fn config(&self) -> &LnsConfig {

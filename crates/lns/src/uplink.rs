@@ -526,8 +526,15 @@ impl NetworkServer {
         batch
             .put::<Uplinks>(&(s.dev_eui, record.seq), &record)
             .map_err(store_err)?;
+        let hook = self.hook.get();
+        if let (Some(h), Some(d)) = (hook, device.as_ref()) {
+            h.on_uplink(&mut batch, d, &record).map_err(store_err)?;
+        }
         self.store.write(batch, Durability::Buffered).map_err(store_err)?;
         drop(guard);
+        if let Some(h) = hook {
+            h.committed();
+        }
         self.metrics.uplinks_accepted.inc();
         debug!(dev_eui = %s.dev_eui, fcnt = full, gateways = rx.len(), "uplink accepted");
         match plan {
