@@ -18,6 +18,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub lns: LnsSection,
     #[serde(default)]
+    pub delivery: DeliverySection,
+    #[serde(default)]
     pub log: LogSection,
     /// Directory of the config file; relative paths are resolved against it.
     #[serde(skip)]
@@ -33,6 +35,10 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     #[serde(default = "defaults::key_file")]
     pub key_file: PathBuf,
+    /// Lets `POST /v1/clock` move this node's clock forward (tests and demos only: a
+    /// production node never sets it).
+    #[serde(default)]
+    pub test_clock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,6 +128,42 @@ impl LnsSection {
             dev_status_interval: chrono::TimeDelta::hours(self.dev_status_interval_hours as i64),
             ..entente_lns::LnsConfig::default()
         })
+    }
+}
+
+/// Delivery to applications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySection {
+    /// How long an undelivered message is kept (the conventions say 48 h).
+    pub retention_hours: u32,
+    /// First retry delay; it doubles on each failure up to `backoff_max_secs`.
+    pub backoff_base_secs: u64,
+    pub backoff_max_secs: u64,
+    /// A push taking longer than this counts as a timeout and is retried.
+    pub http_timeout_ms: u64,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        Self {
+            retention_hours: 48,
+            backoff_base_secs: 1,
+            backoff_max_secs: 300,
+            http_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl DeliverySection {
+    pub fn to_config(&self) -> entente_delivery::DeliveryConfig {
+        entente_delivery::DeliveryConfig {
+            retention: chrono::TimeDelta::hours(self.retention_hours as i64),
+            backoff_base: chrono::TimeDelta::seconds(self.backoff_base_secs as i64),
+            backoff_max: chrono::TimeDelta::seconds(self.backoff_max_secs as i64),
+            http_timeout: std::time::Duration::from_millis(self.http_timeout_ms),
+            ..entente_delivery::DeliveryConfig::default()
+        }
     }
 }
 
@@ -226,6 +268,22 @@ impl NodeConfig {
         self.lns.to_lns_config()?;
         if !(1..=5_000).contains(&self.lns.dedup_window_ms) {
             return Err(("lns.dedup_window_ms", "must be between 1 and 5000".into()));
+        }
+        let d = &self.delivery;
+        if d.retention_hours == 0 {
+            return Err(("delivery.retention_hours", "must be at least 1".into()));
+        }
+        if d.backoff_base_secs == 0 || d.backoff_base_secs > d.backoff_max_secs {
+            return Err((
+                "delivery.backoff_base_secs",
+                "must be at least 1 and at most delivery.backoff_max_secs".into(),
+            ));
+        }
+        if !(100..=600_000).contains(&d.http_timeout_ms) {
+            return Err((
+                "delivery.http_timeout_ms",
+                "must be between 100 and 600000".into(),
+            ));
         }
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err((

@@ -99,6 +99,15 @@ token_file = "operator.token"
 # How often devices are asked for battery and link margin (DevStatusReq), in hours.
 # dev_status_interval_hours = 24
 
+[delivery]
+# Undelivered application messages are kept this long, then dropped and counted.
+# retention_hours = 48
+# Failed pushes are retried after 1 s, then 2, 4, ... up to backoff_max_secs.
+# backoff_base_secs = 1
+# backoff_max_secs = 300
+# A push without an answer within this many milliseconds is a timeout, retried.
+# http_timeout_ms = 10000
+
 [log]
 # A tracing filter, e.g. "info" or "info,entente_gateway=debug". RUST_LOG overrides it.
 # level = "info"

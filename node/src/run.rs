@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use entente_api::ApiState;
 use entente_gateway::{GatewayMetrics, GatewayServer, Registry, ServerConfig};
-use entente_model::{SharedClock, SystemClock};
+use entente_model::{OffsetClock, SharedClock, SystemClock};
 use entente_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -34,12 +34,26 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let key = keys::load_node_key(&cfg.key_file())?;
     let token = keys::load_token(&cfg.token_file())?;
     let data_dir = cfg.data_dir();
-    let clock: SharedClock = Arc::new(SystemClock);
+    let test_clock = if cfg.node.test_clock {
+        let offset = read_clock_offset(&data_dir.join(CLOCK_OFFSET_FILE))?;
+        warn!(
+            offset_secs = offset.num_seconds(),
+            "test clock enabled: POST /v1/clock moves time forward"
+        );
+        Some(Arc::new(OffsetClock::new(offset)))
+    } else {
+        None
+    };
+    let clock: SharedClock = match &test_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
 
     let store_dir = data_dir.clone();
     let tables: Vec<&'static str> = Registry::TABLES
         .iter()
         .chain(entente_lns::tables::ALL)
+        .chain(entente_delivery::tables::ALL)
         .copied()
         .collect();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &tables))
@@ -83,6 +97,16 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             .context("cannot load the network server's state")?,
     );
     lns.metrics.register(&mut metrics_registry);
+    let shutdown = CancellationToken::new();
+    let delivery = entente_delivery::Delivery::load(
+        store.clone(),
+        clock.clone(),
+        cfg.delivery.to_config(),
+        shutdown.clone(),
+    )
+    .context("cannot load the delivery queues")?;
+    delivery.metrics.register(&mut metrics_registry);
+    lns.set_uplink_hook(delivery.clone());
     let listener = tokio::net::TcpListener::bind(cfg.api.bind)
         .await
         .with_context(|| format!("cannot bind the API port {} (api.bind)", cfg.api.bind))?;
@@ -104,7 +128,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         "node started"
     );
 
-    let shutdown = CancellationToken::new();
+    let offset_path = data_dir.join(CLOCK_OFFSET_FILE);
     let state = ApiState {
         member: cfg.node.member.clone(),
         gateways: registry.clone(),
@@ -112,7 +136,16 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         metrics: Arc::new(metrics_registry),
         operator_token: token.into(),
         lns: Some(lns.clone()),
+        delivery: Some(delivery.clone()),
+        clock: clock.clone(),
+        test_clock,
+        on_clock_change: Some(Arc::new(move |offset| {
+            if let Err(e) = std::fs::write(&offset_path, offset.num_seconds().to_string()) {
+                warn!("cannot save the test clock offset: {e}");
+            }
+        })),
     };
+    delivery.start();
     let gateway_task = tokio::spawn(server.clone().run(shutdown.clone()));
     let api_task = tokio::spawn(entente_api::serve(listener, state, shutdown.clone()));
     let lns_task = tokio::spawn(lns.clone().run(frames, shutdown.clone()));
@@ -134,6 +167,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let _ = flush_task.await;
     let _ = lns_task.await;
     drop(lns);
+    drop(delivery);
     drop(server);
     registry.flush().context("cannot save gateway counters")?;
     drop(registry);
@@ -144,6 +178,23 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     }
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The test clock's offset survives a restart, so a test's "48 h later" stays later.
+const CLOCK_OFFSET_FILE: &str = "test-clock-offset";
+
+fn read_clock_offset(path: &std::path::Path) -> Result<chrono::TimeDelta> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            let secs: i64 = s
+                .trim()
+                .parse()
+                .with_context(|| format!("{}: not a number of seconds", path.display()))?;
+            Ok(chrono::TimeDelta::seconds(secs))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(chrono::TimeDelta::zero()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 fn write_listening(path: &PathBuf, l: &Listening) -> Result<()> {

@@ -66,6 +66,18 @@ pub async fn create(
     Json(d): Json<Device>,
 ) -> Result<(StatusCode, axum::Json<DeviceSummary>), ApiError> {
     let lns = lns(&s)?;
+    if let Some(name) = d.profile.decoder.as_deref()
+        && !entente_delivery::decoders::CATALOGUE.contains(&name)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!(
+                "unknown decoder {name:?} (known: {})",
+                entente_delivery::decoders::CATALOGUE.join(", ")
+            ),
+        ));
+    }
     let summary = d.summary();
     blocking(move || lns.create_devices(std::slice::from_ref(&d))).await?;
     tracing::info!(dev_eui = %summary.dev_eui, "device created");
@@ -92,7 +104,11 @@ pub async fn import(
     }
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("the file is not UTF-8: {e}")))?;
-    let devices = parse_csv(text, &ImportDefaults::default())
+    let defaults = ImportDefaults {
+        decoders: Some(entente_delivery::decoders::CATALOGUE),
+        ..ImportDefaults::default()
+    };
+    let devices = parse_csv(text, &defaults)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
     let n = devices.len();
     blocking(move || lns.create_devices(&devices)).await?;

@@ -2,11 +2,13 @@
 //! behind bearer-token auth, with one JSON error shape everywhere.
 
 mod auth;
+mod clock;
 mod devices;
 mod error;
 mod extract;
 mod gateways;
 mod metrics;
+mod recipients;
 
 use std::sync::Arc;
 
@@ -29,6 +31,12 @@ pub struct ApiState {
     pub operator_token: Arc<str>,
     /// The network server (None only in tests of the gateway endpoints alone).
     pub lns: Option<Arc<entente_lns::NetworkServer>>,
+    pub delivery: Option<Arc<entente_delivery::Delivery>>,
+    pub clock: entente_model::SharedClock,
+    /// Present only on nodes started with `node.test_clock = true`.
+    pub test_clock: Option<Arc<entente_model::OffsetClock>>,
+    /// Told the new offset after each move (the node persists it).
+    pub on_clock_change: Option<Arc<dyn Fn(chrono::TimeDelta) + Send + Sync>>,
 }
 
 /// Largest request body accepted: a CSV import of tens of thousands of devices fits.
@@ -43,6 +51,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/devices/{eui}", get(devices::show).delete(devices::delete))
         .route("/devices/{eui}/queue", get(devices::queue).post(devices::enqueue))
         .route("/devices/{eui}/uplinks", get(devices::uplinks))
+        .route("/recipients", get(recipients::list).post(recipients::create))
+        .route(
+            "/recipients/{id}",
+            get(recipients::show).delete(recipients::delete),
+        )
+        .route("/uplinks", get(recipients::pull))
+        .route("/clock", get(clock::show).post(clock::advance))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_operator,

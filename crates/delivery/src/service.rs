@@ -59,6 +59,9 @@ struct Live {
     recipient: Recipient,
     stop: CancellationToken,
     depth: Arc<AtomicU64>,
+    /// First queue seq that may still be present: scans start here instead of walking
+    /// over the tombstones of delivered messages. Seqs only grow, so nothing is skipped.
+    head: Arc<AtomicU64>,
 }
 
 pub struct Delivery {
@@ -112,13 +115,16 @@ impl Delivery {
             match serde_json::from_str::<Recipient>(&json) {
                 Ok(r) => {
                     let mut depth = 0;
+                    let mut head = u64::MAX;
                     for q in store.range_from::<Queue>(&(id, 0))? {
-                        if q?.0.0 != id {
+                        let (k, _) = q?;
+                        if k.0 != id {
                             break;
                         }
+                        head = head.min(k.1);
                         depth += 1;
                     }
-                    d.install(r, depth);
+                    d.install(r, depth, if depth == 0 { 0 } else { head });
                 }
                 Err(e) => warn!(recipient = id, error = %e, "unreadable recipient skipped"),
             }
@@ -127,13 +133,14 @@ impl Delivery {
         Ok(d)
     }
 
-    fn install(&self, r: Recipient, depth: u64) {
+    fn install(&self, r: Recipient, depth: u64, head: u64) {
         let id = r.id;
         write(&self.by_group).entry(r.group.clone()).or_default().push(id);
         let live = Live {
             recipient: r,
             stop: self.shutdown.child_token(),
             depth: Arc::new(AtomicU64::new(depth)),
+            head: Arc::new(AtomicU64::new(head)),
         };
         self.metrics.depth(id).set(depth as i64);
         write(&self.live).insert(id, live);
@@ -172,7 +179,7 @@ impl Delivery {
         };
         let json = serde_json::to_string(&r).map_err(|e| DeliveryError::Invalid(e.to_string()))?;
         self.store.put::<Recipients>(&id, &json, Durability::Sync)?;
-        self.install(r.clone(), 0);
+        self.install(r.clone(), 0, 0);
         self.spawn_worker(id);
         info!(recipient = id, group = %r.group, "recipient created");
         Ok(r)
@@ -224,28 +231,52 @@ impl Delivery {
         Ok(())
     }
 
-    /// REST pull: messages after `cursor`, oldest first, and the next cursor.
+    /// REST pull: messages after `cursor`, oldest first, and the next cursor. Passing a
+    /// cursor acknowledges everything up to it: those messages leave the queue, so a
+    /// connector that lost a response asks again with its old cursor and loses nothing.
     pub fn pull(&self, id: u64, cursor: u64, limit: usize) -> Result<(Vec<Value>, u64), DeliveryError> {
-        match read(&self.live).get(&id) {
+        let (depth, head) = match read(&self.live).get(&id) {
             None => return Err(DeliveryError::NotFound(id)),
             Some(l) if l.recipient.kind != RecipientKind::RestPull => return Err(DeliveryError::NotPull(id)),
-            Some(_) => {}
+            Some(l) => (l.depth.clone(), l.head.clone()),
+        };
+        if cursor > 0 {
+            let mut acked = Vec::new();
+            for q in self
+                .store
+                .range_from::<Queue>(&(id, head.load(Ordering::Relaxed)))?
+            {
+                let (k, _) = q?;
+                if k.0 != id || k.1 > cursor {
+                    break;
+                }
+                acked.push(k);
+            }
+            if !acked.is_empty() {
+                let mut state = self.store.get::<States>(&id)?.unwrap_or_default();
+                let mut batch = self.store.batch();
+                for k in &acked {
+                    batch.delete::<Queue>(k)?;
+                }
+                state.delivered += acked.len() as u64;
+                batch.put::<States>(&id, &state)?;
+                self.store.write(batch, Durability::Buffered)?;
+                self.metrics.attempt(id, "ok").inc_by(acked.len() as u64);
+                self.dec_depth(id, &depth, acked.len() as u64);
+            }
+            head.fetch_max(cursor + 1, Ordering::Relaxed);
         }
         let mut out = Vec::new();
         let mut next = cursor;
         let horizon = self.clock.now() - self.cfg.retention;
-        for q in self.store.range_from::<Queue>(&(id, cursor.saturating_add(1)))? {
-            let ((rid, seq), p) = q?;
-            if rid != id || out.len() >= limit {
-                break;
-            }
+        for (k, p) in self.window(id, head.load(Ordering::Relaxed), limit)? {
             if p.enqueued_at < horizon {
-                continue; // expired, removed by the worker
+                continue; // expired; the worker removes and counts it
             }
             if let Ok(v) = serde_json::from_slice::<Value>(&p.body) {
                 out.push(v);
             }
-            next = seq;
+            next = k.1;
         }
         Ok((out, next))
     }
@@ -269,10 +300,23 @@ impl Delivery {
         }
     }
 
-    fn depth_handle(&self, id: u64) -> Option<(Recipient, Arc<AtomicU64>)> {
+    fn handles(&self, id: u64) -> Option<(Recipient, Arc<AtomicU64>, Arc<AtomicU64>)> {
         read(&self.live)
             .get(&id)
-            .map(|l| (l.recipient.clone(), l.depth.clone()))
+            .map(|l| (l.recipient.clone(), l.depth.clone(), l.head.clone()))
+    }
+
+    /// Up to `max` queued messages of a recipient, oldest first, from its head.
+    fn window(&self, id: u64, head: u64, max: usize) -> Result<Vec<((u64, u64), Pending)>, StoreError> {
+        let mut out = Vec::new();
+        for q in self.store.range_from::<Queue>(&(id, head))? {
+            let (k, p) = q?;
+            if k.0 != id || out.len() >= max {
+                break;
+            }
+            out.push((k, p));
+        }
+        Ok(out)
     }
 
     fn dec_depth(&self, id: u64, depth: &AtomicU64, n: u64) {
@@ -284,7 +328,7 @@ impl Delivery {
 
     /// One pass over a recipient: expire, then deliver what is due.
     async fn pass(&self, id: u64) -> Result<(), DeliveryError> {
-        let Some((r, depth)) = self.depth_handle(id) else {
+        let Some((r, depth, head)) = self.handles(id) else {
             return Ok(());
         };
         let now = self.clock.now();
@@ -293,7 +337,10 @@ impl Delivery {
         // Expiry by key order: the head is the oldest.
         let horizon = now - self.cfg.retention;
         let mut expired = Vec::new();
-        for q in self.store.range_from::<Queue>(&(id, 0))? {
+        for q in self
+            .store
+            .range_from::<Queue>(&(id, head.load(Ordering::Relaxed)))?
+        {
             let (k, p) = q?;
             if k.0 != id || p.enqueued_at >= horizon {
                 break;
@@ -308,6 +355,9 @@ impl Delivery {
             state.expired += expired.len() as u64;
             batch.put::<States>(&id, &state)?;
             self.store.write(batch, Durability::Sync)?;
+            if let Some(last) = expired.last() {
+                head.fetch_max(last.1 + 1, Ordering::Relaxed);
+            }
             self.metrics.expired(id).inc_by(expired.len() as u64);
             self.dec_depth(id, &depth, expired.len() as u64);
             warn!(
@@ -320,7 +370,7 @@ impl Delivery {
         match &r.kind {
             RecipientKind::RestPull => Ok(()),
             RecipientKind::HttpPush { url, authorization } => {
-                self.push_http(id, url, authorization.as_deref(), &mut state, &depth, now)
+                self.push_http(id, url, authorization.as_deref(), &mut state, &depth, &head, now)
                     .await
             }
             RecipientKind::FilePush {
@@ -341,6 +391,7 @@ impl Delivery {
                         url.as_deref(),
                         &mut state,
                         &depth,
+                        &head,
                         now,
                     )
                     .await?;
@@ -350,6 +401,7 @@ impl Delivery {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn push_http(
         &self,
         id: u64,
@@ -357,70 +409,73 @@ impl Delivery {
         authorization: Option<&str>,
         state: &mut RecipientState,
         depth: &AtomicU64,
+        head: &AtomicU64,
         now: DateTime<Utc>,
     ) -> Result<(), DeliveryError> {
         if state.next_attempt_at.is_some_and(|t| now < t) {
             return Ok(());
         }
         // In order, one at a time: a failure stops the pass so nothing overtakes it.
-        for _ in 0..10_000 {
-            let Some(q) = self.store.range_from::<Queue>(&(id, 0))?.next() else {
-                break;
-            };
-            let (k, p) = q?;
-            if k.0 != id {
-                break;
+        loop {
+            let window = self.window(id, head.load(Ordering::Relaxed), 256)?;
+            if window.is_empty() {
+                return Ok(());
             }
-            let mut req = self
-                .http
-                .post(url)
-                .header("content-type", "application/json")
-                .header("x-entente-seq", k.1.to_string())
-                .body(p.body.clone());
-            if let Some(a) = authorization {
-                req = req.header("authorization", a);
-            }
-            let result = match req.send().await {
-                Ok(resp) if resp.status().is_success() => Ok(()),
-                Ok(resp) => Err((
-                    format!("http_{}xx", resp.status().as_u16() / 100),
-                    format!("HTTP {}", resp.status()),
-                )),
-                Err(e) if e.is_timeout() => Err(("timeout".into(), "timeout".into())),
-                Err(e) => Err(("error".into(), e.to_string())),
-            };
-            match result {
-                Ok(()) => {
-                    // Synced: once acknowledged, a message is never delivered again, even
-                    // after a kill -9.
-                    let mut batch = self.store.batch();
-                    batch.delete::<Queue>(&k)?;
-                    state.delivered += 1;
-                    state.attempts = 0;
-                    state.next_attempt_at = None;
-                    state.last_error = None;
-                    batch.put::<States>(&id, state)?;
-                    self.store.write(batch, Durability::Sync)?;
-                    self.metrics.attempt(id, "ok").inc();
-                    self.dec_depth(id, depth, 1);
+            for (k, p) in window {
+                let mut req = self
+                    .http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("x-entente-seq", k.1.to_string())
+                    .body(p.body);
+                if let Some(a) = authorization {
+                    req = req.header("authorization", a);
                 }
-                Err((label, msg)) => {
-                    state.attempts += 1;
-                    if state.attempts > 1 {
-                        state.retries += 1;
-                        self.metrics.retries(id).inc();
+                let result = match req.send().await {
+                    Ok(resp) if resp.status().is_success() => Ok(()),
+                    Ok(resp) => Err((
+                        status_label(resp.status().as_u16()),
+                        format!("HTTP {}", resp.status()),
+                    )),
+                    Err(e) if e.is_timeout() => Err(("timeout", "timeout".to_string())),
+                    Err(e) => Err(("error", e.to_string())),
+                };
+                match result {
+                    Ok(()) => {
+                        // In the WAL before the next message goes: a kill -9 cannot make an
+                        // acknowledged message go out again.
+                        let mut batch = self.store.batch();
+                        batch.delete::<Queue>(&k)?;
+                        state.delivered += 1;
+                        state.attempts = 0;
+                        state.next_attempt_at = None;
+                        state.last_error = None;
+                        batch.put::<States>(&id, state)?;
+                        self.store.write(batch, Durability::Buffered)?;
+                        head.fetch_max(k.1 + 1, Ordering::Relaxed);
+                        self.metrics.attempt(id, "ok").inc();
+                        self.dec_depth(id, depth, 1);
                     }
-                    let at = self.clock.now() + self.backoff(state.attempts);
-                    state.next_attempt_at = Some(at);
-                    state.last_error = Some(msg.clone());
-                    self.store.put::<States>(&id, state, Durability::Buffered)?;
-                    self.metrics.attempt(id, leak_label(&label)).inc();
-                    tracing::debug!(recipient = id, error = %msg, next = %at, "delivery failed; will retry");
+                    Err((label, msg)) => {
+                        state.attempts += 1;
+                        if state.attempts > 1 {
+                            state.retries += 1;
+                            self.metrics.retries(id).inc();
+                        }
+                        let at = self.clock.now() + self.backoff(state.attempts);
+                        state.next_attempt_at = Some(at);
+                        state.last_error = Some(msg.clone());
+                        self.store.put::<States>(&id, state, Durability::Buffered)?;
+                        self.metrics.attempt(id, label).inc();
+                        tracing::debug!(recipient = id, error = %msg, next = %at, "delivery failed; will retry");
+                        return Ok(());
+                    }
+                }
+                if self.shutdown.is_cancelled() {
                     return Ok(());
                 }
             }
         }
-        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -432,15 +487,12 @@ impl Delivery {
         url: Option<&str>,
         state: &mut RecipientState,
         depth: &AtomicU64,
+        head: &AtomicU64,
         now: DateTime<Utc>,
     ) -> Result<(), DeliveryError> {
         let mut keys = Vec::new();
         let mut msgs = Vec::new();
-        for q in self.store.range_from::<Queue>(&(id, 0))? {
-            let (k, p) = q?;
-            if k.0 != id || keys.len() >= 100_000 {
-                break;
-            }
+        for (k, p) in self.window(id, head.load(Ordering::Relaxed), 100_000)? {
             if let Ok(v) = serde_json::from_slice::<Value>(&p.body) {
                 msgs.push(v);
             }
@@ -495,6 +547,9 @@ impl Delivery {
                 state.last_error = None;
                 batch.put::<States>(&id, state)?;
                 self.store.write(batch, Durability::Sync)?;
+                if let Some(last) = keys.last() {
+                    head.fetch_max(last.1 + 1, Ordering::Relaxed);
+                }
                 self.metrics.attempt(id, "ok").inc();
                 self.dec_depth(id, depth, keys.len() as u64);
                 info!(recipient = id, file = %name, messages = keys.len(), "file pushed");
@@ -513,14 +568,12 @@ impl Delivery {
     }
 }
 
-fn leak_label(l: &str) -> &'static str {
-    match l {
-        "http_4xx" => "http_4xx",
-        "http_5xx" => "http_5xx",
-        "http_3xx" => "http_3xx",
-        "http_1xx" => "http_1xx",
-        "timeout" => "timeout",
-        _ => "error",
+fn status_label(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "http_1xx",
+        3 => "http_3xx",
+        4 => "http_4xx",
+        _ => "http_5xx",
     }
 }
 

@@ -138,6 +138,8 @@ const MANDATORY: &[(Field, &str)] = &[
 pub struct ImportDefaults {
     pub group: String,
     pub profile: Profile,
+    /// Decoder names the node knows (the delivery catalogue); None accepts any name.
+    pub decoders: Option<&'static [&'static str]>,
 }
 
 impl Default for ImportDefaults {
@@ -145,6 +147,7 @@ impl Default for ImportDefaults {
         ImportDefaults {
             group: "default".into(),
             profile: Profile::default(),
+            decoders: None,
         }
     }
 }
@@ -339,6 +342,14 @@ impl Row<'_> {
             profile.adr = v;
         }
         if let Some(v) = self.get(F::Decoder) {
+            if let Some(known) = defaults.decoders
+                && !known.contains(&v)
+            {
+                return Err(self.err(
+                    F::Decoder,
+                    format!("unknown decoder {v:?} (known: {})", known.join(", ")),
+                ));
+            }
             profile.decoder = Some(v.to_string());
         }
         if let Some(v) = self.flag(F::ChannelsProvisioned)? {

@@ -50,6 +50,41 @@ impl Clock for ManualClock {
     }
 }
 
+/// The wall clock plus an offset that only grows: a running node whose test harness can
+/// jump hours or days ahead while frames keep flowing in real time.
+#[derive(Debug, Default)]
+pub struct OffsetClock {
+    offset_micros: AtomicI64,
+}
+
+impl OffsetClock {
+    pub fn new(offset: TimeDelta) -> Self {
+        Self {
+            offset_micros: AtomicI64::new(offset.num_microseconds().unwrap_or(0).max(0)),
+        }
+    }
+
+    /// Moves the clock forward; a negative step is ignored, time never goes back.
+    pub fn advance(&self, by: TimeDelta) -> TimeDelta {
+        let us = by.num_microseconds().unwrap_or(0).max(0);
+        let total = self
+            .offset_micros
+            .fetch_add(us, Ordering::SeqCst)
+            .saturating_add(us);
+        TimeDelta::microseconds(total)
+    }
+
+    pub fn offset(&self) -> TimeDelta {
+        TimeDelta::microseconds(self.offset_micros.load(Ordering::SeqCst))
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +98,14 @@ mod tests {
         assert_eq!(c.now(), start);
         c.advance(TimeDelta::days(365));
         assert_eq!(c.now().to_rfc3339(), "2027-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn offset_clock_only_moves_forward() {
+        let c = OffsetClock::default();
+        c.advance(TimeDelta::hours(2));
+        c.advance(TimeDelta::hours(-5));
+        assert_eq!(c.offset(), TimeDelta::hours(2));
+        assert!(c.now() > Utc::now() + TimeDelta::minutes(119));
     }
 }

@@ -7,7 +7,7 @@ mod eui;
 mod member;
 mod position;
 
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SharedClock, SystemClock};
 pub use eui::{DevAddr, DevEui, Eui64, GatewayEui, JoinEui};
 pub use member::MemberId;
 pub use position::Position;
