@@ -87,6 +87,8 @@ enum DeviceCmd {
 enum BenchCmd {
     /// Uplinks per second through the full home pipeline (UDP, dedup, MIC, FCnt, RocksDB).
     Ingest(bench::IngestArgs),
+    /// Deliveries per second from the RocksDB queue to a local HTTP receiver.
+    Delivery(bench::DeliveryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -154,6 +156,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Bench { command } => match command {
             BenchCmd::Ingest(args) => {
                 let v = runtime()?.block_on(bench::ingest(args))?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            BenchCmd::Delivery(args) => {
+                let v = runtime()?.block_on(bench::delivery(args))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }

@@ -1,0 +1,8 @@
+//! `entente bench ...`: benchmarks that print their figures as JSON. Everything they
+//! measure is the real code path (real sockets, real RocksDB); nothing is mocked.
+
+pub mod delivery;
+pub mod ingest;
+
+pub use delivery::{DeliveryArgs, delivery};
+pub use ingest::{IngestArgs, ingest};
