@@ -20,6 +20,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub delivery: DeliverySection,
     #[serde(default)]
+    pub federation: FederationSection,
+    #[serde(default)]
     pub log: LogSection,
     /// Directory of the config file; relative paths are resolved against it.
     #[serde(skip)]
@@ -128,6 +130,36 @@ impl LnsSection {
             dev_status_interval: chrono::TimeDelta::hours(self.dev_status_interval_hours as i64),
             ..entente_lns::LnsConfig::default()
         })
+    }
+}
+
+/// The federation: the roster this node admits peers from, where it listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationSection {
+    /// The signed roster (`federation/<name>/roster.toml`); none: the node runs alone.
+    pub roster: Option<PathBuf>,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// Dedup window for frames only forwarded from here (shorter than the home window).
+    pub visited_dedup_window_ms: u64,
+    /// Frames a peer may forward per second, and its burst, before they are refused.
+    pub peer_rate_per_sec: u32,
+    pub peer_burst: u32,
+    /// Frames kept per unreachable home node (48 h at most).
+    pub buffer_max: usize,
+}
+
+impl Default for FederationSection {
+    fn default() -> Self {
+        Self {
+            roster: None,
+            listen: vec!["/ip4/0.0.0.0/tcp/4001".into()],
+            visited_dedup_window_ms: 50,
+            peer_rate_per_sec: 1_000,
+            peer_burst: 5_000,
+            buffer_max: 100_000,
+        }
     }
 }
 
@@ -269,6 +301,23 @@ impl NodeConfig {
         if !(1..=5_000).contains(&self.lns.dedup_window_ms) {
             return Err(("lns.dedup_window_ms", "must be between 1 and 5000".into()));
         }
+        for a in &self.federation.listen {
+            if a.parse::<libp2p::Multiaddr>().is_err() {
+                return Err((
+                    "federation.listen",
+                    format!("{a:?} is not a multiaddress (e.g. /ip4/0.0.0.0/tcp/4001)"),
+                ));
+            }
+        }
+        if !(1..=1_000).contains(&self.federation.visited_dedup_window_ms) {
+            return Err((
+                "federation.visited_dedup_window_ms",
+                "must be between 1 and 1000".into(),
+            ));
+        }
+        if self.federation.peer_rate_per_sec == 0 || self.federation.peer_burst == 0 {
+            return Err(("federation.peer_rate_per_sec", "must be at least 1".into()));
+        }
         let d = &self.delivery;
         if d.retention_hours == 0 {
             return Err(("delivery.retention_hours", "must be at least 1".into()));
@@ -310,6 +359,9 @@ impl NodeConfig {
     }
     pub fn token_file(&self) -> PathBuf {
         self.resolve(&self.api.token_file)
+    }
+    pub fn roster_file(&self) -> Option<PathBuf> {
+        self.federation.roster.as_deref().map(|p| self.resolve(p))
     }
 }
 

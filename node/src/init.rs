@@ -99,6 +99,17 @@ token_file = "operator.token"
 # How often devices are asked for battery and link margin (DevStatusReq), in hours.
 # dev_status_interval_hours = 24
 
+[federation]
+# The signed roster of the federation; without it the node runs alone.
+# roster = "roster.toml"
+# libp2p listen addresses (TCP, Noise, Yamux).
+# listen = ["/ip4/0.0.0.0/tcp/4001"]
+# Dedup window for frames this node only forwards to their home node, in milliseconds.
+# visited_dedup_window_ms = 50
+# Frames a peer may forward per second (and burst) before being refused.
+# peer_rate_per_sec = 1000
+# peer_burst = 5000
+
 [delivery]
 # Undelivered application messages are kept this long, then dropped and counted.
 # retention_hours = 48

@@ -8,4 +8,5 @@ pub mod device;
 pub mod init;
 pub mod keys;
 pub mod process;
+pub mod roster;
 pub mod run;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use entente::{bench, config::NodeConfig, demo, device, init, run};
+use entente::{bench, config::NodeConfig, demo, device, init, roster, run};
 use entente_model::MemberId;
 use tracing_subscriber::EnvFilter;
 
@@ -56,6 +56,11 @@ enum Cmd {
         #[command(subcommand)]
         command: DeviceCmd,
     },
+    /// Create, sign and show a federation roster.
+    Roster {
+        #[command(subcommand)]
+        command: RosterCmd,
+    },
     /// Measure the node's speed; prints figures as JSON.
     Bench {
         #[command(subcommand)]
@@ -84,11 +89,35 @@ enum DeviceCmd {
 }
 
 #[derive(Subcommand)]
+enum RosterCmd {
+    /// Print the header of a new roster (redirect it to federation/NAME/roster.toml).
+    New {
+        #[arg(long)]
+        federation: String,
+        /// majority (more than half of the members sign) or all.
+        #[arg(long, default_value = "majority")]
+        rule: String,
+    },
+    /// Print this node's [[member]] entry, to append to a roster.
+    Member(roster::MemberArgs),
+    /// Sign a roster with this node's key (appends a [[signature]] block).
+    Sign {
+        #[arg(long, default_value = "node.toml")]
+        config: PathBuf,
+        file: PathBuf,
+    },
+    /// Show a roster's members and whether its signatures make it valid (exit 1 if not).
+    Show { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum BenchCmd {
     /// Uplinks per second through the full home pipeline (UDP, dedup, MIC, FCnt, RocksDB).
     Ingest(bench::IngestArgs),
     /// Deliveries per second from the RocksDB queue to a local HTTP receiver.
     Delivery(bench::DeliveryArgs),
+    /// Cost of one federation routing lookup as members and declared devices grow.
+    Routing,
 }
 
 fn main() -> std::process::ExitCode {
@@ -153,10 +182,38 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+        Cmd::Roster { command } => match command {
+            RosterCmd::New { federation, rule } => {
+                print!("{}", roster::new(&federation, &rule));
+                Ok(())
+            }
+            RosterCmd::Member(a) => {
+                print!("{}", roster::member(&a)?);
+                Ok(())
+            }
+            RosterCmd::Sign { config, file } => {
+                roster::sign(&config, &file)?;
+                println!("signed {}", file.display());
+                Ok(())
+            }
+            RosterCmd::Show { file } => {
+                let (text, valid) = roster::show(&file)?;
+                print!("{text}");
+                if valid {
+                    Ok(())
+                } else {
+                    anyhow::bail!("{} is not valid", file.display())
+                }
+            }
+        },
         Cmd::Bench { command } => match command {
             BenchCmd::Ingest(args) => {
                 let v = runtime()?.block_on(bench::ingest(args))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            BenchCmd::Routing => {
+                println!("{}", serde_json::to_string_pretty(&bench::routing()?)?);
                 Ok(())
             }
             BenchCmd::Delivery(args) => {

@@ -26,6 +26,11 @@ pub struct Listening {
     pub member: String,
     pub gateway: SocketAddr,
     pub api: SocketAddr,
+    /// libp2p peer id and listen addresses, when the node federates.
+    #[serde(default)]
+    pub peer_id: Option<String>,
+    #[serde(default)]
+    pub p2p: Vec<String>,
 }
 
 pub const LISTENING_FILE: &str = "listening.json";
@@ -88,10 +93,11 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 cfg.gateway.bind
             )
         })?;
-    let lns_cfg = cfg
+    let mut lns_cfg = cfg
         .lns
         .to_lns_config()
         .map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
+    lns_cfg.visited_dedup_window = Duration::from_millis(cfg.federation.visited_dedup_window_ms);
     let lns = Arc::new(
         entente_lns::NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock.clone())
             .context("cannot load the network server's state")?,
@@ -107,6 +113,47 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     .context("cannot load the delivery queues")?;
     delivery.metrics.register(&mut metrics_registry);
     lns.set_uplink_hook(delivery.clone());
+
+    let (peering, roamed, p2p) = match cfg.roster_file() {
+        None => (None, tokio::sync::mpsc::channel(1).1, vec![]),
+        Some(path) => {
+            let roster = entente_peering::Roster::load(&path)?;
+            roster
+                .verify()
+                .with_context(|| format!("{} is not a valid roster", path.display()))?;
+            let listen = cfg
+                .federation
+                .listen
+                .iter()
+                .map(|a| a.parse())
+                .collect::<Result<Vec<libp2p::Multiaddr>, _>>()
+                .context("federation.listen")?;
+            let pcfg = entente_peering::PeeringConfig {
+                listen,
+                peer_rate_per_sec: cfg.federation.peer_rate_per_sec,
+                peer_burst: cfg.federation.peer_burst,
+                buffer_max: cfg.federation.buffer_max,
+                ..entente_peering::PeeringConfig::default()
+            };
+            let started = entente_peering::Peering::start(
+                cfg.node.member.clone(),
+                key.to_bytes(),
+                roster,
+                pcfg,
+                clock.clone(),
+                registry.clone(),
+                server.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .with_context(|| format!("cannot join the federation of {}", path.display()))?;
+            started.peering.metrics.register(&mut metrics_registry);
+            lns.metrics.register_roaming(&mut metrics_registry);
+            lns.set_roaming(started.peering.clone());
+            let addrs = started.listening.iter().map(|a| a.to_string()).collect();
+            (Some(started.peering), started.roamed, addrs)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(cfg.api.bind)
         .await
         .with_context(|| format!("cannot bind the API port {} (api.bind)", cfg.api.bind))?;
@@ -116,6 +163,8 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         member: cfg.node.member.to_string(),
         gateway: server.local_addr()?,
         api: listener.local_addr()?,
+        peer_id: peering.as_ref().map(|p| p.peer_id().to_string()),
+        p2p,
     };
     let listening_path = data_dir.join(LISTENING_FILE);
     write_listening(&listening_path, &listening)?;
@@ -137,6 +186,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         operator_token: token.into(),
         lns: Some(lns.clone()),
         delivery: Some(delivery.clone()),
+        peering: peering.clone(),
         clock: clock.clone(),
         test_clock,
         on_clock_change: Some(Arc::new(move |offset| {
@@ -148,7 +198,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     delivery.start();
     let gateway_task = tokio::spawn(server.clone().run(shutdown.clone()));
     let api_task = tokio::spawn(entente_api::serve(listener, state, shutdown.clone()));
-    let lns_task = tokio::spawn(lns.clone().run(frames, shutdown.clone()));
+    let lns_task = tokio::spawn(lns.clone().run(frames, roamed, shutdown.clone()));
     let flush_task = tokio::spawn(flush_periodically(
         registry.clone(),
         Duration::from_secs(cfg.gateway.status_flush_secs),
@@ -168,6 +218,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let _ = lns_task.await;
     drop(lns);
     drop(delivery);
+    drop(peering);
     drop(server);
     registry.flush().context("cannot save gateway counters")?;
     drop(registry);

@@ -2,6 +2,8 @@
 //! over real UDP, device rows for the CSV import, uplinks pushed through a gateway.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -32,6 +32,8 @@ pub struct ApiState {
     /// The network server (None only in tests of the gateway endpoints alone).
     pub lns: Option<Arc<entente_lns::NetworkServer>>,
     pub delivery: Option<Arc<entente_delivery::Delivery>>,
+    /// The federation, when the node has a roster.
+    pub peering: Option<Arc<entente_peering::Peering>>,
     pub clock: entente_model::SharedClock,
     /// Present only on nodes started with `node.test_clock = true`.
     pub test_clock: Option<Arc<entente_model::OffsetClock>>,
@@ -58,6 +60,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/uplinks", get(recipients::pull))
         .route("/clock", get(clock::show).post(clock::advance))
+        .route("/peers", get(peers))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_operator,
@@ -77,6 +80,16 @@ async fn health(axum::extract::State(s): axum::extract::State<ApiState>) -> axum
         "status": "ok",
         "member": s.member,
         "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Roster members with their liveness (connected, since, ping RTT, frames buffered).
+async fn peers(axum::extract::State(s): axum::extract::State<ApiState>) -> axum::Json<serde_json::Value> {
+    let peers = s.peering.as_ref().map(|p| p.peers()).unwrap_or_default();
+    axum::Json(serde_json::json!({
+        "federating": s.peering.is_some(),
+        "peer_id": s.peering.as_ref().map(|p| p.peer_id().to_string()),
+        "peers": peers,
     }))
 }
 

@@ -68,6 +68,20 @@ impl TxAckError {
         }
     }
 
+    /// The inverse of [`TxAckError::as_str`], for errors reported by a federation peer.
+    pub fn from_label(s: &str) -> Self {
+        match s {
+            "too_late" => Self::TooLate,
+            "too_early" => Self::TooEarly,
+            "collision_packet" => Self::CollisionPacket,
+            "collision_beacon" => Self::CollisionBeacon,
+            "tx_freq" => Self::TxFreq,
+            "tx_power" => Self::TxPower,
+            "gps_unlocked" => Self::GpsUnlocked,
+            other => Self::Other(other.chars().take(64).collect()),
+        }
+    }
+
     fn parse(s: &str) -> Self {
         match s {
             "TOO_LATE" => Self::TooLate,
@@ -106,6 +120,9 @@ pub enum DownlinkError {
     Encode(String),
     #[error("cannot send to gateway: {0}")]
     Io(#[from] io::Error),
+    /// The gateway is a federation peer's and the peer could not be asked.
+    #[error("peer gateway {0}: {1}")]
+    Peer(GatewayEui, String),
 }
 
 type Pending = HashMap<(GatewayEui, Token), oneshot::Sender<TxOutcome>>;

@@ -215,10 +215,18 @@ impl NetworkServer {
             data: base64::engine::general_purpose::STANDARD.encode(&plan.phy_payload),
             ncrc: true,
         };
-        let outcome = self
-            .gateways
-            .send_downlink(info.gateway, txpk, self.cfg.tx_ack_timeout)
-            .await?;
+        let outcome = match self.roaming.get() {
+            Some(r) if r.is_remote_gateway(&info.gateway) => {
+                // A peer's gateway: its TX_ACK comes back over the federation.
+                r.send_downlink(info.gateway, txpk, self.cfg.tx_ack_timeout * 2)
+                    .await?
+            }
+            _ => {
+                self.gateways
+                    .send_downlink(info.gateway, txpk, self.cfg.tx_ack_timeout)
+                    .await?
+            }
+        };
         match outcome {
             TxOutcome::Ok { .. } | TxOutcome::NotAcknowledged => {
                 self.metrics

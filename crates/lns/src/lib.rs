@@ -11,6 +11,7 @@ pub mod keys;
 pub mod mac;
 pub mod metrics;
 pub mod phy;
+pub mod roaming;
 pub mod server;
 pub mod session;
 pub mod tables;
@@ -23,5 +24,6 @@ pub use device::{
     AbpKeys, Device, DeviceClass, DeviceSummary, GeolocationMode, Lifecycle, MacVersion, Profile, UseCase,
 };
 pub use keys::AesKey;
+pub use roaming::{Roaming, Route, TxFuture};
 pub use server::{DevAddrBlock, LnsConfig, LnsError, NetworkServer, UplinkHook};
 pub use tables::{QueueItem, UplinkRecord};

@@ -62,6 +62,10 @@ pub struct LnsMetrics {
     pub downlinks: Family<KindLabel, Counter>,
     pub downlink_failures: Family<ReasonLabel, Counter>,
     pub mac_commands: Family<KindLabel, Counter>,
+    /// Frames handed to the federation for their home member (visited side).
+    pub forwarded: Counter,
+    /// Frames received from peers for this node's devices (home side).
+    pub roamed_in: Counter,
 }
 
 impl LnsMetrics {
@@ -110,6 +114,19 @@ impl LnsMetrics {
             "entente_lns_mac_commands",
             "MAC commands received from devices",
             self.mac_commands.clone(),
+        );
+    }
+
+    pub fn register_roaming(&self, r: &mut Registry) {
+        r.register(
+            "entente_lns_forwarded",
+            "Frames forwarded to their home member (this node visited)",
+            self.forwarded.clone(),
+        );
+        r.register(
+            "entente_lns_roamed_in",
+            "Gateway receptions of this node's frames reported by peers",
+            self.roamed_in.clone(),
         );
     }
 

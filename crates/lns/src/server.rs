@@ -65,6 +65,9 @@ pub struct LnsConfig {
     pub net_id: u32,
     pub dev_addr_block: DevAddrBlock,
     pub dedup_window: Duration,
+    /// Dedup window for frames this node only forwards (visited side): shorter than the
+    /// home one, because the home node runs its own window and RX1 is 1 s away.
+    pub visited_dedup_window: Duration,
     pub adr: bool,
     /// How often the network asks a device for its battery and margin.
     pub dev_status_interval: chrono::TimeDelta,
@@ -81,6 +84,7 @@ impl Default for LnsConfig {
                 len: 7,
             },
             dedup_window: Duration::from_millis(200),
+            visited_dedup_window: Duration::from_millis(50),
             adr: true,
             dev_status_interval: chrono::TimeDelta::hours(24),
             tx_ack_timeout: Duration::from_millis(800),
@@ -131,6 +135,7 @@ pub struct NetworkServer {
     pub(crate) next_seq: AtomicU64,
     pub(crate) duty: crate::dutycycle::DutyCycle,
     pub(crate) hook: std::sync::OnceLock<Arc<dyn UplinkHook>>,
+    pub(crate) roaming: std::sync::OnceLock<Arc<dyn crate::Roaming>>,
 }
 
 impl NetworkServer {
@@ -158,12 +163,18 @@ impl NetworkServer {
             next_seq: AtomicU64::new(max + 1),
             duty: crate::dutycycle::DutyCycle::default(),
             hook: std::sync::OnceLock::new(),
+            roaming: std::sync::OnceLock::new(),
         })
     }
 
     /// Installs the uplink hook (once, before traffic starts).
     pub fn set_uplink_hook(&self, hook: Arc<dyn UplinkHook>) -> bool {
         self.hook.set(hook).is_ok()
+    }
+
+    /// Installs the federation (once, before traffic starts).
+    pub fn set_roaming(&self, roaming: Arc<dyn crate::Roaming>) -> bool {
+        self.roaming.set(roaming).is_ok()
     }
 
     pub fn config(&self) -> &LnsConfig {

@@ -53,45 +53,90 @@ fn channel_index(freq_hz: u32) -> u8 {
 }
 
 impl NetworkServer {
-    /// Runs the dedup window over frames from the gateways and processes each frame once.
-    pub async fn run(self: Arc<Self>, mut frames: mpsc::Receiver<RxFrame>, shutdown: CancellationToken) {
+    /// Runs the dedup window over frames from the gateways and, when the node federates,
+    /// over gateway receptions of this node's frames reported by peers; processes each
+    /// frame once with every copy's metadata, wherever it was heard.
+    pub async fn run(
+        self: Arc<Self>,
+        mut frames: mpsc::Receiver<RxFrame>,
+        mut roamed: mpsc::Receiver<RxFrame>,
+        shutdown: CancellationToken,
+    ) {
         let mut pending: HashMap<Vec<u8>, Vec<RxInfo>> = HashMap::new();
-        let mut order: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        // Two FIFOs of deadlines, one per window length, so each stays in order.
+        let mut home: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        let mut visited: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        let mut roamed_open = true;
         loop {
-            let next = order.front().map(|(t, _)| *t);
-            tokio::select! {
+            let next = match (home.front(), visited.front()) {
+                (Some(a), Some(b)) => Some(a.0.min(b.0)),
+                (a, b) => a.or(b).map(|x| x.0),
+            };
+            let f = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                f = frames.recv() => {
-                    let Some(f) = f else { break };
-                    match pending.get_mut(&f.phy_payload) {
-                        Some(rx) => {
-                            self.metrics.duplicate_copies.inc();
-                            rx.push(f.rx);
-                        }
-                        None => {
-                            order.push_back((Instant::now() + self.cfg.dedup_window, f.phy_payload.clone()));
-                            pending.insert(f.phy_payload, vec![f.rx]);
-                        }
-                    }
-                }
+                f = frames.recv() => match f { Some(f) => f, None => break },
+                f = roamed.recv(), if roamed_open => match f {
+                    Some(f) => { self.metrics.roamed_in.inc(); f }
+                    None => { roamed_open = false; continue }
+                },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     let now = Instant::now();
-                    while order.front().is_some_and(|(t, _)| *t <= now) {
-                        if let Some((_, key)) = order.pop_front() {
-                            if let Some(rx) = pending.remove(&key) {
-                                self.process(&key, rx);
+                    for q in [&mut home, &mut visited] {
+                        while q.front().is_some_and(|(t, _)| *t <= now) {
+                            if let Some((_, key)) = q.pop_front() {
+                                if let Some(rx) = pending.remove(&key) {
+                                    self.process(&key, rx);
+                                }
                             }
                         }
                     }
+                    continue;
+                }
+            };
+            match pending.get_mut(&f.phy_payload) {
+                Some(rx) => {
+                    self.metrics.duplicate_copies.inc();
+                    rx.push(f.rx);
+                }
+                None => {
+                    if self.forwards(&f.phy_payload) {
+                        visited.push_back((
+                            Instant::now() + self.cfg.visited_dedup_window,
+                            f.phy_payload.clone(),
+                        ));
+                    } else {
+                        home.push_back((Instant::now() + self.cfg.dedup_window, f.phy_payload.clone()));
+                    }
+                    pending.insert(f.phy_payload, vec![f.rx]);
                 }
             }
         }
         // Frames still in their window are processed rather than lost.
-        while let Some((_, key)) = order.pop_front() {
-            if let Some(rx) = pending.remove(&key) {
-                self.process(&key, rx);
+        for q in [&mut home, &mut visited] {
+            while let Some((_, key)) = q.pop_front() {
+                if let Some(rx) = pending.remove(&key) {
+                    self.process(&key, rx);
+                }
             }
+        }
+    }
+
+    /// Whether this frame belongs to another member and is only forwarded from here.
+    fn forwards(&self, phy_payload: &[u8]) -> bool {
+        let Some(r) = self.roaming.get() else {
+            return false;
+        };
+        match phy::parse(phy_payload) {
+            Ok(Phy::Data(d)) => {
+                !self.cfg.dev_addr_block.contains(d.dev_addr)
+                    && r.route_data(d.dev_addr) == crate::Route::Forward
+            }
+            Ok(Phy::JoinRequest(j)) => {
+                !matches!(self.store.get::<Devices>(&j.dev_eui), Ok(Some(_)))
+                    && r.route_join(j.join_eui, j.dev_eui) == crate::Route::Forward
+            }
+            _ => false,
         }
     }
 
@@ -100,6 +145,13 @@ impl NetworkServer {
         self.metrics.frames_deduplicated.inc();
         // Best gateway first: highest SNR, then RSSI.
         rx.sort_by(|a, b| b.snr.total_cmp(&a.snr).then(b.rssi.cmp(&a.rssi)));
+        if self.forwards(phy_payload) {
+            if let Some(r) = self.roaming.get() {
+                self.metrics.forwarded.inc();
+                r.forward(phy_payload.to_vec(), rx);
+                return;
+            }
+        }
         let result = match phy::parse(phy_payload) {
             Ok(Phy::JoinRequest(j)) => self.process_join(phy_payload, j, rx),
             Ok(Phy::Data(d)) if matches!(d.mtype, phy::MType::UnconfirmedUp | phy::MType::ConfirmedUp) => {

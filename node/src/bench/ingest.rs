@@ -79,7 +79,8 @@ pub async fn ingest(a: IngestArgs) -> Result<Value> {
     let lns = Arc::new(NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock)?);
     let shutdown = CancellationToken::new();
     let server_task = tokio::spawn(server.clone().run(shutdown.clone()));
-    let lns_task = tokio::spawn(lns.clone().run(frames, shutdown.clone()));
+    let no_peers = tokio::sync::mpsc::channel(1).1;
+    let lns_task = tokio::spawn(lns.clone().run(frames, no_peers, shutdown.clone()));
 
     let gws: Vec<GatewayEui> = (0..a.gateways)
         .map(|i| GatewayEui([0, 0x80, 0, 0, 0xbe, 0, 0, i as u8]))

@@ -3,6 +3,8 @@
 
 pub mod delivery;
 pub mod ingest;
+pub mod routing;
 
 pub use delivery::{DeliveryArgs, delivery};
 pub use ingest::{IngestArgs, ingest};
+pub use routing::routing;

@@ -1,0 +1,82 @@
+//! `/entente/roaming/1`: request-response messages between a visited and a home node.
+//! CBOR, size-capped by the codec; every field is untrusted and checked on arrival.
+
+use entente_gateway::RxInfo;
+use entente_gateway::json::TxPk;
+use entente_model::GatewayEui;
+use serde::{Deserialize, Serialize};
+
+pub const ROAMING_PROTOCOL: &str = "/entente/roaming/1";
+/// A PHYPayload is at most 255 bytes; 16 gateways' metadata fit many times in this.
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024;
+/// More receptions than this in one forward are refused.
+pub const MAX_RX_PER_FRAME: usize = 32;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Visited -> home: a deduplicated frame of one of the home's devices.
+    Uplink(UplinkForward),
+    /// Home -> visited: send this through the gateway the token names.
+    Downlink(DownlinkRequest),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    Uplink(UplinkAnswer),
+    Downlink(TxResult),
+    /// The request could not be decoded or is not allowed here.
+    Refused {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UplinkForward {
+    pub phy_payload: Vec<u8>,
+    pub rx: Vec<RoamedRx>,
+    /// Buffered while the home node was unreachable: too late for any downlink.
+    pub late: bool,
+}
+
+/// One gateway's reception, with the token the home node must show to use that gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoamedRx {
+    pub info: RxInfo,
+    pub token: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UplinkAnswer {
+    Accepted,
+    Rejected { reason: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DownlinkRequest {
+    pub gateway: GatewayEui,
+    pub token: Vec<u8>,
+    pub txpk: TxPk,
+}
+
+/// What the visited gateway said, never synthesised: `Ok` only after its TX_ACK.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TxResult {
+    Ok {
+        warning: Option<String>,
+    },
+    /// The gateway's TX_ACK error (TOO_LATE, COLLISION_PACKET, ...).
+    GatewayError {
+        error: String,
+    },
+    /// A protocol v1 gateway, which sends no TX_ACK.
+    NotAcknowledged,
+    /// The RX window could no longer be met when the request arrived.
+    TooLate,
+    /// The token was not issued to this peer, or not for this gateway, or is expired.
+    BadToken,
+    /// The gateway did not answer in time or is unreachable.
+    Failed {
+        reason: String,
+    },
+}

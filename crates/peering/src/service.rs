@@ -1,0 +1,882 @@
+//! The federation service: one libp2p swarm task, admission by the roster, the roaming
+//! protocol on both sides, the per-peer buffer for unreachable home nodes.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use entente_gateway::json::TxPk;
+use entente_gateway::{DownlinkError, GatewayServer, Registry, RxFrame, RxInfo, TxOutcome};
+use entente_lns::phy::{self, Phy};
+use entente_lns::{Roaming, Route, TxFuture};
+use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui, MemberId, SharedClock};
+use futures::StreamExt;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
+use libp2p::{Multiaddr, PeerId, Swarm, allow_block_list, noise, ping, tcp, yamux};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::PeeringMetrics;
+use crate::protocol::*;
+use crate::roster::{Member, Roster};
+use crate::routing::RoutingTable;
+use crate::token::{Token, TokenKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeeringError {
+    #[error("node key: {0}")]
+    Key(String),
+    #[error("libp2p: {0}")]
+    Transport(String),
+    #[error("{0} is not a member of the roster")]
+    NotAMember(MemberId),
+    #[error("roster: {0}")]
+    Roster(#[from] crate::roster::RosterError),
+    #[error("routing: {0}")]
+    Routing(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PeeringConfig {
+    pub listen: Vec<Multiaddr>,
+    /// Frames a peer may forward per second (and burst) before being refused.
+    pub peer_rate_per_sec: u32,
+    pub peer_burst: u32,
+    /// Frames kept per unreachable home node, and for how long.
+    pub buffer_max: usize,
+    pub buffer_retention: TimeDelta,
+    pub request_timeout: Duration,
+    /// Safety margin kept before a downlink's RX window when deciding TOO_LATE.
+    pub tx_margin: Duration,
+}
+
+impl Default for PeeringConfig {
+    fn default() -> Self {
+        PeeringConfig {
+            listen: vec![],
+            peer_rate_per_sec: 1_000,
+            peer_burst: 5_000,
+            buffer_max: 100_000,
+            buffer_retention: TimeDelta::hours(48),
+            request_timeout: Duration::from_secs(5),
+            tx_margin: Duration::from_millis(50),
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    ping: ping::Behaviour,
+    roaming: request_response::cbor::Behaviour<Request, Response>,
+}
+
+enum Command {
+    Request {
+        peer: PeerId,
+        req: Request,
+        reply: oneshot::Sender<Result<Response, String>>,
+    },
+    Respond {
+        channel: ResponseChannel<Response>,
+        resp: Response,
+    },
+}
+
+/// A peer as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    pub member: MemberId,
+    pub name: String,
+    pub peer_id: String,
+    pub connected: bool,
+    pub since: Option<DateTime<Utc>>,
+    pub rtt_ms: Option<f64>,
+    pub buffered: usize,
+}
+
+struct HeldToken {
+    tmst: u32,
+    token: Vec<u8>,
+    peer: PeerId,
+    member: MemberId,
+    at: Instant,
+}
+
+/// How long a home node remembers tokens (Class C uses the latest for this long).
+const TOKEN_MEMORY: Duration = Duration::from_secs(3600);
+const TOKENS_PER_GATEWAY: usize = 64;
+
+pub struct Peering {
+    me: MemberId,
+    peer_id: PeerId,
+    roster: Arc<Roster>,
+    routing: RwLock<Arc<RoutingTable>>,
+    cfg: PeeringConfig,
+    clock: SharedClock,
+    cmd: mpsc::Sender<Command>,
+    token_key: TokenKey,
+    /// Process start: token times are monotonic milliseconds since then.
+    epoch: Instant,
+    held: Mutex<HashMap<GatewayEui, VecDeque<HeldToken>>>,
+    local_gateways: Arc<Registry>,
+    gateways: Arc<GatewayServer>,
+    roamed_tx: mpsc::Sender<RxFrame>,
+    status: RwLock<HashMap<PeerId, PeerStatus>>,
+    buffers: Mutex<HashMap<PeerId, VecDeque<(DateTime<Utc>, UplinkForward)>>>,
+    limiter: DefaultKeyedRateLimiter<PeerId>,
+    pub metrics: PeeringMetrics,
+    weak: std::sync::OnceLock<std::sync::Weak<Peering>>,
+    policy: RwLock<Arc<dyn crate::RoamingPolicy>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct Started {
+    pub peering: Arc<Peering>,
+    /// Frames of this node's devices heard by peers' gateways, for the network server.
+    pub roamed: mpsc::Receiver<RxFrame>,
+    pub listening: Vec<Multiaddr>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Peering {
+    /// Builds the swarm, listens, and starts the swarm task.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        me: MemberId,
+        secret: [u8; 32],
+        roster: Roster,
+        cfg: PeeringConfig,
+        clock: SharedClock,
+        local_gateways: Arc<Registry>,
+        gateways: Arc<GatewayServer>,
+        shutdown: CancellationToken,
+    ) -> Result<Started, PeeringError> {
+        roster.verify()?;
+        let mine = roster
+            .member(&me)
+            .ok_or_else(|| PeeringError::NotAMember(me.clone()))?;
+        let mut secret = secret;
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
+            .map_err(|e| PeeringError::Key(e.to_string()))?;
+        let peer_id = keypair.public().to_peer_id();
+        if peer_id != mine.peer_id {
+            return Err(PeeringError::Key(format!(
+                "this node's key is not {me}'s public key in the roster"
+            )));
+        }
+        let routing = RoutingTable::build(&roster.members, &[]).map_err(PeeringError::Routing)?;
+        let mut allowed = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+        for m in &roster.members {
+            if m.peer_id != peer_id {
+                allowed.allow_peer(m.peer_id);
+            }
+        }
+        let codec = request_response::cbor::codec::Codec::<Request, Response>::default()
+            .set_request_size_maximum(MAX_REQUEST_BYTES)
+            .set_response_size_maximum(MAX_RESPONSE_BYTES);
+        let rr = request_response::Behaviour::with_codec(
+            codec,
+            [(
+                libp2p::StreamProtocol::new(ROAMING_PROTOCOL),
+                ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(cfg.request_timeout)
+                .with_max_concurrent_streams(10_000),
+        );
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| PeeringError::Transport(e.to_string()))?
+            .with_behaviour(|_| Behaviour {
+                allow: allowed,
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+                roaming: rr,
+            })
+            .map_err(|e| PeeringError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+            .build();
+        for a in &cfg.listen {
+            swarm
+                .listen_on(a.clone())
+                .map_err(|e| PeeringError::Transport(format!("cannot listen on {a}: {e}")))?;
+        }
+        // Wait for the listen addresses so the caller can publish the real ports.
+        let mut listening = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while listening.len() < cfg.listen.len() {
+            match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+                Ok(SwarmEvent::NewListenAddr { address, .. }) => listening.push(address),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(65_536);
+        let (roamed_tx, roamed_rx) = mpsc::channel(65_536);
+        let quota =
+            Quota::per_second(NonZeroU32::new(cfg.peer_rate_per_sec.max(1)).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(cfg.peer_burst.max(1)).unwrap_or(NonZeroU32::MIN));
+        let status = roster
+            .members
+            .iter()
+            .filter(|m| m.peer_id != peer_id)
+            .map(|m| {
+                (
+                    m.peer_id,
+                    PeerStatus {
+                        member: m.id.clone(),
+                        name: m.name.clone(),
+                        peer_id: m.peer_id.to_string(),
+                        connected: false,
+                        since: None,
+                        rtt_ms: None,
+                        buffered: 0,
+                    },
+                )
+            })
+            .collect();
+        let roster_arc = Arc::new(roster);
+        let p = Arc::new(Peering {
+            me,
+            peer_id,
+            roster: roster_arc.clone(),
+            routing: RwLock::new(Arc::new(routing)),
+            cfg,
+            clock,
+            cmd: cmd_tx,
+            token_key: TokenKey::random().map_err(|e| PeeringError::Key(e.to_string()))?,
+            epoch: Instant::now(),
+            held: Mutex::new(HashMap::new()),
+            local_gateways,
+            gateways,
+            roamed_tx,
+            status: RwLock::new(status),
+            buffers: Mutex::new(HashMap::new()),
+            limiter: RateLimiter::keyed(quota),
+            metrics: PeeringMetrics::default(),
+            weak: std::sync::OnceLock::new(),
+            policy: RwLock::new(Arc::new(crate::RosterPolicy(roster_arc.clone()))),
+        });
+        let _ = p.weak.set(Arc::downgrade(&p));
+        let task = tokio::spawn(p.clone().swarm_task(swarm, cmd_rx, shutdown));
+        Ok(Started {
+            peering: p,
+            roamed: roamed_rx,
+            listening,
+            task,
+        })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let buffers = lock(&self.buffers);
+        let mut v: Vec<PeerStatus> = self
+            .status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(pid, s)| PeerStatus {
+                buffered: buffers.get(pid).map_or(0, |b| b.len()),
+                ..s.clone()
+            })
+            .collect();
+        v.sort_by(|a, b| a.member.cmp(&b.member));
+        v
+    }
+
+    fn routing(&self) -> Arc<RoutingTable> {
+        self.routing.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the DevEUIs declared under agreements (joins routed by DevEUI); atomic.
+    pub fn set_declared(&self, declared: &[(DevEui, MemberId)]) -> Result<(), PeeringError> {
+        let t = RoutingTable::build(&self.roster.members, declared).map_err(PeeringError::Routing)?;
+        *self.routing.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(t);
+        Ok(())
+    }
+
+    fn member_of(&self, peer: &PeerId) -> Option<&Member> {
+        self.roster.by_peer(peer)
+    }
+
+    /// Whether `home`'s devices may use `visited`'s network, as the policy in force says.
+    fn may_roam(&self, home: &MemberId, visited: &MemberId) -> bool {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .may_roam(home, visited)
+    }
+
+    /// Replaces the roaming policy (the agreements install theirs).
+    pub fn set_policy(&self, policy: Arc<dyn crate::RoamingPolicy>) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch.elapsed().as_millis() as i64
+    }
+
+    fn home_of(&self, phy_payload: &[u8]) -> Option<MemberId> {
+        let r = self.routing();
+        match phy::parse(phy_payload) {
+            Ok(Phy::Data(d)) => r.dev_addr(d.dev_addr).cloned(),
+            Ok(Phy::JoinRequest(j)) => r.join(j.join_eui, j.dev_eui).cloned(),
+            _ => None,
+        }
+    }
+
+    fn is_connected(&self, peer: &PeerId) -> bool {
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .is_some_and(|s| s.connected)
+    }
+
+    /// Sends one request to a peer and waits for its answer.
+    pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Request { peer, req, reply: tx })
+            .await
+            .map_err(|_| "the federation is stopping".to_string())?;
+        match tokio::time::timeout(self.cfg.request_timeout + Duration::from_secs(1), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("request dropped".into()),
+            Err(_) => Err("timeout".into()),
+        }
+    }
+
+    // ---- visited side ------------------------------------------------------------
+
+    /// The token that lets `home` ask for a downlink through this reception's gateway.
+    pub fn issue_token(&self, home: &PeerId, info: &RxInfo) -> Vec<u8> {
+        self.token_key.issue(
+            home,
+            Token {
+                gateway: info.gateway,
+                tmst: info.tmst,
+                issued_ms: self.now_ms(),
+            },
+        )
+    }
+
+    fn buffer(&self, peer: PeerId, fwd: UplinkForward) {
+        let mut b = lock(&self.buffers);
+        let q = b.entry(peer).or_default();
+        if q.len() >= self.cfg.buffer_max {
+            q.pop_front();
+            if let Some(m) = self.member_of(&peer) {
+                PeeringMetrics::count(&self.metrics.forwarded, m.id.as_str(), "buffer_overflow");
+            }
+        }
+        q.push_back((self.clock.now(), UplinkForward { late: true, ..fwd }));
+        self.metrics
+            .buffered
+            .set(b.values().map(|q| q.len() as i64).sum());
+    }
+
+    /// Sends what waited for `peer`, oldest first, dropping (and counting) what is over
+    /// the retention; stops at the first failure and keeps the rest.
+    async fn flush(self: Arc<Self>, peer: PeerId) {
+        let member = self
+            .member_of(&peer)
+            .map(|m| m.id.to_string())
+            .unwrap_or_default();
+        loop {
+            let next = {
+                let mut b = lock(&self.buffers);
+                let horizon = self.clock.now() - self.cfg.buffer_retention;
+                let Some(q) = b.get_mut(&peer) else { return };
+                while q.front().is_some_and(|(t, _)| *t < horizon) {
+                    q.pop_front();
+                    PeeringMetrics::count(&self.metrics.forwarded, &member, "expired");
+                }
+                q.front().cloned()
+            };
+            let Some((_, fwd)) = next else { break };
+            match self.request(peer, Request::Uplink(fwd)).await {
+                Ok(resp) => {
+                    let mut b = lock(&self.buffers);
+                    if let Some(q) = b.get_mut(&peer) {
+                        q.pop_front();
+                    }
+                    self.metrics
+                        .buffered
+                        .set(b.values().map(|q| q.len() as i64).sum());
+                    drop(b);
+                    let label = match resp {
+                        Response::Uplink(UplinkAnswer::Accepted) => "late_accepted",
+                        _ => "late_rejected",
+                    };
+                    PeeringMetrics::count(&self.metrics.forwarded, &member, label);
+                }
+                Err(e) => {
+                    debug!(peer = %member, error = %e, "buffer flush stopped");
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---- home side -----------------------------------------------------------------
+
+    fn valid_rx(i: &RxInfo) -> bool {
+        (863_000_000..=870_000_000).contains(&i.frequency_hz)
+            && (-200..=0).contains(&i.rssi)
+            && i.snr.is_finite()
+            && (-40.0..=40.0).contains(&i.snr)
+    }
+
+    async fn on_uplink(&self, peer: PeerId, fwd: UplinkForward) -> Response {
+        let Some(visited) = self.member_of(&peer).map(|m| m.id.clone()) else {
+            return Response::Refused {
+                reason: "not a roster member".into(),
+            };
+        };
+        let count = |r: &'static str| PeeringMetrics::count(&self.metrics.received, visited.as_str(), r);
+        let reject = |r: &'static str| {
+            count(r);
+            Response::Uplink(UplinkAnswer::Rejected { reason: r.into() })
+        };
+        if self.limiter.check_key(&peer).is_err() {
+            return reject("rate_limited");
+        }
+        if fwd.rx.is_empty() || fwd.rx.len() > MAX_RX_PER_FRAME || fwd.phy_payload.len() > 255 {
+            return reject("malformed");
+        }
+        match self.home_of(&fwd.phy_payload) {
+            Some(h) if h == self.me => {}
+            _ => return reject("not_home"),
+        }
+        if !self.may_roam(&self.me, &visited) {
+            return reject("not_allowed");
+        }
+        let mut frames = Vec::new();
+        for r in fwd.rx {
+            // A peer cannot pass one of our own gateways off as its own.
+            if !Self::valid_rx(&r.info) || self.local_gateways.get(&r.info.gateway).is_some() {
+                continue;
+            }
+            if !fwd.late {
+                let mut held = lock(&self.held);
+                let q = held.entry(r.info.gateway).or_default();
+                if q.len() >= TOKENS_PER_GATEWAY {
+                    q.pop_front();
+                }
+                q.push_back(HeldToken {
+                    tmst: r.info.tmst,
+                    token: r.token,
+                    peer,
+                    member: visited.clone(),
+                    at: Instant::now(),
+                });
+            }
+            frames.push(RxFrame {
+                phy_payload: fwd.phy_payload.clone(),
+                rx: r.info,
+            });
+        }
+        if frames.is_empty() {
+            return reject("malformed");
+        }
+        for f in frames {
+            if self.roamed_tx.try_send(f).is_err() {
+                return reject("busy");
+            }
+        }
+        count(if fwd.late { "accepted_late" } else { "accepted" });
+        Response::Uplink(UplinkAnswer::Accepted)
+    }
+
+    // ---- visited side: downlinks asked by a home node ---------------------------------
+
+    async fn on_downlink(&self, peer: PeerId, req: DownlinkRequest) -> Response {
+        let member = self
+            .member_of(&peer)
+            .map(|m| m.id.to_string())
+            .unwrap_or_default();
+        let result = self.downlink_result(peer, req).await;
+        let label = match &result {
+            TxResult::Ok { .. } => "ok",
+            TxResult::GatewayError { .. } => "gateway_error",
+            TxResult::NotAcknowledged => "not_acknowledged",
+            TxResult::TooLate => "too_late",
+            TxResult::BadToken => "bad_token",
+            TxResult::Failed { .. } => "failed",
+        };
+        PeeringMetrics::count(&self.metrics.downlinks, &member, label);
+        Response::Downlink(result)
+    }
+
+    async fn downlink_result(&self, peer: PeerId, req: DownlinkRequest) -> TxResult {
+        let Some(t) = self.token_key.check(&peer, &req.token) else {
+            return TxResult::BadToken;
+        };
+        if t.gateway != req.gateway {
+            return TxResult::BadToken;
+        }
+        let age_ms = self.now_ms() - t.issued_ms;
+        if req.txpk.imme {
+            // Class C: through the gateway that heard the device last, for an hour.
+            if !(0..=TOKEN_MEMORY.as_millis() as i64).contains(&age_ms) {
+                return TxResult::BadToken;
+            }
+        } else {
+            let Some(at) = req.txpk.tmst else {
+                return TxResult::BadToken;
+            };
+            let delay_us = at.wrapping_sub(t.tmst) as i64;
+            // RX1 is at least 1 s after the uplink and RX2 at most 16 s.
+            if !(900_000..=16_000_000).contains(&delay_us) {
+                return TxResult::BadToken;
+            }
+            if age_ms * 1000 + self.cfg.tx_margin.as_micros() as i64 > delay_us {
+                return TxResult::TooLate;
+            }
+        }
+        match self
+            .gateways
+            .send_downlink(req.gateway, req.txpk, Duration::from_millis(800))
+            .await
+        {
+            Ok(TxOutcome::Ok { warning }) => TxResult::Ok { warning },
+            Ok(TxOutcome::NotAcknowledged) => TxResult::NotAcknowledged,
+            Ok(TxOutcome::Error(e)) => TxResult::GatewayError {
+                error: e.as_str().to_string(),
+            },
+            Err(e) => TxResult::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    // ---- the swarm task ---------------------------------------------------------------
+
+    async fn swarm_task(
+        self: Arc<Self>,
+        mut swarm: Swarm<Behaviour>,
+        mut cmds: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) {
+        let mut pending: HashMap<
+            request_response::OutboundRequestId,
+            oneshot::Sender<Result<Response, String>>,
+        > = HashMap::new();
+        let mut backoff: HashMap<PeerId, (Instant, Duration)> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.redial(&mut swarm, &mut backoff),
+                c = cmds.recv() => match c {
+                    None => break,
+                    Some(Command::Request { peer, req, reply }) => {
+                        let id = swarm.behaviour_mut().roaming.send_request(&peer, req);
+                        pending.insert(id, reply);
+                    }
+                    Some(Command::Respond { channel, resp }) => {
+                        let _ = swarm.behaviour_mut().roaming.send_response(channel, resp);
+                    }
+                },
+                ev = swarm.select_next_some() => self.on_event(ev, &mut pending, &mut backoff),
+            }
+        }
+        info!("federation stopped");
+    }
+
+    fn redial(&self, swarm: &mut Swarm<Behaviour>, backoff: &mut HashMap<PeerId, (Instant, Duration)>) {
+        let now = Instant::now();
+        for m in &self.roster.members {
+            if m.peer_id == self.peer_id || m.addresses.is_empty() || swarm.is_connected(&m.peer_id) {
+                continue;
+            }
+            let (next, step) = backoff
+                .get(&m.peer_id)
+                .copied()
+                .unwrap_or((now, Duration::from_millis(500)));
+            if now < next {
+                continue;
+            }
+            let opts = DialOpts::peer_id(m.peer_id)
+                .addresses(m.addresses.clone())
+                .build();
+            if let Err(e) = swarm.dial(opts) {
+                debug!(peer = %m.id, error = %e, "dial not started");
+            }
+            // Doubles until a connection resets it; at most a minute between tries.
+            backoff.insert(m.peer_id, (now + step, (step * 2).min(Duration::from_secs(60))));
+        }
+    }
+
+    fn set_status(&self, peer: &PeerId, f: impl FnOnce(&mut PeerStatus)) {
+        if let Some(s) = self
+            .status
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(peer)
+        {
+            f(s);
+        }
+    }
+
+    fn on_event(
+        self: &Arc<Self>,
+        ev: SwarmEvent<BehaviourEvent>,
+        pending: &mut HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+        backoff: &mut HashMap<PeerId, (Instant, Duration)>,
+    ) {
+        match ev {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                backoff.remove(&peer_id);
+                if num_established.get() == 1 {
+                    let now = self.clock.now();
+                    self.set_status(&peer_id, |s| {
+                        s.connected = true;
+                        s.since = Some(now);
+                    });
+                    self.metrics.peers_connected.inc();
+                    if let Some(m) = self.member_of(&peer_id) {
+                        info!(peer = %m.id, "peer connected");
+                    }
+                    tokio::spawn(self.clone().flush(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.set_status(&peer_id, |s| {
+                    s.connected = false;
+                    s.since = None;
+                    s.rtt_ms = None;
+                });
+                self.metrics.peers_connected.dec();
+                if let Some(m) = self.member_of(&peer_id) {
+                    warn!(peer = %m.id, "peer disconnected");
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => {
+                if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
+                    self.metrics.connections_refused.inc();
+                    warn!(from = %send_back_addr, "connection refused: peer not on the roster");
+                } else {
+                    debug!(from = %send_back_addr, error = %error, "incoming connection failed");
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => self.set_status(&peer, |s| s.rtt_ms = Some(rtt.as_secs_f64() * 1000.0)),
+            SwarmEvent::Behaviour(BehaviourEvent::Roaming(e)) => match e {
+                request_response::Event::Message { peer, message, .. } => match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            let resp = match request {
+                                Request::Uplink(f) => this.on_uplink(peer, f).await,
+                                Request::Downlink(d) => this.on_downlink(peer, d).await,
+                            };
+                            let _ = this.cmd.send(Command::Respond { channel, resp }).await;
+                        });
+                    }
+                    request_response::Message::Response { request_id, response } => {
+                        if let Some(tx) = pending.remove(&request_id) {
+                            let _ = tx.send(Ok(response));
+                        }
+                    }
+                },
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                } => {
+                    if let Some(tx) = pending.remove(&request_id) {
+                        let _ = tx.send(Err(error.to_string()));
+                    }
+                }
+                request_response::Event::InboundFailure { peer, error, .. } => {
+                    debug!(%peer, %error, "inbound request failed");
+                }
+                request_response::Event::ResponseSent { .. } => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+impl Roaming for Peering {
+    fn route_data(&self, dev_addr: DevAddr) -> Route {
+        match self.routing().dev_addr(dev_addr) {
+            Some(m) if *m == self.me => Route::Home,
+            Some(_) => Route::Forward,
+            None => Route::Unknown,
+        }
+    }
+
+    fn route_join(&self, join_eui: JoinEui, dev_eui: DevEui) -> Route {
+        match self.routing().join(join_eui, dev_eui) {
+            Some(m) if *m == self.me => Route::Home,
+            Some(_) => Route::Forward,
+            None => Route::Unknown,
+        }
+    }
+
+    fn forward(&self, phy_payload: Vec<u8>, rx: Vec<RxInfo>) {
+        let Some(home) = self.home_of(&phy_payload) else {
+            return;
+        };
+        let Some(peer) = self.roster.member(&home).map(|m| m.peer_id) else {
+            return;
+        };
+        if !self.may_roam(&home, &self.me) {
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "not_allowed");
+            return;
+        }
+        let rx = rx
+            .into_iter()
+            .take(MAX_RX_PER_FRAME)
+            .map(|info| RoamedRx {
+                token: self.issue_token(&peer, &info),
+                info,
+            })
+            .collect();
+        let fwd = UplinkForward {
+            phy_payload,
+            rx,
+            late: false,
+        };
+        if !self.is_connected(&peer) {
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
+            self.buffer(peer, fwd);
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self
+            .cmd
+            .try_send(Command::Request {
+                peer,
+                req: Request::Uplink(fwd.clone()),
+                reply: tx,
+            })
+            .is_err()
+        {
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
+            self.buffer(peer, fwd);
+            return;
+        }
+        let metrics = self.metrics.clone();
+        let timeout = self.cfg.request_timeout + Duration::from_secs(1);
+        // A failed request leaves the frame waiting for the peer, marked late.
+        let this_fwd = fwd;
+        let me = self.self_arc();
+        tokio::spawn(async move {
+            let label = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(Ok(Response::Uplink(UplinkAnswer::Accepted)))) => "accepted",
+                Ok(Ok(Ok(Response::Uplink(UplinkAnswer::Rejected { .. })))) => "rejected",
+                Ok(Ok(Ok(_))) => "refused",
+                _ => {
+                    if let Some(p) = me {
+                        p.buffer(peer, this_fwd);
+                    }
+                    "buffered"
+                }
+            };
+            PeeringMetrics::count(&metrics.forwarded, home.as_str(), label);
+        });
+    }
+
+    fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool {
+        lock(&self.held).contains_key(gateway)
+    }
+
+    fn send_downlink(&self, gateway: GatewayEui, txpk: TxPk, timeout: Duration) -> TxFuture {
+        let chosen = {
+            let mut held = lock(&self.held);
+            let q = held.entry(gateway).or_default();
+            q.retain(|h| h.at.elapsed() < TOKEN_MEMORY);
+            match txpk.tmst {
+                Some(at) if !txpk.imme => q
+                    .iter()
+                    .rev()
+                    .find(|h| (900_000..=16_000_000).contains(&at.wrapping_sub(h.tmst)))
+                    .map(|h| (h.peer, h.member.clone(), h.token.clone())),
+                _ => q.back().map(|h| (h.peer, h.member.clone(), h.token.clone())),
+            }
+        };
+        let me = self.self_arc();
+        Box::pin(async move {
+            let Some((peer, member, token)) = chosen else {
+                return Err(DownlinkError::Peer(
+                    gateway,
+                    "no token for this gateway and time".into(),
+                ));
+            };
+            let Some(p) = me else {
+                return Err(DownlinkError::Peer(gateway, "federation stopped".into()));
+            };
+            let req = Request::Downlink(DownlinkRequest { gateway, token, txpk });
+            let resp = tokio::time::timeout(timeout, p.request(peer, req))
+                .await
+                .map_err(|_| DownlinkError::Timeout(gateway, timeout))?;
+            let out = match resp {
+                Ok(Response::Downlink(r)) => r,
+                Ok(other) => TxResult::Failed {
+                    reason: format!("unexpected answer {other:?}"),
+                },
+                Err(e) => TxResult::Failed { reason: e },
+            };
+            let label = match &out {
+                TxResult::Ok { .. } => "sent_ok",
+                TxResult::GatewayError { .. } => "sent_gateway_error",
+                TxResult::NotAcknowledged => "sent_not_acknowledged",
+                TxResult::TooLate => "sent_too_late",
+                TxResult::BadToken => "sent_bad_token",
+                TxResult::Failed { .. } => "sent_failed",
+            };
+            PeeringMetrics::count(&p.metrics.downlinks, member.as_str(), label);
+            match out {
+                TxResult::Ok { warning } => Ok(TxOutcome::Ok { warning }),
+                TxResult::NotAcknowledged => Ok(TxOutcome::NotAcknowledged),
+                TxResult::GatewayError { error } => {
+                    Ok(TxOutcome::Error(entente_gateway::TxAckError::from_label(&error)))
+                }
+                TxResult::TooLate => Ok(TxOutcome::Error(entente_gateway::TxAckError::TooLate)),
+                TxResult::BadToken => Err(DownlinkError::Peer(gateway, "the peer refused our token".into())),
+                TxResult::Failed { reason } => Err(DownlinkError::Peer(gateway, reason)),
+            }
+        })
+    }
+}
+
+impl Peering {
+    /// The Arc this service lives in (set once at start).
+    fn self_arc(&self) -> Option<Arc<Peering>> {
+        self.weak.get().and_then(std::sync::Weak::upgrade)
+    }
+}

@@ -1,0 +1,252 @@
+//! The roaming protocol between in-process nodes over real libp2p connections on
+//! loopback: tokens only work for the peer they were given to, and garbage on the
+//! protocol is refused without harming the node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use ed25519_dalek::SigningKey;
+use entente_gateway::json::{Datr, TxPk};
+use entente_gateway::{GatewayMetrics, GatewayServer, Registry, RxInfo, ServerConfig};
+use entente_model::{GatewayEui, SharedClock, SystemClock};
+use entente_peering::protocol::{DownlinkRequest, ROAMING_PROTOCOL, Request, Response, TxResult};
+use entente_peering::{Peering, PeeringConfig, Roster};
+use entente_region::{Bandwidth, DataRate};
+use entente_store::Store;
+use futures::StreamExt;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, noise, tcp, yamux};
+use tokio_util::sync::CancellationToken;
+
+const IDS: [&str; 4] = ["tours-metropole", "smo-vdln", "agglopolys", "blois"];
+
+fn port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn roster(keys: &[SigningKey], ports: &[u16]) -> String {
+    let mut t = "federation = \"test\"\nversion = 1\nrule = \"all\"\n".to_string();
+    for (i, k) in keys.iter().enumerate() {
+        t.push_str(&format!(
+            "\n[[member]]\nid = \"{}\"\nname = \"{}\"\nkind = \"syndicate\"\npublic_key = \"{}\"\naddresses = [\"/ip4/127.0.0.1/tcp/{}\"]\ndev_addr_blocks = [\"260{}0000/16\"]\nroams_on = [\"tours-metropole\"]\n",
+            IDS[i],
+            IDS[i],
+            hex::encode(k.verifying_key().as_bytes()),
+            ports[i],
+            i + 1
+        ));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        t = Roster::sign(&t, &IDS[i].parse().unwrap(), k).unwrap();
+    }
+    t
+}
+
+struct Node {
+    peering: Arc<Peering>,
+    _dir: tempfile::TempDir,
+}
+
+async fn node(i: usize, key: &SigningKey, roster_text: &str, port: u16, stop: &CancellationToken) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &Registry::TABLES).unwrap());
+    let clock: SharedClock = Arc::new(SystemClock);
+    let registry = Arc::new(
+        Registry::load(
+            store,
+            clock.clone(),
+            IDS[i].parse().unwrap(),
+            Duration::from_secs(90),
+        )
+        .unwrap(),
+    );
+    let cfg = ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    let (server, _frames) = GatewayServer::bind(
+        &cfg,
+        registry.clone(),
+        GatewayMetrics::register(&mut prometheus_client::registry::Registry::default()),
+    )
+    .await
+    .unwrap();
+    let pcfg = PeeringConfig {
+        listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
+        ..PeeringConfig::default()
+    };
+    let started = Peering::start(
+        IDS[i].parse().unwrap(),
+        key.to_bytes(),
+        Roster::parse(roster_text).unwrap(),
+        pcfg,
+        clock,
+        registry,
+        server,
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    std::mem::forget(started.roamed);
+    Node {
+        peering: started.peering,
+        _dir: dir,
+    }
+}
+
+async fn connected(n: &Peering, want: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while n.peers().iter().filter(|p| p.connected).count() < want {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", n.peers());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn rx_info(gw: GatewayEui, tmst: u32) -> RxInfo {
+    RxInfo {
+        gateway: gw,
+        tmst,
+        time: None,
+        gps_time_ms: None,
+        received_at: Utc::now(),
+        frequency_hz: 868_100_000,
+        channel: 0,
+        rf_chain: 0,
+        data_rate: DataRate::lora(7, Bandwidth::Khz125),
+        coding_rate: Some("4/5".into()),
+        rssi: -80,
+        snr: 5.0,
+    }
+}
+
+fn txpk(tmst: u32) -> TxPk {
+    TxPk {
+        imme: false,
+        tmst: Some(tmst),
+        tmms: None,
+        freq: 868.1,
+        rfch: 0,
+        powe: 14,
+        modu: "LORA".into(),
+        datr: Datr::Lora("SF7BW125".into()),
+        codr: Some("4/5".into()),
+        fdev: None,
+        ipol: true,
+        prea: None,
+        size: 1,
+        data: "AA==".into(),
+        ncrc: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
+    let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+    let ports: Vec<u16> = (0..4).map(|_| port()).collect();
+    let text = roster(&keys, &ports);
+    let stop = CancellationToken::new();
+    // Three nodes run; the fourth member's key is held by the test for a raw swarm.
+    let tours = node(0, &keys[0], &text, ports[0], &stop).await;
+    let smo = node(1, &keys[1], &text, ports[1], &stop).await;
+    let agglo = node(2, &keys[2], &text, ports[2], &stop).await;
+    connected(&tours.peering, 2).await;
+    connected(&agglo.peering, 2).await;
+
+    // Tours (visited) gave SMO (home) a token for its gateway; Agglopolys tries to use it.
+    let gw = GatewayEui([0, 0x80, 0, 0, 0, 0, 0xc0, 1]);
+    let token = tours
+        .peering
+        .issue_token(&smo.peering.peer_id(), &rx_info(gw, 10_000_000));
+    let req = |t: Vec<u8>, at: u32| {
+        Request::Downlink(DownlinkRequest {
+            gateway: gw,
+            token: t,
+            txpk: txpk(at),
+        })
+    };
+    let stolen = agglo
+        .peering
+        .request(tours.peering.peer_id(), req(token.clone(), 11_000_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(stolen, Response::Downlink(TxResult::BadToken)),
+        "{stolen:?}"
+    );
+    // A forged token, and a real one stretched to another gateway's or time's use.
+    let mut forged = token.clone();
+    forged[30] ^= 0x55;
+    let r = smo
+        .peering
+        .request(tours.peering.peer_id(), req(forged, 11_000_000))
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Downlink(TxResult::BadToken)), "{r:?}");
+    let r = smo
+        .peering
+        .request(tours.peering.peer_id(), req(token.clone(), 90_000_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Response::Downlink(TxResult::BadToken)),
+        "outside RX1/RX2: {r:?}"
+    );
+    // The rightful holder passes the token check; the gateway itself is not connected, and
+    // that is what comes back (never a synthesised OK).
+    let r = smo
+        .peering
+        .request(tours.peering.peer_id(), req(token, 11_000_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Response::Downlink(TxResult::Failed { .. } | TxResult::TooLate)),
+        "{r:?}"
+    );
+
+    // Garbage on the roaming protocol from a roster member: refused, node unharmed.
+    let kp = libp2p::identity::Keypair::ed25519_from_bytes(keys[3].to_bytes()).unwrap();
+    let mut raw = libp2p::SwarmBuilder::with_existing_identity(kp)
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::cbor::Behaviour::<Vec<u8>, Vec<u8>>::new(
+                [(StreamProtocol::new(ROAMING_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .build();
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", ports[0]).parse().unwrap();
+    let target: PeerId = tours.peering.peer_id();
+    raw.add_peer_address(target, addr);
+    let mut failures = 0;
+    for junk in [vec![0xffu8; 100], vec![], (0..=255u8).collect::<Vec<u8>>()] {
+        raw.behaviour_mut().send_request(&target, junk);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while failures < 3 {
+        match tokio::time::timeout_at(deadline, raw.select_next_some()).await {
+            Ok(SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. })) => failures += 1,
+            Ok(SwarmEvent::Behaviour(request_response::Event::Message { message, .. })) => {
+                panic!("garbage was answered: {message:?}")
+            }
+            Ok(_) => {}
+            Err(_) => panic!("no answer to garbage after 15 s ({failures} failures)"),
+        }
+    }
+    // Tours still answers its members.
+    let r = smo
+        .peering
+        .request(tours.peering.peer_id(), req(vec![1, 2, 3], 11_000_000))
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Downlink(TxResult::BadToken)), "{r:?}");
+    stop.cancel();
+}
