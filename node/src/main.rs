@@ -116,6 +116,8 @@ enum BenchCmd {
     Ingest(bench::IngestArgs),
     /// Deliveries per second from the RocksDB queue to a local HTTP receiver.
     Delivery(bench::DeliveryArgs),
+    /// Roamed uplinks per second and the roaming round trip, two nodes on loopback.
+    Roaming(bench::RoamingArgs),
     /// Cost of one federation routing lookup as members and declared devices grow.
     Routing,
 }
@@ -209,6 +211,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Bench { command } => match command {
             BenchCmd::Ingest(args) => {
                 let v = runtime()?.block_on(bench::ingest(args))?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            BenchCmd::Roaming(args) => {
+                let v = runtime()?.block_on(bench::roaming(args))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }

@@ -8,22 +8,26 @@ use serde::{Deserialize, Serialize};
 
 pub const ROAMING_PROTOCOL: &str = "/entente/roaming/1";
 /// A PHYPayload is at most 255 bytes; 16 gateways' metadata fit many times in this.
-pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
-pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024;
+pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+/// Frames per `Uplinks` request: one stream carries what queued up meanwhile, so a burst
+/// does not open thousands of streams (yamux holds 256 unacknowledged ones).
+pub const MAX_BATCH: usize = 64;
 /// More receptions than this in one forward are refused.
 pub const MAX_RX_PER_FRAME: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
-    /// Visited -> home: a deduplicated frame of one of the home's devices.
-    Uplink(UplinkForward),
+    /// Visited -> home: deduplicated frames of the home's devices, oldest first.
+    Uplinks(Vec<UplinkForward>),
     /// Home -> visited: send this through the gateway the token names.
     Downlink(DownlinkRequest),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    Uplink(UplinkAnswer),
+    /// One answer per frame, in the request's order.
+    Uplinks(Vec<UplinkAnswer>),
     Downlink(TxResult),
     /// The request could not be decoded or is not allowed here.
     Refused {

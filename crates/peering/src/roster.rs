@@ -371,6 +371,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_val_de_loire_roster_is_valid() {
+        let r = Roster::parse(include_str!("../../../federation/val-de-loire/roster.toml")).unwrap();
+        assert_eq!(r.verify().unwrap().len(), 3);
+        let smo = r.member(&"smo-vdln".parse().unwrap()).unwrap();
+        assert!(smo.roams_on.contains(&"tours-metropole".parse().unwrap()));
+    }
+
+    #[test]
     fn overlapping_blocks_are_refused() {
         let keys = [key(1), key(2)];
         let t = text(&keys).replace("26011000/20", "26010000/20");

@@ -133,6 +133,8 @@ pub struct Peering {
     limiter: DefaultKeyedRateLimiter<PeerId>,
     pub metrics: PeeringMetrics,
     weak: std::sync::OnceLock<std::sync::Weak<Peering>>,
+    senders: Mutex<HashMap<PeerId, mpsc::Sender<UplinkForward>>>,
+    flushing: Mutex<std::collections::HashSet<PeerId>>,
     policy: RwLock<Arc<dyn crate::RoamingPolicy>>,
 }
 
@@ -269,6 +271,8 @@ impl Peering {
             limiter: RateLimiter::keyed(quota),
             metrics: PeeringMetrics::default(),
             weak: std::sync::OnceLock::new(),
+            senders: Mutex::new(HashMap::new()),
+            flushing: Mutex::new(Default::default()),
             policy: RwLock::new(Arc::new(crate::RosterPolicy(roster_arc.clone()))),
         });
         let _ = p.weak.set(Arc::downgrade(&p));
@@ -393,15 +397,37 @@ impl Peering {
             .set(b.values().map(|q| q.len() as i64).sum());
     }
 
-    /// Sends what waited for `peer`, oldest first, dropping (and counting) what is over
-    /// the retention; stops at the first failure and keeps the rest.
+    /// Sends what waited for `peer`, oldest first and in batches, dropping (and counting)
+    /// what is over the retention; stops at the first failure and keeps the rest.
     async fn flush(self: Arc<Self>, peer: PeerId) {
+        if !lock(&self.flushing).insert(peer) {
+            return; // one flush per peer at a time keeps the order
+        }
+        self.clone().flush_inner(peer).await;
+        lock(&self.flushing).remove(&peer);
+    }
+
+    /// Starts a flush for every connected peer that has frames waiting.
+    fn kick_flushes(self: &Arc<Self>) {
+        let waiting: Vec<PeerId> = lock(&self.buffers)
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(p, _)| *p)
+            .collect();
+        for p in waiting {
+            if self.is_connected(&p) && !lock(&self.flushing).contains(&p) {
+                tokio::spawn(self.clone().flush(p));
+            }
+        }
+    }
+
+    async fn flush_inner(self: Arc<Self>, peer: PeerId) {
         let member = self
             .member_of(&peer)
             .map(|m| m.id.to_string())
             .unwrap_or_default();
         loop {
-            let next = {
+            let batch: Vec<UplinkForward> = {
                 let mut b = lock(&self.buffers);
                 let horizon = self.clock.now() - self.cfg.buffer_retention;
                 let Some(q) = b.get_mut(&peer) else { return };
@@ -409,28 +435,85 @@ impl Peering {
                     q.pop_front();
                     PeeringMetrics::count(&self.metrics.forwarded, &member, "expired");
                 }
-                q.front().cloned()
+                q.iter().take(MAX_BATCH).map(|(_, f)| f.clone()).collect()
             };
-            let Some((_, fwd)) = next else { break };
-            match self.request(peer, Request::Uplink(fwd)).await {
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len();
+            match self.request(peer, Request::Uplinks(batch)).await {
                 Ok(resp) => {
                     let mut b = lock(&self.buffers);
                     if let Some(q) = b.get_mut(&peer) {
-                        q.pop_front();
+                        q.drain(..n.min(q.len()));
                     }
                     self.metrics
                         .buffered
                         .set(b.values().map(|q| q.len() as i64).sum());
                     drop(b);
-                    let label = match resp {
-                        Response::Uplink(UplinkAnswer::Accepted) => "late_accepted",
-                        _ => "late_rejected",
-                    };
-                    PeeringMetrics::count(&self.metrics.forwarded, &member, label);
+                    self.count_answers(&member, &resp, n, true);
                 }
                 Err(e) => {
                     debug!(peer = %member, error = %e, "buffer flush stopped");
                     return;
+                }
+            }
+        }
+    }
+
+    fn has_buffered(&self, peer: &PeerId) -> bool {
+        lock(&self.buffers).get(peer).is_some_and(|q| !q.is_empty())
+    }
+
+    fn count_answers(&self, member: &str, resp: &Response, n: usize, late: bool) {
+        let answers: &[UplinkAnswer] = match resp {
+            Response::Uplinks(a) => a,
+            _ => &[],
+        };
+        for i in 0..n {
+            let label = match (answers.get(i), late) {
+                (Some(UplinkAnswer::Accepted), false) => "accepted",
+                (Some(UplinkAnswer::Accepted), true) => "late_accepted",
+                (Some(UplinkAnswer::Rejected { .. }), false) => "rejected",
+                (Some(UplinkAnswer::Rejected { .. }), true) => "late_rejected",
+                (None, _) => "refused",
+            };
+            PeeringMetrics::count(&self.metrics.forwarded, member, label);
+        }
+    }
+
+    /// One sender per home peer: takes whatever frames queued meanwhile (up to a batch),
+    /// sends them in one request, waits for the answer, and so on; order is kept. A
+    /// failed request leaves its frames in the late buffer.
+    async fn sender(self: Arc<Self>, peer: PeerId, mut rx: mpsc::Receiver<UplinkForward>) {
+        let member = self
+            .member_of(&peer)
+            .map(|m| m.id.to_string())
+            .unwrap_or_default();
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len();
+            if !self.is_connected(&peer) || self.has_buffered(&peer) {
+                for f in batch {
+                    PeeringMetrics::count(&self.metrics.forwarded, &member, "buffered");
+                    self.buffer(peer, f);
+                }
+                continue;
+            }
+            match self.request(peer, Request::Uplinks(batch.clone())).await {
+                Ok(resp) => self.count_answers(&member, &resp, n, false),
+                Err(e) => {
+                    debug!(peer = %member, error = %e, "forward failed; frames wait for the peer");
+                    for f in batch {
+                        PeeringMetrics::count(&self.metrics.forwarded, &member, "buffered");
+                        self.buffer(peer, f);
+                    }
                 }
             }
         }
@@ -445,16 +528,30 @@ impl Peering {
             && (-40.0..=40.0).contains(&i.snr)
     }
 
-    async fn on_uplink(&self, peer: PeerId, fwd: UplinkForward) -> Response {
+    async fn on_uplinks(&self, peer: PeerId, batch: Vec<UplinkForward>) -> Response {
         let Some(visited) = self.member_of(&peer).map(|m| m.id.clone()) else {
             return Response::Refused {
                 reason: "not a roster member".into(),
             };
         };
+        if batch.len() > MAX_BATCH {
+            return Response::Refused {
+                reason: format!("more than {MAX_BATCH} frames in one request"),
+            };
+        }
+        Response::Uplinks(
+            batch
+                .into_iter()
+                .map(|f| self.on_uplink(peer, &visited, f))
+                .collect(),
+        )
+    }
+
+    fn on_uplink(&self, peer: PeerId, visited: &MemberId, fwd: UplinkForward) -> UplinkAnswer {
         let count = |r: &'static str| PeeringMetrics::count(&self.metrics.received, visited.as_str(), r);
         let reject = |r: &'static str| {
             count(r);
-            Response::Uplink(UplinkAnswer::Rejected { reason: r.into() })
+            UplinkAnswer::Rejected { reason: r.into() }
         };
         if self.limiter.check_key(&peer).is_err() {
             return reject("rate_limited");
@@ -466,7 +563,7 @@ impl Peering {
             Some(h) if h == self.me => {}
             _ => return reject("not_home"),
         }
-        if !self.may_roam(&self.me, &visited) {
+        if !self.may_roam(&self.me, visited) {
             return reject("not_allowed");
         }
         let mut frames = Vec::new();
@@ -503,7 +600,7 @@ impl Peering {
             }
         }
         count(if fwd.late { "accepted_late" } else { "accepted" });
-        Response::Uplink(UplinkAnswer::Accepted)
+        UplinkAnswer::Accepted
     }
 
     // ---- visited side: downlinks asked by a home node ---------------------------------
@@ -585,7 +682,10 @@ impl Peering {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => self.redial(&mut swarm, &mut backoff),
+                _ = tick.tick() => {
+                    self.redial(&mut swarm, &mut backoff);
+                    self.kick_flushes();
+                }
                 c = cmds.recv() => match c {
                     None => break,
                     Some(Command::Request { peer, req, reply }) => {
@@ -701,7 +801,7 @@ impl Peering {
                         let this = self.clone();
                         tokio::spawn(async move {
                             let resp = match request {
-                                Request::Uplink(f) => this.on_uplink(peer, f).await,
+                                Request::Uplinks(f) => this.on_uplinks(peer, f).await,
                                 Request::Downlink(d) => this.on_downlink(peer, d).await,
                             };
                             let _ = this.cmd.send(Command::Respond { channel, resp }).await;
@@ -771,44 +871,34 @@ impl Roaming for Peering {
             rx,
             late: false,
         };
-        if !self.is_connected(&peer) {
+        // While older frames wait for this peer, newer ones queue behind them: the home
+        // node's frame counters would refuse anything that overtook them.
+        if !self.is_connected(&peer) || self.has_buffered(&peer) {
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
             self.buffer(peer, fwd);
             return;
         }
-        let (tx, rx) = oneshot::channel();
-        if self
-            .cmd
-            .try_send(Command::Request {
-                peer,
-                req: Request::Uplink(fwd.clone()),
-                reply: tx,
-            })
-            .is_err()
-        {
-            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
-            self.buffer(peer, fwd);
-            return;
-        }
-        let metrics = self.metrics.clone();
-        let timeout = self.cfg.request_timeout + Duration::from_secs(1);
-        // A failed request leaves the frame waiting for the peer, marked late.
-        let this_fwd = fwd;
-        let me = self.self_arc();
-        tokio::spawn(async move {
-            let label = match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(Response::Uplink(UplinkAnswer::Accepted)))) => "accepted",
-                Ok(Ok(Ok(Response::Uplink(UplinkAnswer::Rejected { .. })))) => "rejected",
-                Ok(Ok(Ok(_))) => "refused",
+        let tx = {
+            let mut senders = lock(&self.senders);
+            match senders.get(&peer) {
+                Some(tx) if !tx.is_closed() => tx.clone(),
                 _ => {
-                    if let Some(p) = me {
-                        p.buffer(peer, this_fwd);
+                    let (tx, rx) = mpsc::channel(65_536);
+                    if let Some(me) = self.self_arc() {
+                        tokio::spawn(me.sender(peer, rx));
                     }
-                    "buffered"
+                    senders.insert(peer, tx.clone());
+                    tx
                 }
+            }
+        };
+        if let Err(e) = tx.try_send(fwd) {
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
+            let f = match e {
+                mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
             };
-            PeeringMetrics::count(&metrics.forwarded, home.as_str(), label);
-        });
+            self.buffer(peer, f);
+        }
     }
 
     fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool {

@@ -3,8 +3,10 @@
 
 pub mod delivery;
 pub mod ingest;
+pub mod roaming;
 pub mod routing;
 
 pub use delivery::{DeliveryArgs, delivery};
 pub use ingest::{IngestArgs, ingest};
+pub use roaming::{RoamingArgs, roaming};
 pub use routing::routing;
