@@ -46,15 +46,19 @@ async fn fleet(node: &NodeProcess, n: u8) -> Fleet {
         rows.push(format!("{};cayenne-lpp", abp_row(eui, addr, "A")));
         devices.push((eui, abp_device(eui, addr, DeviceClass::A)));
     }
-    let csv = format!("{HEADER};Décodeur\n{}\n", rows.join("\n"));
-    let r = node
-        .api(Method::POST, "/v1/devices/import")
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    import_csv(
+        node,
+        format!(
+            "{HEADER};Décodeur
+{}
+",
+            rows.join(
+                "
+"
+            )
+        ),
+    )
+    .await;
     Fleet {
         devices,
         tmst: 1_000_000,

@@ -10,10 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use entente::process::{NodeProcess, metric};
-use entente_gateway::json::PushData;
 use entente_lns::{DeviceClass, MacVersion};
 use entente_model::{DevEui, GatewayEui, JoinEui};
-use entente_sim::{GatewayEmulator, SimDevice, rxpk};
+use entente_sim::{GatewayEmulator, SimDevice};
 use serde_json::{Value, json};
 use support::receiver::Receiver;
 use support::*;
@@ -197,27 +196,8 @@ async fn wait_peers(n: &NodeProcess, want: usize) {
     }
 }
 
-async fn gateway(node: &NodeProcess, last: u8) -> GatewayEmulator {
-    let eui = GatewayEui([0, 0x80, 0, 0, 0, 0, 0xb0, last]);
-    node.post_json(
-        "/v1/gateways",
-        &json!({"eui": eui.to_string(), "name": format!("gw{last}")}),
-    )
-    .await
-    .unwrap();
-    let gw = GatewayEmulator::connect(node.listening.gateway, eui)
-        .await
-        .unwrap();
-    gw.pull(WAIT).await.unwrap();
-    gw
-}
-
-async fn push_at(gw: &GatewayEmulator, phy: &[u8], tmst: u32, snr: f32) {
-    let body = PushData {
-        rxpk: vec![rxpk(phy, 868.1, "SF7BW125", -70, snr, tmst)],
-        stat: None,
-    };
-    gw.push(&body, WAIT).await.unwrap();
+async fn gw(node: &NodeProcess, last: u8) -> GatewayEmulator {
+    gateway(node, GatewayEui([0, 0x80, 0, 0, 0, 0, 0xb0, last])).await
 }
 
 async fn m(node: &NodeProcess, series: &str) -> f64 {
@@ -228,9 +208,9 @@ async fn m(node: &NodeProcess, series: &str) -> f64 {
 async fn smo_device_roams_on_tours_and_agglopolys() {
     let f = federation().await;
     let (tours, smo, agglo) = (&f.nodes[0], &f.nodes[1], &f.nodes[2]);
-    let gw_tours = gateway(tours, 1).await;
-    let gw_agglo = gateway(agglo, 2).await;
-    let _gw_smo = gateway(smo, 3).await;
+    let gw_tours = gw(tours, 1).await;
+    let gw_agglo = gw(agglo, 2).await;
+    let _gw_smo = gw(smo, 3).await;
 
     let rx = Receiver::start().await;
     smo.post_json(
@@ -252,7 +232,7 @@ async fn smo_device_roams_on_tours_and_agglopolys() {
 
     // OTAA through the Tours gateway only: the join accept comes back through it, in RX1.
     let t0 = 50_000_000u32;
-    push_at(&gw_tours, &d.join_request(), t0, 8.0).await;
+    push(&gw_tours, &d.join_request(), t0, 8.0).await;
     let dl = gw_tours
         .next_downlink(WAIT)
         .await
@@ -264,7 +244,7 @@ async fn smo_device_roams_on_tours_and_agglopolys() {
 
     // A confirmed uplink: the ACK goes out through the Tours gateway in RX1.
     let t1 = t0 + 30_000_000;
-    push_at(
+    push(
         &gw_tours,
         &d.uplink(2, &[0x11, 0x22], true, 5, 0).unwrap(),
         t1,
@@ -294,8 +274,8 @@ async fn smo_device_roams_on_tours_and_agglopolys() {
     // gateways' metadata merged.
     let t2 = t1 + 30_000_000;
     let frame = d.uplink(2, &[0x33], false, 5, 0).unwrap();
-    push_at(&gw_tours, &frame, t2, 3.0).await;
-    push_at(&gw_agglo, &frame, t2 + 777, 9.0).await;
+    push(&gw_tours, &frame, t2, 3.0).await;
+    push(&gw_agglo, &frame, t2 + 777, 9.0).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while rx.posts().len() < 2 {
         assert!(
@@ -434,7 +414,7 @@ async fn a_node_off_the_roster_is_refused_at_connection_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
     let mut f = federation().await;
-    let gw_tours = gateway(&f.nodes[0], 1).await;
+    let gw_tours = gw(&f.nodes[0], 1).await;
     let rx = Receiver::start().await;
     let smo = &f.nodes[1];
     smo.post_json(
@@ -450,7 +430,7 @@ async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
     let mut tmst = 1_000_000u32;
     let mut send = async |d: &mut SimDevice| {
         tmst += 20_000_000;
-        push_at(&gw_tours, &d.uplink(2, &[0x40], false, 5, 0).unwrap(), tmst, 8.0).await;
+        push(&gw_tours, &d.uplink(2, &[0x40], false, 5, 0).unwrap(), tmst, 8.0).await;
     };
     send(&mut d).await;
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -57,23 +57,32 @@ pub async fn net_with(gateways: usize, edit: impl FnOnce(String) -> String) -> N
     let mut gws = Vec::new();
     for i in 0..gateways {
         let eui = GatewayEui([0, 0x80, 0, 0, 0, 0, 0xa0, i as u8 + 1]);
-        node.post_json(
-            "/v1/gateways",
-            &json!({"eui": eui.to_string(), "name": format!("gw{i}")}),
-        )
-        .await
-        .unwrap();
-        let gw = GatewayEmulator::connect(node.listening.gateway, eui)
-            .await
-            .unwrap();
-        gw.pull(WAIT).await.unwrap();
-        gws.push(gw);
+        gws.push(gateway(&node, eui).await);
     }
     Net { node, gws, dir }
 }
 
+/// Registers a gateway on the node and connects an emulator for it (PULL_DATA sent).
+pub async fn gateway(node: &NodeProcess, eui: GatewayEui) -> GatewayEmulator {
+    node.post_json(
+        "/v1/gateways",
+        &json!({"eui": eui.to_string(), "name": format!("gw {eui}")}),
+    )
+    .await
+    .unwrap();
+    let gw = GatewayEmulator::connect(node.listening.gateway, eui)
+        .await
+        .unwrap();
+    gw.pull(WAIT).await.unwrap();
+    gw
+}
+
 pub async fn import(node: &NodeProcess, rows: &[String]) {
-    let csv = format!("{HEADER}\n{}\n", rows.join("\n"));
+    import_csv(node, format!("{HEADER}\n{}\n", rows.join("\n"))).await;
+}
+
+/// Imports a whole CSV file through the API; it must be accepted.
+pub async fn import_csv(node: &NodeProcess, csv: String) {
     let r = node
         .api(Method::POST, "/v1/devices/import")
         .header("content-type", "text/csv")
@@ -105,20 +114,7 @@ pub fn abp_device(dev_eui: DevEui, dev_addr: DevAddr, class: DeviceClass) -> Sim
         MacVersion::V1_0_3,
         class,
         dev_eui,
-        DeviceSession {
-            dev_addr,
-            f_nwk_s_int_key: k,
-            s_nwk_s_int_key: k,
-            nwk_s_enc_key: k,
-            app_s_key: APP_KEY.parse().unwrap(),
-            fcnt_up: 0,
-            last_n_fcnt_down: None,
-            last_a_fcnt_down: None,
-            rx_delay: 1,
-            rx1_dr_offset: 0,
-            rx2_dr: 0,
-            opt_neg: false,
-        },
+        DeviceSession::abp_10(dev_addr, k, APP_KEY.parse().unwrap()),
     )
 }
 

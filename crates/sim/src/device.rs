@@ -42,6 +42,26 @@ pub struct DeviceSession {
     pub opt_neg: bool,
 }
 
+impl DeviceSession {
+    /// A LoRaWAN 1.0.x ABP session: one network key, counters at zero, EU868 defaults.
+    pub fn abp_10(dev_addr: DevAddr, nwk_s_key: AesKey, app_s_key: AesKey) -> Self {
+        DeviceSession {
+            dev_addr,
+            f_nwk_s_int_key: nwk_s_key,
+            s_nwk_s_int_key: nwk_s_key,
+            nwk_s_enc_key: nwk_s_key,
+            app_s_key,
+            fcnt_up: 0,
+            last_n_fcnt_down: None,
+            last_a_fcnt_down: None,
+            rx_delay: 1,
+            rx1_dr_offset: 0,
+            rx2_dr: 0,
+            opt_neg: false,
+        }
+    }
+}
+
 /// What the device made of a downlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {

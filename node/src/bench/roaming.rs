@@ -162,20 +162,7 @@ pub async fn roaming(a: RoamingArgs) -> Result<Value> {
             MacVersion::V1_0_3,
             DeviceClass::A,
             eui,
-            DeviceSession {
-                dev_addr: addr,
-                f_nwk_s_int_key: key,
-                s_nwk_s_int_key: key,
-                nwk_s_enc_key: key,
-                app_s_key: key,
-                fcnt_up: 0,
-                last_n_fcnt_down: None,
-                last_a_fcnt_down: None,
-                rx_delay: 1,
-                rx1_dr_offset: 0,
-                rx2_dr: 0,
-                opt_neg: false,
-            },
+            DeviceSession::abp_10(addr, key, key),
         ));
     }
     let r = home
