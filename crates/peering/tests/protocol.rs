@@ -54,6 +54,17 @@ struct Node {
 }
 
 async fn node(i: usize, key: &SigningKey, roster_text: &str, port: u16, stop: &CancellationToken) -> Node {
+    node_with(i, key, roster_text, port, stop, PeeringConfig::default()).await
+}
+
+async fn node_with(
+    i: usize,
+    key: &SigningKey,
+    roster_text: &str,
+    port: u16,
+    stop: &CancellationToken,
+    base: PeeringConfig,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), &Registry::TABLES).unwrap());
     let clock: SharedClock = Arc::new(SystemClock);
@@ -79,7 +90,7 @@ async fn node(i: usize, key: &SigningKey, roster_text: &str, port: u16, stop: &C
     .unwrap();
     let pcfg = PeeringConfig {
         listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
-        ..PeeringConfig::default()
+        ..base
     };
     let started = Peering::start(
         IDS[i].parse().unwrap(),
@@ -248,5 +259,54 @@ async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
         .await
         .unwrap();
     assert!(matches!(r, Response::Downlink(TxResult::BadToken)), "{r:?}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_rate_is_refused_frame_by_frame() {
+    use entente_peering::protocol::{RoamedRx, UplinkAnswer, UplinkForward};
+    let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+    let ports: Vec<u16> = (0..4).map(|_| port()).collect();
+    let text = roster(&keys, &ports);
+    let stop = CancellationToken::new();
+    let tours = node(0, &keys[0], &text, ports[0], &stop).await;
+    let slow = PeeringConfig {
+        peer_rate_per_sec: 1,
+        peer_burst: 2,
+        ..PeeringConfig::default()
+    };
+    let smo = node_with(1, &keys[1], &text, ports[1], &stop, slow).await;
+    connected(&tours.peering, 1).await;
+    // Five frames of an SMO device (DevAddr 2602xxxx), all within one second.
+    let frame = |fcnt: u8| {
+        let mut phy = vec![0x40, 0x01, 0x00, 0x02, 0x26, 0x80, fcnt, 0x00, 0x01, 0xaa];
+        phy.extend_from_slice(&[0, 0, 0, 0]);
+        UplinkForward {
+            phy_payload: phy,
+            rx: vec![RoamedRx {
+                info: rx_info(GatewayEui([0, 0x80, 0, 0, 0, 0, 0xc0, 2]), 1_000),
+                token: vec![],
+            }],
+            late: false,
+        }
+    };
+    let r = tours
+        .peering
+        .request(
+            smo.peering.peer_id(),
+            Request::Uplinks((0..5).map(frame).collect()),
+        )
+        .await
+        .unwrap();
+    let Response::Uplinks(answers) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(answers.len(), 5);
+    let limited = answers
+        .iter()
+        .filter(|a| matches!(a, UplinkAnswer::Rejected { reason } if reason == "rate_limited"))
+        .count();
+    assert_eq!(limited, 3, "burst of 2, then refused: {answers:?}");
+    assert_eq!(answers[0], UplinkAnswer::Accepted, "{answers:?}");
     stop.cancel();
 }
