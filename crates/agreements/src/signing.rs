@@ -1,0 +1,103 @@
+//! Signatures by both parties over the exact stored bytes of one agreement version,
+//! behind a domain prefix; the bytes are kept, never re-serialised to verify.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use entente_model::MemberId;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Agreement;
+
+pub const DOMAIN: &[u8] = b"entente/agreement/v1\n";
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SignError {
+    #[error("the agreement bytes are not a valid agreement: {0}")]
+    Decode(String),
+    #[error("{0} is not a party to this agreement")]
+    NotAParty(MemberId),
+    #[error("the signature of {0} does not verify over these bytes")]
+    BadSignature(MemberId),
+    #[error("{0} has not signed")]
+    Missing(MemberId),
+}
+
+/// One agreement version as it travels and is stored: its bytes and who signed them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedAgreement {
+    pub bytes: Vec<u8>,
+    /// Member -> ed25519 signature (hex) over DOMAIN || bytes.
+    pub signatures: BTreeMap<MemberId, String>,
+}
+
+fn message(bytes: &[u8]) -> Vec<u8> {
+    let mut m = DOMAIN.to_vec();
+    m.extend_from_slice(bytes);
+    m
+}
+
+impl SignedAgreement {
+    /// The proposer encodes and signs a new version.
+    pub fn propose(a: &Agreement, proposer: &MemberId, key: &SigningKey) -> Result<Self, SignError> {
+        if !a.parties().contains(&proposer) {
+            return Err(SignError::NotAParty(proposer.clone()));
+        }
+        let bytes = serde_json::to_vec(a).map_err(|e| SignError::Decode(e.to_string()))?;
+        let mut s = SignedAgreement {
+            bytes,
+            signatures: BTreeMap::new(),
+        };
+        s.sign(proposer, key)?;
+        Ok(s)
+    }
+
+    pub fn agreement(&self) -> Result<Agreement, SignError> {
+        serde_json::from_slice(&self.bytes).map_err(|e| SignError::Decode(e.to_string()))
+    }
+
+    /// Adds `member`'s signature; only a party may sign.
+    pub fn sign(&mut self, member: &MemberId, key: &SigningKey) -> Result<(), SignError> {
+        let a = self.agreement()?;
+        if !a.parties().contains(&member) {
+            return Err(SignError::NotAParty(member.clone()));
+        }
+        let sig = key.sign(&message(&self.bytes));
+        self.signatures
+            .insert(member.clone(), hex::encode(sig.to_bytes()));
+        Ok(())
+    }
+
+    /// Checks every signature present against the parties' keys: a signature of a
+    /// non-party, or one that does not verify, is an error. Returns who signed.
+    pub fn verify(
+        &self,
+        keys: &dyn Fn(&MemberId) -> Option<VerifyingKey>,
+    ) -> Result<Vec<MemberId>, SignError> {
+        let a = self.agreement()?;
+        let msg = message(&self.bytes);
+        for (m, sig) in &self.signatures {
+            if !a.parties().contains(&m) {
+                return Err(SignError::NotAParty(m.clone()));
+            }
+            let key = keys(m).ok_or_else(|| SignError::BadSignature(m.clone()))?;
+            let raw = hex::decode(sig).map_err(|_| SignError::BadSignature(m.clone()))?;
+            let sig = Signature::from_slice(&raw).map_err(|_| SignError::BadSignature(m.clone()))?;
+            key.verify(&msg, &sig)
+                .map_err(|_| SignError::BadSignature(m.clone()))?;
+        }
+        Ok(self.signatures.keys().cloned().collect())
+    }
+
+    /// Both parties signed and every signature verifies.
+    pub fn verify_both(&self, keys: &dyn Fn(&MemberId) -> Option<VerifyingKey>) -> Result<(), SignError> {
+        self.verify(keys)?;
+        let a = self.agreement()?;
+        for p in a.parties() {
+            if !self.signatures.contains_key(p) {
+                return Err(SignError::Missing(p.clone()));
+            }
+        }
+        Ok(())
+    }
+}

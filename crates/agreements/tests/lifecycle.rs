@@ -1,0 +1,347 @@
+//! Every lifecycle transition, legal and illegal, with a manual clock; signatures over the
+//! exact bytes; the Tours / SMO and Aix-Marseille shapes in one model.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use entente_agreements::*;
+use entente_model::{DevEui, MemberId};
+use entente_peering::RoamingPolicy;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn id(s: &str) -> MemberId {
+    s.parse().unwrap()
+}
+
+struct Parties {
+    tours: SigningKey,
+    smo: SigningKey,
+    other: SigningKey,
+}
+
+impl Parties {
+    fn new() -> Self {
+        Parties {
+            tours: SigningKey::from_bytes(&[1; 32]),
+            smo: SigningKey::from_bytes(&[2; 32]),
+            other: SigningKey::from_bytes(&[3; 32]),
+        }
+    }
+    fn keys(&self) -> impl Fn(&MemberId) -> Option<VerifyingKey> + '_ {
+        move |m: &MemberId| match m.as_str() {
+            "tours-metropole" => Some(self.tours.verifying_key()),
+            "smo-vdln" => Some(self.smo.verifying_key()),
+            "intruder" => Some(self.other.verifying_key()),
+            _ => None,
+        }
+    }
+}
+
+/// The Tours Métropole / SMO convention: Tours hosts, the SMO's users roam, 10 years,
+/// one year's notice, yearly nbO x taO fee.
+fn tours_smo(version: u32, devices: u64) -> Agreement {
+    Agreement {
+        id: "tours-smo-2025".into(),
+        version,
+        title: "Convention de coopération Tours Métropole / SMO Val de Loire Numérique".into(),
+        host: id("tours-metropole"),
+        guest: id("smo-vdln"),
+        host_role: Role::Host,
+        guest_role: Role::Depositor,
+        services: Service::ALL.into_iter().collect(),
+        users: vec![AuthorisedUser {
+            name: "Syndicat des eaux de la Vallée du Cher".into(),
+            public_service_mission: "distribution d'eau potable".into(),
+            duration: "2026-2036".into(),
+            coverage: vec![Coverage::DeepIndoor],
+            devices_volume: devices as u32,
+            devices_location: "communes en limite de Tours Métropole".into(),
+            flows: [Flow::Join, Flow::Mac, Flow::UplinkData].into_iter().collect(),
+            messages_per_day: 1,
+            devices: (0..devices)
+                .map(|i| DevEui((0x70b3_d5e7_5e00_0000 + i).to_be_bytes()))
+                .collect(),
+        }],
+        flows: [Flow::Join, Flow::Mac, Flow::UplinkData, Flow::DownlinkData]
+            .into_iter()
+            .collect(),
+        share_signal_quality: true,
+        share_gateway_location: false,
+        host_data_use_consent: false,
+        sla: Sla::Targets {
+            day_pct: 90.0,
+            fortnight_pct: 95.0,
+        },
+        fair_use: FairUse {
+            max_messages_per_device_per_day: Some(144),
+            max_bytes_per_device_per_day: None,
+            no_real_time: false,
+            no_personal_data: false,
+        },
+        billing: Billing::Policy {
+            reference: "tours-metropole/annual-declared".into(),
+        },
+        start: t("2026-01-01T00:00:00Z"),
+        duration_months: 120,
+        renewal: Renewal::Fixed,
+        notice_months: 12,
+        count_tolerance_per_mille: 10,
+        max_copies_per_frame: 3,
+        when_home_unreachable: WhenHomeUnreachable::Buffer,
+        substantial_change_pct: 20,
+    }
+}
+
+fn proposed(p: &Parties, now: DateTime<Utc>) -> (Record, SignedAgreement) {
+    let s = SignedAgreement::propose(&tours_smo(1, 10), &id("smo-vdln"), &p.smo).unwrap();
+    let r = Record::propose(s.clone(), &id("smo-vdln"), now, &p.keys()).unwrap();
+    (r, s)
+}
+
+fn approved(p: &Parties, now: DateTime<Utc>) -> Record {
+    let (mut r, mut s) = proposed(p, t("2025-11-01T00:00:00Z"));
+    s.sign(&id("tours-metropole"), &p.tours).unwrap();
+    r.approve(s, &id("tours-metropole"), now, &p.keys()).unwrap();
+    r
+}
+
+#[test]
+fn proposal_deadline_approval_and_activation_at_the_start_date() {
+    let p = Parties::new();
+    let (mut r, s) = proposed(&p, t("2025-11-01T00:00:00Z"));
+    assert_eq!(r.state, State::Proposed);
+    assert_eq!(r.answer_due, t("2025-12-01T00:00:00Z"), "one month to answer");
+    assert!(!r.overdue(t("2025-11-30T00:00:00Z")));
+    assert!(r.overdue(t("2025-12-02T00:00:00Z")));
+    // The proposer cannot approve its own proposal; a half-signed copy is not approval.
+    assert!(matches!(
+        r.clone()
+            .approve(s.clone(), &id("smo-vdln"), t("2025-11-10T00:00:00Z"), &p.keys()),
+        Err(LifecycleError::WrongParty(_))
+    ));
+    assert!(matches!(
+        r.clone().approve(
+            s.clone(),
+            &id("tours-metropole"),
+            t("2025-11-10T00:00:00Z"),
+            &p.keys()
+        ),
+        Err(LifecycleError::Sign(SignError::Missing(_)))
+    ));
+    let mut both = s.clone();
+    both.sign(&id("tours-metropole"), &p.tours).unwrap();
+    r.approve(both, &id("tours-metropole"), t("2025-11-10T00:00:00Z"), &p.keys())
+        .unwrap();
+    assert_eq!(r.state, State::Approved, "before the start date");
+    r.tick(t("2026-01-01T00:00:00Z")).unwrap();
+    assert_eq!(r.state, State::Active);
+    assert!(r.in_force());
+    // Ten years later the fixed term ends.
+    r.tick(t("2035-12-31T23:59:59Z")).unwrap();
+    assert_eq!(r.state, State::Active);
+    r.tick(t("2036-01-01T00:00:00Z")).unwrap();
+    assert_eq!(r.state, State::Ended);
+}
+
+#[test]
+fn every_illegal_transition_is_refused() {
+    let p = Parties::new();
+    let now = t("2026-02-01T00:00:00Z");
+    let (proposed_r, _) = proposed(&p, now);
+    let mut rejected = proposed_r.clone();
+    rejected.reject(&id("tours-metropole"), now).unwrap();
+    assert_eq!(rejected.state, State::Rejected);
+    let active = approved(&p, now);
+    assert_eq!(active.state, State::Active);
+    let mut suspended = active.clone();
+    suspended.suspend(&id("tours-metropole"), now).unwrap();
+    let mut terminating = active.clone();
+    terminating.terminate(&id("smo-vdln"), now).unwrap();
+    let mut ended = terminating.clone();
+    ended.tick(now + TimeDelta::days(366)).unwrap();
+    assert_eq!(ended.state, State::Ended);
+
+    let by = id("tours-metropole");
+    for r in [&rejected, &active, &suspended, &terminating, &ended] {
+        assert!(r.clone().reject(&by, now).is_err(), "reject from {:?}", r.state);
+    }
+    for r in [&proposed_r, &rejected, &suspended, &terminating, &ended] {
+        assert!(r.clone().suspend(&by, now).is_err(), "suspend from {:?}", r.state);
+    }
+    for r in [&proposed_r, &rejected, &active, &terminating, &ended] {
+        assert!(r.clone().resume(&by, now).is_err(), "resume from {:?}", r.state);
+    }
+    for r in [&proposed_r, &rejected, &terminating, &ended] {
+        assert!(
+            r.clone().terminate(&by, now).is_err(),
+            "terminate from {:?}",
+            r.state
+        );
+    }
+    let e = rejected.clone().terminate(&by, now).unwrap_err().to_string();
+    assert!(e.contains("Rejected"), "{e}");
+}
+
+#[test]
+fn suspension_notice_and_amendments() {
+    let p = Parties::new();
+    let now = t("2026-03-01T00:00:00Z");
+    let mut r = approved(&p, now);
+    r.suspend(&id("tours-metropole"), now).unwrap();
+    assert!(!r.in_force(), "no frames while suspended");
+    r.resume(&id("tours-metropole"), now).unwrap();
+    assert!(r.in_force());
+
+    // Amendment: version 2 with more devices, signed by both.
+    let mut v2 = SignedAgreement::propose(&tours_smo(2, 15), &id("smo-vdln"), &p.smo).unwrap();
+    assert!(
+        r.current()
+            .unwrap()
+            .is_substantial_change(&v2.agreement().unwrap()),
+        "10 -> 15 devices is over 20 %"
+    );
+    assert!(
+        r.clone().amend(v2.clone(), now, &p.keys()).is_err(),
+        "one signature is not enough"
+    );
+    v2.sign(&id("tours-metropole"), &p.tours).unwrap();
+    r.amend(v2, now, &p.keys()).unwrap();
+    assert_eq!(r.current().unwrap().version, 2);
+    assert_eq!(r.versions.len(), 2, "every version is kept");
+    // Skipping a version is refused.
+    let mut v4 = SignedAgreement::propose(&tours_smo(4, 15), &id("smo-vdln"), &p.smo).unwrap();
+    v4.sign(&id("tours-metropole"), &p.tours).unwrap();
+    assert!(matches!(
+        r.clone().amend(v4, now, &p.keys()),
+        Err(LifecycleError::BadAmendment { expected: 3 })
+    ));
+
+    // One year's notice: in force until it runs out.
+    r.terminate(&id("smo-vdln"), now).unwrap();
+    assert_eq!(r.state, State::Terminating);
+    assert!(r.in_force());
+    r.tick(t("2027-02-28T00:00:00Z")).unwrap();
+    assert!(r.in_force());
+    r.tick(t("2027-03-01T00:00:00Z")).unwrap();
+    assert_eq!(r.state, State::Ended);
+    assert!(!r.in_force());
+}
+
+#[test]
+fn a_changed_byte_or_a_non_party_signature_is_rejected() {
+    let p = Parties::new();
+    let mut s = SignedAgreement::propose(&tours_smo(1, 3), &id("smo-vdln"), &p.smo).unwrap();
+    s.sign(&id("tours-metropole"), &p.tours).unwrap();
+    s.verify_both(&p.keys()).unwrap();
+    // One byte of the stored document changed.
+    let mut tampered = s.clone();
+    let i = tampered.bytes.iter().position(|b| *b == b'3').unwrap();
+    tampered.bytes[i] = b'4';
+    assert!(tampered.verify_both(&p.keys()).is_err());
+    // A non-party cannot sign, even by slipping its signature in.
+    assert_eq!(
+        s.clone().sign(&id("intruder"), &p.other),
+        Err(SignError::NotAParty(id("intruder")))
+    );
+    let mut slipped = s.clone();
+    slipped
+        .signatures
+        .insert(id("intruder"), slipped.signatures[&id("smo-vdln")].clone());
+    assert_eq!(
+        slipped.verify(&p.keys()),
+        Err(SignError::NotAParty(id("intruder")))
+    );
+    // A party's signature made with the wrong key.
+    let mut wrong = SignedAgreement::propose(&tours_smo(1, 3), &id("smo-vdln"), &p.other).unwrap();
+    wrong.sign(&id("tours-metropole"), &p.tours).unwrap();
+    assert_eq!(
+        wrong.verify_both(&p.keys()),
+        Err(SignError::BadSignature(id("smo-vdln")))
+    );
+    // Garbage bytes are an error, not a panic.
+    let garbage = SignedAgreement {
+        bytes: vec![0xff, 0, 1],
+        signatures: Default::default(),
+    };
+    assert!(garbage.verify(&p.keys()).is_err());
+}
+
+#[test]
+fn the_policy_follows_the_agreements_in_force() {
+    let p = Parties::new();
+    let policy = AgreementPolicy::default();
+    let now = t("2026-02-01T00:00:00Z");
+    let (proposed_r, _) = proposed(&p, now);
+    policy.replace(vec![proposed_r]);
+    assert!(
+        !policy.may_roam(&id("smo-vdln"), &id("tours-metropole")),
+        "not before approval"
+    );
+    let mut r = approved(&p, now);
+    policy.replace(vec![r.clone()]);
+    assert!(policy.may_roam(&id("smo-vdln"), &id("tours-metropole")));
+    assert!(
+        !policy.may_roam(&id("tours-metropole"), &id("smo-vdln")),
+        "one direction only"
+    );
+    r.terminate(&id("smo-vdln"), now).unwrap();
+    r.tick(now + TimeDelta::days(400)).unwrap();
+    policy.replace(vec![r]);
+    assert!(
+        !policy.may_roam(&id("smo-vdln"), &id("tours-metropole")),
+        "not after termination"
+    );
+}
+
+#[test]
+fn the_aix_marseille_model_fits_the_same_data() {
+    // Either party host and depositor, best effort, fair use with the two flags, consent,
+    // 3 years then tacit yearly renewal with 3 months' notice, free.
+    let a = Agreement {
+        id: "amp-commune-2025".into(),
+        version: 1,
+        title: "Convention type Métropole Aix-Marseille-Provence / commune".into(),
+        host: id("metropole-amp"),
+        guest: id("commune-aubagne"),
+        host_role: Role::Both,
+        guest_role: Role::Both,
+        services: [
+            Service::Transit,
+            Service::IncidentReporting,
+            Service::MaintenanceNotices,
+        ]
+        .into_iter()
+        .collect(),
+        users: vec![],
+        flows: [Flow::Join, Flow::UplinkData].into_iter().collect(),
+        share_signal_quality: false,
+        share_gateway_location: false,
+        host_data_use_consent: true,
+        sla: Sla::None,
+        fair_use: FairUse {
+            max_messages_per_device_per_day: Some(48),
+            max_bytes_per_device_per_day: Some(48 * 51),
+            no_real_time: true,
+            no_personal_data: true,
+        },
+        billing: Billing::Free,
+        start: t("2025-06-01T00:00:00Z"),
+        duration_months: 36,
+        renewal: Renewal::TacitYearly,
+        notice_months: 3,
+        count_tolerance_per_mille: 0,
+        max_copies_per_frame: 1,
+        when_home_unreachable: WhenHomeUnreachable::Drop,
+        substantial_change_pct: 50,
+    };
+    let json = serde_json::to_string(&a).unwrap();
+    let back: Agreement = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, a);
+    assert_eq!(back.billing, Billing::Free);
+    assert_eq!(back.declared_devices(), BTreeSet::new());
+    assert!(back.rate_per_second() >= 1);
+}
