@@ -112,6 +112,7 @@ struct HeldToken {
 /// How long a home node remembers tokens (Class C uses the latest for this long).
 const TOKEN_MEMORY: Duration = Duration::from_secs(3600);
 const TOKENS_PER_GATEWAY: usize = 64;
+const MAX_HELD_GATEWAYS: usize = 50_000;
 
 pub struct Peering {
     me: MemberId,
@@ -572,8 +573,14 @@ impl Peering {
             if !Self::valid_rx(&r.info) || self.local_gateways.get(&r.info.gateway).is_some() {
                 continue;
             }
-            if !fwd.late {
-                let mut held = lock(&self.held);
+            let mut held = lock(&self.held);
+            // A peer inventing gateway EUIs cannot grow this without bound: when full, the
+            // frame still goes home, without a downlink path through that gateway.
+            if held.len() >= MAX_HELD_GATEWAYS && !held.contains_key(&r.info.gateway) {
+                held.retain(|_, q| q.back().is_some_and(|h| h.at.elapsed() < TOKEN_MEMORY));
+            }
+            let room = held.len() < MAX_HELD_GATEWAYS || held.contains_key(&r.info.gateway);
+            if !fwd.late && room {
                 let q = held.entry(r.info.gateway).or_default();
                 if q.len() >= TOKENS_PER_GATEWAY {
                     q.pop_front();
@@ -586,6 +593,7 @@ impl Peering {
                     at: Instant::now(),
                 });
             }
+            drop(held);
             frames.push(RxFrame {
                 phy_payload: fwd.phy_payload.clone(),
                 rx: r.info,
@@ -902,13 +910,17 @@ impl Roaming for Peering {
     }
 
     fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool {
-        lock(&self.held).contains_key(gateway)
+        lock(&self.held).get(gateway).is_some_and(|q| !q.is_empty())
     }
 
     fn send_downlink(&self, gateway: GatewayEui, txpk: TxPk, timeout: Duration) -> TxFuture {
         let chosen = {
             let mut held = lock(&self.held);
-            let q = held.entry(gateway).or_default();
+            let Some(q) = held.get_mut(&gateway) else {
+                return Box::pin(async move {
+                    Err(DownlinkError::Peer(gateway, "no token for this gateway".into()))
+                });
+            };
             q.retain(|h| h.at.elapsed() < TOKEN_MEMORY);
             match txpk.tmst {
                 Some(at) if !txpk.imme => q
