@@ -35,6 +35,12 @@ pub fn demod_floor_db(sf: u8) -> f32 {
     -20.0 + (12.0 - sf as f32) * 2.5
 }
 
+/// Best gateway first: highest SNR, then RSSI.
+fn best_first(mut rx: Vec<RxInfo>) -> Vec<RxInfo> {
+    rx.sort_by(|a, b| b.snr.total_cmp(&a.snr).then(b.rssi.cmp(&a.rssi)));
+    rx
+}
+
 fn sf_of(dr_index: u8) -> u8 {
     match Eu868::data_rate(dr_index) {
         Ok(entente_region::DataRate::Lora { sf, .. }) => sf.get(),
@@ -82,11 +88,11 @@ impl NetworkServer {
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     let now = Instant::now();
-                    for q in [&mut home, &mut visited] {
+                    for (q, forward) in [(&mut home, false), (&mut visited, true)] {
                         while q.front().is_some_and(|(t, _)| *t <= now) {
                             if let Some((_, key)) = q.pop_front() {
                                 if let Some(rx) = pending.remove(&key) {
-                                    self.process(&key, rx);
+                                    self.dispatch(&key, rx, forward);
                                 }
                             }
                         }
@@ -113,12 +119,25 @@ impl NetworkServer {
             }
         }
         // Frames still in their window are processed rather than lost.
-        for q in [&mut home, &mut visited] {
+        for (q, forward) in [(&mut home, false), (&mut visited, true)] {
             while let Some((_, key)) = q.pop_front() {
                 if let Some(rx) = pending.remove(&key) {
-                    self.process(&key, rx);
+                    self.dispatch(&key, rx, forward);
                 }
             }
+        }
+    }
+
+    /// The routing decision was taken once, when the frame's first copy arrived: the
+    /// queue it waited in says whether it is ours or forwarded.
+    fn dispatch(self: &Arc<Self>, phy_payload: &[u8], rx: Vec<RxInfo>, forward: bool) {
+        match (forward, self.roaming.get()) {
+            (true, Some(r)) => {
+                self.metrics.frames_deduplicated.inc();
+                self.metrics.forwarded.inc();
+                r.forward(phy_payload.to_vec(), best_first(rx));
+            }
+            _ => self.process(phy_payload, rx),
         }
     }
 
@@ -141,17 +160,9 @@ impl NetworkServer {
     }
 
     /// Processes one deduplicated frame with every gateway's reception metadata.
-    pub fn process(self: &Arc<Self>, phy_payload: &[u8], mut rx: Vec<RxInfo>) {
+    pub fn process(self: &Arc<Self>, phy_payload: &[u8], rx: Vec<RxInfo>) {
         self.metrics.frames_deduplicated.inc();
-        // Best gateway first: highest SNR, then RSSI.
-        rx.sort_by(|a, b| b.snr.total_cmp(&a.snr).then(b.rssi.cmp(&a.rssi)));
-        if self.forwards(phy_payload) {
-            if let Some(r) = self.roaming.get() {
-                self.metrics.forwarded.inc();
-                r.forward(phy_payload.to_vec(), rx);
-                return;
-            }
-        }
+        let rx = best_first(rx);
         let result = match phy::parse(phy_payload) {
             Ok(Phy::JoinRequest(j)) => self.process_join(phy_payload, j, rx),
             Ok(Phy::Data(d)) if matches!(d.mtype, phy::MType::UnconfirmedUp | phy::MType::ConfirmedUp) => {
