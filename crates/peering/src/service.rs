@@ -1,7 +1,7 @@
 //! The federation service: one libp2p swarm task, admission by the roster, the roaming
 //! protocol on both sides, the per-peer buffer for unreachable home nodes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -130,11 +130,14 @@ pub struct Peering {
     gateways: Arc<GatewayServer>,
     roamed_tx: mpsc::Sender<RxFrame>,
     status: RwLock<HashMap<PeerId, PeerStatus>>,
-    buffers: Mutex<HashMap<PeerId, VecDeque<(DateTime<Utc>, UplinkForward)>>>,
+    /// Frames waiting for a home peer, keyed by the order they were heard in, so a batch
+    /// that failed in flight goes back before what was buffered after it.
+    buffers: Mutex<HashMap<PeerId, BTreeMap<u64, (DateTime<Utc>, UplinkForward)>>>,
+    next_frame: std::sync::atomic::AtomicU64,
     limiter: DefaultKeyedRateLimiter<PeerId>,
     pub metrics: PeeringMetrics,
     weak: std::sync::OnceLock<std::sync::Weak<Peering>>,
-    senders: Mutex<HashMap<PeerId, mpsc::Sender<UplinkForward>>>,
+    senders: Mutex<HashMap<PeerId, mpsc::Sender<(u64, UplinkForward)>>>,
     flushing: Mutex<std::collections::HashSet<PeerId>>,
     policy: RwLock<Arc<dyn crate::RoamingPolicy>>,
 }
@@ -269,6 +272,7 @@ impl Peering {
             roamed_tx,
             status: RwLock::new(status),
             buffers: Mutex::new(HashMap::new()),
+            next_frame: std::sync::atomic::AtomicU64::new(0),
             limiter: RateLimiter::keyed(quota),
             metrics: PeeringMetrics::default(),
             weak: std::sync::OnceLock::new(),
@@ -383,16 +387,16 @@ impl Peering {
         )
     }
 
-    fn buffer(&self, peer: PeerId, fwd: UplinkForward) {
+    fn buffer(&self, peer: PeerId, seq: u64, fwd: UplinkForward) {
         let mut b = lock(&self.buffers);
         let q = b.entry(peer).or_default();
         if q.len() >= self.cfg.buffer_max {
-            q.pop_front();
+            q.pop_first();
             if let Some(m) = self.member_of(&peer) {
                 PeeringMetrics::count(&self.metrics.forwarded, m.id.as_str(), "buffer_overflow");
             }
         }
-        q.push_back((self.clock.now(), UplinkForward { late: true, ..fwd }));
+        q.insert(seq, (self.clock.now(), UplinkForward { late: true, ..fwd }));
         self.metrics
             .buffered
             .set(b.values().map(|q| q.len() as i64).sum());
@@ -428,15 +432,18 @@ impl Peering {
             .map(|m| m.id.to_string())
             .unwrap_or_default();
         loop {
-            let batch: Vec<UplinkForward> = {
+            let (seqs, batch): (Vec<u64>, Vec<UplinkForward>) = {
                 let mut b = lock(&self.buffers);
                 let horizon = self.clock.now() - self.cfg.buffer_retention;
                 let Some(q) = b.get_mut(&peer) else { return };
-                while q.front().is_some_and(|(t, _)| *t < horizon) {
-                    q.pop_front();
+                while q.first_key_value().is_some_and(|(_, (t, _))| *t < horizon) {
+                    q.pop_first();
                     PeeringMetrics::count(&self.metrics.forwarded, &member, "expired");
                 }
-                q.iter().take(MAX_BATCH).map(|(_, f)| f.clone()).collect()
+                q.iter()
+                    .take(MAX_BATCH)
+                    .map(|(k, (_, f))| (*k, f.clone()))
+                    .unzip()
             };
             if batch.is_empty() {
                 break;
@@ -446,7 +453,9 @@ impl Peering {
                 Ok(resp) => {
                     let mut b = lock(&self.buffers);
                     if let Some(q) = b.get_mut(&peer) {
-                        q.drain(..n.min(q.len()));
+                        for k in &seqs {
+                            q.remove(k);
+                        }
                     }
                     self.metrics
                         .buffered
@@ -486,7 +495,7 @@ impl Peering {
     /// One sender per home peer: takes whatever frames queued meanwhile (up to a batch),
     /// sends them in one request, waits for the answer, and so on; order is kept. A
     /// failed request leaves its frames in the late buffer.
-    async fn sender(self: Arc<Self>, peer: PeerId, mut rx: mpsc::Receiver<UplinkForward>) {
+    async fn sender(self: Arc<Self>, peer: PeerId, mut rx: mpsc::Receiver<(u64, UplinkForward)>) {
         let member = self
             .member_of(&peer)
             .map(|m| m.id.to_string())
@@ -501,19 +510,20 @@ impl Peering {
             }
             let n = batch.len();
             if !self.is_connected(&peer) || self.has_buffered(&peer) {
-                for f in batch {
+                for (seq, f) in batch {
                     PeeringMetrics::count(&self.metrics.forwarded, &member, "buffered");
-                    self.buffer(peer, f);
+                    self.buffer(peer, seq, f);
                 }
                 continue;
             }
-            match self.request(peer, Request::Uplinks(batch.clone())).await {
+            let frames = batch.iter().map(|(_, f)| f.clone()).collect();
+            match self.request(peer, Request::Uplinks(frames)).await {
                 Ok(resp) => self.count_answers(&member, &resp, n, false),
                 Err(e) => {
                     debug!(peer = %member, error = %e, "forward failed; frames wait for the peer");
-                    for f in batch {
+                    for (seq, f) in batch {
                         PeeringMetrics::count(&self.metrics.forwarded, &member, "buffered");
-                        self.buffer(peer, f);
+                        self.buffer(peer, seq, f);
                     }
                 }
             }
@@ -879,11 +889,12 @@ impl Roaming for Peering {
             rx,
             late: false,
         };
+        let seq = self.next_frame.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // While older frames wait for this peer, newer ones queue behind them: the home
         // node's frame counters would refuse anything that overtook them.
         if !self.is_connected(&peer) || self.has_buffered(&peer) {
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
-            self.buffer(peer, fwd);
+            self.buffer(peer, seq, fwd);
             return;
         }
         let tx = {
@@ -900,12 +911,12 @@ impl Roaming for Peering {
                 }
             }
         };
-        if let Err(e) = tx.try_send(fwd) {
+        if let Err(e) = tx.try_send((seq, fwd)) {
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
-            let f = match e {
+            let (seq, f) = match e {
                 mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
             };
-            self.buffer(peer, f);
+            self.buffer(peer, seq, f);
         }
     }
 
