@@ -65,7 +65,7 @@ impl Record {
             state: State::Proposed,
             proposer: proposer.clone(),
             proposed_at: now,
-            answer_due: now + Months::new(1),
+            answer_due: now.checked_add_months(Months::new(1)).unwrap_or(now),
             ends_at: None,
             history: vec![(now, format!("proposed by {proposer}"))],
         })
@@ -143,8 +143,9 @@ impl Record {
             self.history.push((now, "active".into()));
         }
         if matches!(self.state, State::Active | State::Suspended) && a.renewal == Renewal::Fixed {
-            let end = a.start + Months::new(a.duration_months);
-            if now >= end {
+            // A term past the calendar's end never ends (and must not panic).
+            let end = a.start.checked_add_months(Months::new(a.duration_months));
+            if let Some(end) = end.filter(|e| now >= *e) {
                 self.state = State::Ended;
                 self.ends_at = Some(end);
                 self.history.push((now, "term reached".into()));
@@ -188,7 +189,7 @@ impl Record {
         }
         let a = self.current()?;
         self.state = State::Terminating;
-        self.ends_at = Some(now + Months::new(a.notice_months));
+        self.ends_at = now.checked_add_months(Months::new(a.notice_months));
         self.history.push((now, format!("notice given by {by}")));
         Ok(())
     }

@@ -345,3 +345,21 @@ fn the_aix_marseille_model_fits_the_same_data() {
     assert_eq!(back.declared_devices(), BTreeSet::new());
     assert!(back.rate_per_second() >= 1);
 }
+
+#[test]
+fn absurd_terms_from_a_document_do_not_panic() {
+    let p = Parties::new();
+    let mut a = tours_smo(1, 1);
+    a.duration_months = u32::MAX;
+    a.notice_months = u32::MAX;
+    let mut s = SignedAgreement::propose(&a, &id("smo-vdln"), &p.smo).unwrap();
+    let now = t("2026-02-01T00:00:00Z");
+    let mut r = Record::propose(s.clone(), &id("smo-vdln"), now, &p.keys()).unwrap();
+    s.sign(&id("tours-metropole"), &p.tours).unwrap();
+    r.approve(s, &id("tours-metropole"), now, &p.keys()).unwrap();
+    r.tick(t("2200-01-01T00:00:00Z")).unwrap();
+    assert_eq!(r.state, State::Active, "a term beyond the calendar never ends");
+    r.terminate(&id("smo-vdln"), now).unwrap();
+    r.tick(t("2200-01-01T00:00:00Z")).unwrap();
+    assert_eq!(r.state, State::Terminating);
+}
