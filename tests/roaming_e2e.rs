@@ -13,7 +13,7 @@ use entente::process::{NodeProcess, metric};
 use entente_lns::{DeviceClass, MacVersion};
 use entente_model::{DevEui, GatewayEui, JoinEui};
 use entente_sim::{GatewayEmulator, SimDevice};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::receiver::Receiver;
 use support::*;
 
@@ -93,21 +93,9 @@ fn init(dir: &Path, member: &str, name: &str, block: &str, p2p_port: u16, roster
         dir.to_str().unwrap(),
     ]);
     let cfg_path = dir.join("node.toml");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .unwrap()
-        .replace("# dedup_window_ms = 200", "dedup_window_ms = 150")
-        .replace(
-            "# dev_addr_block = \"26000000/7\"",
-            &format!("dev_addr_block = \"{block}\""),
-        )
-        .replace(
-            "# roster = \"roster.toml\"",
-            &format!("roster = \"{}\"", roster.display()),
-        )
-        .replace(
-            "# listen = [\"/ip4/0.0.0.0/tcp/4001\"]",
-            &format!("listen = [\"/ip4/127.0.0.1/tcp/{p2p_port}\"]"),
-        );
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    let cfg = entente::init::federate(&text, block, roster, &format!("/ip4/127.0.0.1/tcp/{p2p_port}"))
+        .replace("# dedup_window_ms = 200", "dedup_window_ms = 150");
     std::fs::write(&cfg_path, cfg).unwrap();
 }
 
@@ -200,6 +188,16 @@ async fn gw(node: &NodeProcess, last: u8) -> GatewayEmulator {
     gateway(node, GatewayEui([0, 0x80, 0, 0, 0, 0, 0xb0, last])).await
 }
 
+/// The SMO's application server: a webhook for its device group.
+async fn webhook(smo: &NodeProcess, rx: &Receiver) {
+    smo.post_json(
+        "/v1/recipients",
+        &json!({"name": "webhook", "group": "AGGLOPOLYS", "kind": {"type": "http_push", "url": rx.url("/hook")}}),
+    )
+    .await
+    .unwrap();
+}
+
 async fn m(node: &NodeProcess, series: &str) -> f64 {
     metric(&node.metrics().await.unwrap(), series).unwrap_or(0.0)
 }
@@ -213,12 +211,7 @@ async fn smo_device_roams_on_tours_and_agglopolys() {
     let _gw_smo = gw(smo, 3).await;
 
     let rx = Receiver::start().await;
-    smo.post_json(
-        "/v1/recipients",
-        &json!({"name": "webhook", "group": "AGGLOPOLYS", "kind": {"type": "http_push", "url": rx.url("/hook")}}),
-    )
-    .await
-    .unwrap();
+    webhook(smo, &rx).await;
     let eui = DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 9, 1]);
     import(smo, &[otaa_row(eui, MacVersion::V1_0_3, "A")]).await;
     let mut d = SimDevice::otaa(
@@ -337,8 +330,6 @@ async fn smo_device_roams_on_tours_and_agglopolys() {
     for n in f.nodes {
         n.stop().await.unwrap();
     }
-    drop(f.dirs);
-    let _ = f.roster;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,7 +399,6 @@ async fn a_node_off_the_roster_is_refused_at_connection_time() {
     for n in f.nodes {
         n.stop().await.unwrap();
     }
-    let _ = Value::Null;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,12 +407,7 @@ async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
     let gw_tours = gw(&f.nodes[0], 1).await;
     let rx = Receiver::start().await;
     let smo = &f.nodes[1];
-    smo.post_json(
-        "/v1/recipients",
-        &json!({"name": "webhook", "group": "AGGLOPOLYS", "kind": {"type": "http_push", "url": rx.url("/hook")}}),
-    )
-    .await
-    .unwrap();
+    webhook(smo, &rx).await;
     let eui = DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 9, 2]);
     let addr = entente_model::DevAddr(0x2602_0042);
     import(smo, &[abp_row(eui, addr, "A")]).await;

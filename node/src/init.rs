@@ -54,6 +54,24 @@ fn quoted(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// Sets, in a config written by `init`, what a node needs to federate: its DevAddr block,
+/// the roster and one libp2p listen address. The demo, the benches and the tests share it.
+pub fn federate(config: &str, dev_addr_block: &str, roster: &Path, listen: &str) -> String {
+    config
+        .replace(
+            "# dev_addr_block = \"26000000/7\"",
+            &format!("dev_addr_block = {}", quoted(dev_addr_block)),
+        )
+        .replace(
+            "# roster = \"roster.toml\"",
+            &format!("roster = {}", quoted(&roster.display().to_string())),
+        )
+        .replace(
+            "# listen = [\"/ip4/0.0.0.0/tcp/4001\"]",
+            &format!("listen = [{}]", quoted(listen)),
+        )
+}
+
 fn template(a: &InitArgs<'_>) -> String {
     format!(
         r#"# Entente node configuration, written by `entente init`.
@@ -154,6 +172,16 @@ mod tests {
         assert_eq!(cfg.api.bind.port(), 8081);
         assert_eq!(cfg.key_file(), dir.path().join("node.key"));
         let key_before = std::fs::read(dir.path().join("node.key")).unwrap();
+        let federated = federate(
+            &std::fs::read_to_string(&out.config).unwrap(),
+            "26012000/20",
+            Path::new("/etc/entente/roster.toml"),
+            "/ip4/127.0.0.1/tcp/4101",
+        );
+        let cfg = NodeConfig::parse(&federated, &out.config).unwrap();
+        assert_eq!(cfg.lns.dev_addr_block, "26012000/20");
+        assert_eq!(cfg.federation.roster, Some("/etc/entente/roster.toml".into()));
+        assert_eq!(cfg.federation.listen, vec!["/ip4/127.0.0.1/tcp/4101".to_string()]);
         let err = run(&args).unwrap_err().to_string();
         assert!(err.contains("refusing to overwrite"), "{err}");
         assert_eq!(std::fs::read(dir.path().join("node.key")).unwrap(), key_before);

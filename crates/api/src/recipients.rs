@@ -70,7 +70,7 @@ pub async fn create(
     Json(new): Json<NewRecipient>,
 ) -> Result<(StatusCode, axum::Json<Recipient>), ApiError> {
     let d = delivery(&s)?;
-    let r = d.create(new)?;
+    let r = blocking(move || d.create(new)).await?;
     Ok((StatusCode::CREATED, axum::Json(r)))
 }
 

@@ -51,6 +51,8 @@ fn roster(keys: &[SigningKey], ports: &[u16]) -> String {
 struct Node {
     peering: Arc<Peering>,
     _dir: tempfile::TempDir,
+    /// Kept open so frames handed to the network server are not refused as "busy".
+    _roamed: tokio::sync::mpsc::Receiver<entente_gateway::RxFrame>,
 }
 
 async fn node(i: usize, key: &SigningKey, roster_text: &str, port: u16, stop: &CancellationToken) -> Node {
@@ -104,10 +106,10 @@ async fn node_with(
     )
     .await
     .unwrap();
-    std::mem::forget(started.roamed);
     Node {
         peering: started.peering,
         _dir: dir,
+        _roamed: started.roamed,
     }
 }
 

@@ -44,20 +44,9 @@ fn free_port() -> Result<u16> {
 
 fn configure(dir: &Path, block: &str, port: u16, roster: &Path, window: u64) -> Result<()> {
     let p = dir.join("node.toml");
-    let cfg = std::fs::read_to_string(&p)?
+    let text = std::fs::read_to_string(&p)?;
+    let cfg = crate::init::federate(&text, block, roster, &format!("/ip4/127.0.0.1/tcp/{port}"))
         .replace("# dedup_window_ms = 200", &format!("dedup_window_ms = {window}"))
-        .replace(
-            "# dev_addr_block = \"26000000/7\"",
-            &format!("dev_addr_block = \"{block}\""),
-        )
-        .replace(
-            "# roster = \"roster.toml\"",
-            &format!("roster = \"{}\"", roster.display()),
-        )
-        .replace(
-            "# listen = [\"/ip4/0.0.0.0/tcp/4001\"]",
-            &format!("listen = [\"/ip4/127.0.0.1/tcp/{port}\"]"),
-        )
         .replace("# peer_rate_per_sec = 1000", "peer_rate_per_sec = 100000")
         .replace("# peer_burst = 5000", "peer_burst = 100000")
         .replace("level = \"info\"", "level = \"warn\"")
