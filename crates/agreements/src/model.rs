@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+pub use entente_model::Flow;
 use entente_model::{DevEui, MemberId};
 use serde::{Deserialize, Serialize};
 
@@ -44,14 +45,6 @@ pub enum Role {
     Both,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Flow {
-    Join,
-    Mac,
-    UplinkData,
-    DownlinkData,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -151,6 +144,17 @@ pub struct Agreement {
     pub when_home_unreachable: WhenHomeUnreachable,
     /// Device count or message frequency growth (per cent) that needs the host's approval.
     pub substantial_change_pct: u32,
+    /// Accounts with admin rights on the guest's device group (the committee reviews them).
+    #[serde(default)]
+    pub admin_accounts: Vec<AdminAccount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminAccount {
+    pub holder: String,
+    pub member: MemberId,
+    /// What it may administer, e.g. the device group's name.
+    pub scope: String,
 }
 
 impl Agreement {

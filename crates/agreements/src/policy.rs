@@ -1,34 +1,216 @@
-//! The agreements as the federation's roaming policy: a home member's devices may use a
-//! visited member's network while an agreement with transit, hosted by the visited member
-//! for the home member as guest, is in force.
+//! The agreements as the federation's roaming policy, checked on every roamed frame on
+//! both sides: an agreement in force with transit, hosted by the visited member for the
+//! home member as guest; the flow allowed by the agreement and the device's user; for a
+//! join (and, at home, for every frame) the device declared; then the device's rate,
+//! derived from its declared frequency, and the agreement's total rate.
 
-use std::sync::RwLock;
+use std::collections::{BTreeSet, HashMap};
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use entente_model::MemberId;
-use entente_peering::RoamingPolicy;
+use entente_model::{DevAddr, DevEui, Flow, MemberId};
+use entente_peering::{FrameFacts, Refusal, RoamingPolicy};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::lifecycle::Record;
-use crate::model::Service;
+use crate::model::{Agreement, Service};
 
-#[derive(Default)]
+/// DevAddr -> the home node's devices using it (only the home node can answer).
+pub type Resolver = Arc<dyn Fn(DevAddr) -> Vec<DevEui> + Send + Sync>;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum DeviceKey {
+    Eui(DevEui),
+    Addr(DevAddr),
+}
+
+struct Entry {
+    id: String,
+    version: u32,
+    host: MemberId,
+    guest: MemberId,
+    flows: BTreeSet<Flow>,
+    /// Declared DevEUI -> the flows its user may use and its declared messages per day.
+    declared: HashMap<DevEui, (BTreeSet<Flow>, u32)>,
+    max_per_day: u32,
+    per_device: HashMap<u32, DefaultKeyedRateLimiter<DeviceKey>>,
+    per_agreement: DefaultDirectRateLimiter,
+}
+
+fn nz(n: u64) -> NonZeroU32 {
+    NonZeroU32::new(n.clamp(1, u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN)
+}
+
+/// A device may send twice its declared day's messages in a burst (retries, a reading
+/// caught up after an outage) and replenishes at four times its declared rate, so a
+/// device keeping its declaration is never limited.
+pub fn device_quota(per_day: u32) -> Quota {
+    let per_day = per_day.max(1) as u64;
+    let period = Duration::from_secs(86_400) / (per_day * 4).min(u32::MAX as u64) as u32;
+    Quota::with_period(period.max(Duration::from_micros(1)))
+        .unwrap_or(Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(nz((per_day * 2).max(4)))
+}
+
+/// The agreement's total: its derived rate per second, with a minute's worth of burst.
+pub fn agreement_quota(a: &Agreement) -> Quota {
+    let rate = a.rate_per_second() as u64;
+    let devices = a.declared_devices().len() as u64;
+    Quota::per_second(nz(rate)).allow_burst(nz((rate * 60).max(devices * 2).max(10)))
+}
+
+impl Entry {
+    fn new(a: &Agreement) -> Entry {
+        let mut declared = HashMap::new();
+        let mut per_device = HashMap::new();
+        for u in &a.users {
+            for d in &u.devices {
+                declared.insert(*d, (u.flows.clone(), u.messages_per_day));
+            }
+            per_device
+                .entry(u.messages_per_day)
+                .or_insert_with(|| RateLimiter::keyed(device_quota(u.messages_per_day)));
+        }
+        let max_per_day = a.users.iter().map(|u| u.messages_per_day).max().unwrap_or(1);
+        per_device
+            .entry(max_per_day)
+            .or_insert_with(|| RateLimiter::keyed(device_quota(max_per_day)));
+        Entry {
+            id: a.id.clone(),
+            version: a.version,
+            host: a.host.clone(),
+            guest: a.guest.clone(),
+            flows: a.flows.clone(),
+            declared,
+            max_per_day,
+            per_device,
+            per_agreement: RateLimiter::direct(agreement_quota(a)),
+        }
+    }
+}
+
 pub struct AgreementPolicy {
-    records: RwLock<Vec<Record>>,
+    me: MemberId,
+    entries: RwLock<Vec<Arc<Entry>>>,
+    resolver: RwLock<Option<Resolver>>,
 }
 
 impl AgreementPolicy {
-    pub fn replace(&self, records: Vec<Record>) {
-        *self.records.write().unwrap_or_else(|p| p.into_inner()) = records;
+    pub fn new(me: MemberId) -> Self {
+        AgreementPolicy {
+            me,
+            entries: RwLock::new(Vec::new()),
+            resolver: RwLock::new(None),
+        }
+    }
+
+    /// How the home node finds its devices behind a DevAddr.
+    pub fn set_resolver(&self, r: Resolver) {
+        *self.resolver.write().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+
+    /// Installs the agreements in force (with their approved access requests); an
+    /// unchanged version keeps its rate-limit state.
+    pub fn replace(&self, records: &[Record]) {
+        let old: HashMap<(String, u32, usize), Arc<Entry>> = self
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|e| ((e.id.clone(), e.version, e.declared.len()), e.clone()))
+            .collect();
+        let mut next = Vec::new();
+        for r in records.iter().filter(|r| r.in_force()) {
+            let Ok(a) = r.effective() else { continue };
+            if !a.services.contains(&Service::Transit) {
+                continue;
+            }
+            let key = (a.id.clone(), a.version, a.declared_devices().len());
+            let e = match old.get(&key) {
+                Some(e) => {
+                    for l in e.per_device.values() {
+                        l.retain_recent();
+                    }
+                    e.clone()
+                }
+                None => Arc::new(Entry::new(&a)),
+            };
+            next.push(e);
+        }
+        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+
+    /// DevEUI -> home member, for every device declared under an agreement in force: the
+    /// visited side routes joins by it.
+    pub fn declared(&self) -> Vec<(DevEui, MemberId)> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flat_map(|e| e.declared.keys().map(|d| (*d, e.guest.clone())))
+            .collect()
+    }
+
+    fn resolve(&self, f: &FrameFacts) -> Vec<DevEui> {
+        if let Some(d) = f.dev_eui {
+            return vec![d];
+        }
+        match (f.dev_addr, &f.home == &self.me) {
+            (Some(a), true) => self
+                .resolver
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|r| r(a))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 }
 
 impl RoamingPolicy for AgreementPolicy {
-    fn may_roam(&self, home: &MemberId, visited: &MemberId) -> bool {
-        self.records
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+    fn check(&self, f: &FrameFacts) -> Result<(), Refusal> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut candidates: Vec<&Arc<Entry>> = entries
             .iter()
-            .filter(|r| r.in_force())
-            .filter_map(|r| r.current().ok())
-            .any(|a| &a.guest == home && &a.host == visited && a.services.contains(&Service::Transit))
+            .filter(|e| e.guest == f.home && e.host == f.visited)
+            .collect();
+        if candidates.is_empty() {
+            return Err(Refusal::NoAgreement);
+        }
+        candidates.retain(|e| e.flows.contains(&f.flow));
+        if candidates.is_empty() {
+            return Err(Refusal::FlowNotAllowed);
+        }
+        // A device is identified for joins everywhere, and for every frame at home.
+        let known = f.dev_eui.is_some() || (f.home == self.me && f.dev_addr.is_some());
+        let (entry, key, per_day) = if known {
+            let euis = self.resolve(f);
+            let found = candidates.iter().find_map(|e| {
+                euis.iter()
+                    .find_map(|d| e.declared.get(d).map(|(flows, pd)| (e, *d, flows, *pd)))
+            });
+            let Some((e, d, flows, pd)) = found else {
+                return Err(Refusal::UndeclaredDevice);
+            };
+            if !flows.contains(&f.flow) {
+                return Err(Refusal::FlowNotAllowed);
+            }
+            (*e, Some(DeviceKey::Eui(d)), pd)
+        } else {
+            // A join accept names no device in clear: only the agreement's rate applies.
+            let key = f.dev_addr.map(DeviceKey::Addr);
+            (candidates[0], key, candidates[0].max_per_day)
+        };
+        if let (Some(key), Some(l)) = (key, entry.per_device.get(&per_day)) {
+            if l.check_key(&key).is_err() {
+                return Err(Refusal::DeviceRateLimited);
+            }
+        }
+        entry
+            .per_agreement
+            .check()
+            .map_err(|_| Refusal::AgreementRateLimited)
     }
 }

@@ -4,11 +4,13 @@
 
 mod clock;
 mod eui;
+mod flow;
 mod member;
 mod position;
 
 pub use clock::{Clock, ManualClock, OffsetClock, SharedClock, SystemClock};
 pub use eui::{DevAddr, DevEui, Eui64, GatewayEui, JoinEui};
+pub use flow::Flow;
 pub use member::MemberId;
 pub use position::Position;
 

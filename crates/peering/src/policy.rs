@@ -1,22 +1,107 @@
-//! Who may roam on whose network. Today the roster's `roams_on` flag answers; the
-//! agreements implement the same trait, so the enforcement points do not change.
+//! Who may roam on whose network, frame by frame. The roster's `roams_on` flag is the
+//! fallback policy; the agreements implement the same trait, so the enforcement points in
+//! the service do not change when the policy does.
 
 use std::sync::Arc;
 
-use entente_model::MemberId;
+use entente_lns::phy::{self, MType, Phy};
+use entente_model::{DevAddr, DevEui, Flow, MemberId};
 
 use crate::roster::Roster;
 
+/// What the federation knows of one roamed frame when it asks the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameFacts {
+    pub home: MemberId,
+    pub visited: MemberId,
+    pub flow: Flow,
+    /// Known for joins; for data frames only the home node can resolve it.
+    pub dev_eui: Option<DevEui>,
+    pub dev_addr: Option<DevAddr>,
+}
+
+impl FrameFacts {
+    /// Classifies an uplink or a downlink PHYPayload; `None` when it is neither.
+    pub fn classify(home: MemberId, visited: MemberId, phy_payload: &[u8]) -> Option<FrameFacts> {
+        let mhdr = *phy_payload.first()?;
+        if MType::from_mhdr(mhdr) == MType::JoinAccept {
+            return Some(FrameFacts {
+                home,
+                visited,
+                flow: Flow::Join,
+                dev_eui: None,
+                dev_addr: None,
+            });
+        }
+        match phy::parse(phy_payload).ok()? {
+            Phy::JoinRequest(j) => Some(FrameFacts {
+                home,
+                visited,
+                flow: Flow::Join,
+                dev_eui: Some(j.dev_eui),
+                dev_addr: None,
+            }),
+            Phy::Data(d) => {
+                let down = matches!(d.mtype, MType::UnconfirmedDown | MType::ConfirmedDown);
+                let flow = match (d.fport, down) {
+                    (None | Some(0), _) => Flow::Mac,
+                    (Some(_), false) => Flow::UplinkData,
+                    (Some(_), true) => Flow::DownlinkData,
+                };
+                Some(FrameFacts {
+                    home,
+                    visited,
+                    flow,
+                    dev_eui: None,
+                    dev_addr: Some(d.dev_addr),
+                })
+            }
+        }
+    }
+}
+
+/// Why a roamed frame was refused; the label is what metrics and the API show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// No agreement in force between the two members covers roaming.
+    NoAgreement,
+    /// An agreement is in force but does not allow this kind of traffic.
+    FlowNotAllowed,
+    /// The device is not declared under an agreement with the visited member.
+    UndeclaredDevice,
+    /// Over the device's rate derived from its declared frequency.
+    DeviceRateLimited,
+    /// Over the agreement's total rate.
+    AgreementRateLimited,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NoAgreement => "no_agreement",
+            Refusal::FlowNotAllowed => "flow_not_allowed",
+            Refusal::UndeclaredDevice => "undeclared_device",
+            Refusal::DeviceRateLimited => "rate_limited_device",
+            Refusal::AgreementRateLimited => "rate_limited_agreement",
+        }
+    }
+}
+
 pub trait RoamingPolicy: Send + Sync {
-    /// May devices homed at `home` be served by `visited`'s gateways?
-    fn may_roam(&self, home: &MemberId, visited: &MemberId) -> bool;
+    /// May this frame of `home`'s device pass through `visited`'s network? Called once per
+    /// frame on each side; an implementation may count it against rate limits.
+    fn check(&self, frame: &FrameFacts) -> Result<(), Refusal>;
 }
 
 /// The roster's flag: `home`'s entry lists `visited` in `roams_on`.
 pub struct RosterPolicy(pub Arc<Roster>);
 
 impl RoamingPolicy for RosterPolicy {
-    fn may_roam(&self, home: &MemberId, visited: &MemberId) -> bool {
-        self.0.member(home).is_some_and(|m| m.roams_on.contains(visited))
+    fn check(&self, f: &FrameFacts) -> Result<(), Refusal> {
+        let allowed = self
+            .0
+            .member(&f.home)
+            .is_some_and(|m| m.roams_on.contains(&f.visited));
+        if allowed { Ok(()) } else { Err(Refusal::NoAgreement) }
     }
 }

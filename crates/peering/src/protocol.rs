@@ -79,8 +79,21 @@ pub enum TxResult {
     TooLate,
     /// The token was not issued to this peer, or not for this gateway, or is expired.
     BadToken,
+    /// No agreement in force lets this downlink through (reason as the policy labels it).
+    Refused {
+        reason: String,
+    },
     /// The gateway did not answer in time or is unreachable.
     Failed {
         reason: String,
     },
 }
+
+pub const SYNC_PROTOCOL: &str = "/entente/sync/1";
+
+/// Opaque to the federation: the agreements encode and check what travels in it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncRequest(pub Vec<u8>);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncResponse(pub Vec<u8>);

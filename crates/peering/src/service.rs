@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::PeeringMetrics;
+use crate::policy::{FrameFacts, Refusal};
 use crate::protocol::*;
 use crate::roster::{Member, Roster};
 use crate::routing::RoutingTable;
@@ -75,6 +76,7 @@ struct Behaviour {
     allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     ping: ping::Behaviour,
     roaming: request_response::cbor::Behaviour<Request, Response>,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
 }
 
 enum Command {
@@ -87,6 +89,36 @@ enum Command {
         channel: ResponseChannel<Response>,
         resp: Response,
     },
+    Sync {
+        peer: PeerId,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
+    SyncRespond {
+        channel: ResponseChannel<SyncResponse>,
+        body: Vec<u8>,
+    },
+}
+
+/// The replication of signed documents (`/entente/sync/1`) is the agreements' business;
+/// the federation only carries the bytes between roster members and says when a peer
+/// connects, so the documents are reconciled after any disconnection.
+pub trait SyncHandler: Send + Sync {
+    /// Answers a peer's sync request (the bytes are untrusted).
+    fn on_request(&self, from: &MemberId, body: Vec<u8>) -> Vec<u8>;
+    /// A roster member connected (again).
+    fn on_connected(&self, peer: &MemberId);
+}
+
+/// One refusal count as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalCount {
+    /// `visited` (we refused to forward) or `home` (we refused what a peer forwarded).
+    pub side: &'static str,
+    pub peer: MemberId,
+    pub flow: &'static str,
+    pub reason: &'static str,
+    pub count: u64,
 }
 
 /// A peer as the API shows it.
@@ -140,6 +172,8 @@ pub struct Peering {
     senders: Mutex<HashMap<PeerId, mpsc::Sender<(u64, UplinkForward)>>>,
     flushing: Mutex<std::collections::HashSet<PeerId>>,
     policy: RwLock<Arc<dyn crate::RoamingPolicy>>,
+    refusals: Mutex<BTreeMap<(&'static str, MemberId, &'static str, &'static str), u64>>,
+    sync_handler: RwLock<Option<Arc<dyn SyncHandler>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -200,6 +234,10 @@ impl Peering {
                 .with_request_timeout(cfg.request_timeout)
                 .with_max_concurrent_streams(10_000),
         );
+        let sync = request_response::cbor::Behaviour::<SyncRequest, SyncResponse>::new(
+            [(libp2p::StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(cfg.request_timeout),
+        );
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -212,6 +250,7 @@ impl Peering {
                 allow: allowed,
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
                 roaming: rr,
+                sync,
             })
             .map_err(|e| PeeringError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
@@ -279,6 +318,8 @@ impl Peering {
             senders: Mutex::new(HashMap::new()),
             flushing: Mutex::new(Default::default()),
             policy: RwLock::new(Arc::new(crate::RosterPolicy(roster_arc.clone()))),
+            refusals: Mutex::new(BTreeMap::new()),
+            sync_handler: RwLock::new(None),
         });
         let _ = p.weak.set(Arc::downgrade(&p));
         let task = tokio::spawn(p.clone().swarm_task(swarm, cmd_rx, shutdown));
@@ -325,12 +366,85 @@ impl Peering {
         self.roster.by_peer(peer)
     }
 
-    /// Whether `home`'s devices may use `visited`'s network, as the policy in force says.
-    fn may_roam(&self, home: &MemberId, visited: &MemberId) -> bool {
-        self.policy
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .may_roam(home, visited)
+    /// Asks the policy in force about one frame; a refusal is counted by side, peer,
+    /// flow and reason. A frame that is neither an uplink nor a downlink is refused as
+    /// having no agreement.
+    fn check_policy(
+        &self,
+        side: &'static str,
+        home: &MemberId,
+        visited: &MemberId,
+        phy_payload: &[u8],
+    ) -> Result<(), Refusal> {
+        let (flow, verdict) = match FrameFacts::classify(home.clone(), visited.clone(), phy_payload) {
+            Some(f) => (
+                f.flow.as_str(),
+                self.policy.read().unwrap_or_else(|p| p.into_inner()).check(&f),
+            ),
+            None => ("unknown", Err(Refusal::NoAgreement)),
+        };
+        if let Err(r) = verdict {
+            let peer = if side == "visited" { home } else { visited };
+            *lock(&self.refusals)
+                .entry((side, peer.clone(), flow, r.as_str()))
+                .or_default() += 1;
+        }
+        verdict
+    }
+
+    /// Refusals so far, by side, peer, flow and reason.
+    pub fn refusals(&self) -> Vec<RefusalCount> {
+        lock(&self.refusals)
+            .iter()
+            .map(|((side, peer, flow, reason), n)| RefusalCount {
+                side,
+                peer: peer.clone(),
+                flow,
+                reason,
+                count: *n,
+            })
+            .collect()
+    }
+
+    pub fn set_sync_handler(&self, h: Arc<dyn SyncHandler>) {
+        *self.sync_handler.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    fn sync_handler(&self) -> Option<Arc<dyn SyncHandler>> {
+        self.sync_handler.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends sync bytes to a roster member and waits for its answer.
+    pub async fn sync_request(&self, member: &MemberId, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        let peer = self
+            .roster
+            .member(member)
+            .map(|m| m.peer_id)
+            .ok_or_else(|| format!("{member} is not on the roster"))?;
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Sync { peer, body, reply: tx })
+            .await
+            .map_err(|_| "the federation is stopping".to_string())?;
+        match tokio::time::timeout(self.cfg.request_timeout + Duration::from_secs(1), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("request dropped".into()),
+            Err(_) => Err("timeout".into()),
+        }
+    }
+
+    pub fn is_member_connected(&self, member: &MemberId) -> bool {
+        self.roster
+            .member(member)
+            .is_some_and(|m| self.is_connected(&m.peer_id))
+    }
+
+    pub fn me(&self) -> &MemberId {
+        &self.me
+    }
+
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
     }
 
     /// Replaces the roaming policy (the agreements install theirs).
@@ -574,8 +688,8 @@ impl Peering {
             Some(h) if h == self.me => {}
             _ => return reject("not_home"),
         }
-        if !self.may_roam(&self.me, visited) {
-            return reject("not_allowed");
+        if let Err(r) = self.check_policy("home", &self.me, visited, &fwd.phy_payload) {
+            return reject(r.as_str());
         }
         let mut frames = Vec::new();
         for r in fwd.rx {
@@ -635,6 +749,7 @@ impl Peering {
             TxResult::NotAcknowledged => "not_acknowledged",
             TxResult::TooLate => "too_late",
             TxResult::BadToken => "bad_token",
+            TxResult::Refused { .. } => "refused",
             TxResult::Failed { .. } => "failed",
         };
         PeeringMetrics::count(&self.metrics.downlinks, &member, label);
@@ -667,6 +782,16 @@ impl Peering {
                 return TxResult::TooLate;
             }
         }
+        let Some(home) = self.member_of(&peer).map(|m| m.id.clone()) else {
+            return TxResult::BadToken;
+        };
+        let phy = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &req.txpk.data)
+            .unwrap_or_default();
+        if let Err(r) = self.check_policy("visited", &home, &self.me, &phy) {
+            return TxResult::Refused {
+                reason: r.as_str().to_string(),
+            };
+        }
         match self
             .gateways
             .send_downlink(req.gateway, req.txpk, Duration::from_millis(800))
@@ -696,6 +821,7 @@ impl Peering {
             oneshot::Sender<Result<Response, String>>,
         > = HashMap::new();
         let mut backoff: HashMap<PeerId, (Instant, Duration)> = HashMap::new();
+        let mut sync_pending: SyncPending = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
@@ -713,8 +839,15 @@ impl Peering {
                     Some(Command::Respond { channel, resp }) => {
                         let _ = swarm.behaviour_mut().roaming.send_response(channel, resp);
                     }
+                    Some(Command::Sync { peer, body, reply }) => {
+                        let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest(body));
+                        sync_pending.insert(id, reply);
+                    }
+                    Some(Command::SyncRespond { channel, body }) => {
+                        let _ = swarm.behaviour_mut().sync.send_response(channel, SyncResponse(body));
+                    }
                 },
-                ev = swarm.select_next_some() => self.on_event(ev, &mut pending, &mut backoff),
+                ev = swarm.select_next_some() => self.on_event(ev, &mut pending, &mut sync_pending, &mut backoff),
             }
         }
         info!("federation stopped");
@@ -759,6 +892,7 @@ impl Peering {
         self: &Arc<Self>,
         ev: SwarmEvent<BehaviourEvent>,
         pending: &mut HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+        sync_pending: &mut SyncPending,
         backoff: &mut HashMap<PeerId, (Instant, Duration)>,
     ) {
         match ev {
@@ -779,6 +913,10 @@ impl Peering {
                         info!(peer = %m.id, "peer connected");
                     }
                     tokio::spawn(self.clone().flush(peer_id));
+                    if let (Some(h), Some(m)) = (self.sync_handler(), self.member_of(&peer_id)) {
+                        let m = m.id.clone();
+                        tokio::spawn(async move { h.on_connected(&m) });
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -843,7 +981,52 @@ impl Peering {
                 }
                 request_response::Event::ResponseSent { .. } => {}
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync_event(e, sync_pending),
             _ => {}
+        }
+    }
+}
+
+type SyncPending = HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>>;
+
+impl Peering {
+    fn on_sync_event(
+        self: &Arc<Self>,
+        e: request_response::Event<SyncRequest, SyncResponse>,
+        pending: &mut SyncPending,
+    ) {
+        match e {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let this = self.clone();
+                    let from = self.member_of(&peer).map(|m| m.id.clone());
+                    tokio::spawn(async move {
+                        let body = match (from, this.sync_handler()) {
+                            (Some(from), Some(h)) => {
+                                tokio::task::spawn_blocking(move || h.on_request(&from, request.0))
+                                    .await
+                                    .unwrap_or_default()
+                            }
+                            _ => Vec::new(),
+                        };
+                        let _ = this.cmd.send(Command::SyncRespond { channel, body }).await;
+                    });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(tx) = pending.remove(&request_id) {
+                        let _ = tx.send(Ok(response.0));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(tx) = pending.remove(&request_id) {
+                    let _ = tx.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound sync request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 }
@@ -872,8 +1055,8 @@ impl Roaming for Peering {
         let Some(peer) = self.roster.member(&home).map(|m| m.peer_id) else {
             return;
         };
-        if !self.may_roam(&home, &self.me) {
-            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "not_allowed");
+        if let Err(r) = self.check_policy("visited", &home, &self.me, &phy_payload) {
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), r.as_str());
             return;
         }
         let rx = rx
@@ -953,6 +1136,15 @@ impl Roaming for Peering {
             let Some(p) = me else {
                 return Err(DownlinkError::Peer(gateway, "federation stopped".into()));
             };
+            let phy = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &txpk.data)
+                .unwrap_or_default();
+            if let Err(r) = p.check_policy("home", &p.me, &member, &phy) {
+                PeeringMetrics::count(&p.metrics.downlinks, member.as_str(), r.as_str());
+                return Err(DownlinkError::Peer(
+                    gateway,
+                    format!("no agreement lets this downlink through {member}: {}", r.as_str()),
+                ));
+            }
             let req = Request::Downlink(DownlinkRequest { gateway, token, txpk });
             let resp = tokio::time::timeout(timeout, p.request(peer, req))
                 .await
@@ -970,6 +1162,7 @@ impl Roaming for Peering {
                 TxResult::NotAcknowledged => "sent_not_acknowledged",
                 TxResult::TooLate => "sent_too_late",
                 TxResult::BadToken => "sent_bad_token",
+                TxResult::Refused { .. } => "sent_refused",
                 TxResult::Failed { .. } => "sent_failed",
             };
             PeeringMetrics::count(&p.metrics.downlinks, member.as_str(), label);
@@ -981,6 +1174,10 @@ impl Roaming for Peering {
                 }
                 TxResult::TooLate => Ok(TxOutcome::Error(entente_gateway::TxAckError::TooLate)),
                 TxResult::BadToken => Err(DownlinkError::Peer(gateway, "the peer refused our token".into())),
+                TxResult::Refused { reason } => Err(DownlinkError::Peer(
+                    gateway,
+                    format!("the peer's agreement policy refused it: {reason}"),
+                )),
                 TxResult::Failed { reason } => Err(DownlinkError::Peer(gateway, reason)),
             }
         })

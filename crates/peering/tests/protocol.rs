@@ -152,8 +152,9 @@ fn txpk(tmst: u32) -> TxPk {
         fdev: None,
         ipol: true,
         prea: None,
-        size: 1,
-        data: "AA==".into(),
+        size: 14,
+        // An unconfirmed data downlink on FPort 1: a flow the roster policy lets through.
+        data: "YAEAASYAAAABqgAAAAA=".into(),
         ncrc: true,
     }
 }

@@ -1,0 +1,192 @@
+//! Everything signed about one agreement: its versions and its acts. Both nodes hold the
+//! same dossier, byte for byte; the record (state, deadlines, history) is replayed from it.
+//! Merging two dossiers is a union that must still replay: a forged, altered or
+//! conflicting document is refused and nothing already held is lost.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::VerifyingKey;
+use entente_model::MemberId;
+use serde::{Deserialize, Serialize};
+
+use crate::act::{Act, ActKind, SignedAct};
+use crate::lifecycle::{LifecycleError, Record};
+use crate::signing::{SignError, SignedAgreement};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DossierError {
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error("the dossier is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dossier {
+    pub id: String,
+    /// One entry per version number, in order.
+    pub versions: Vec<SignedAgreement>,
+    /// In the order they are replayed: by time, then by bytes.
+    pub acts: Vec<SignedAct>,
+}
+
+type Keys<'a> = &'a dyn Fn(&MemberId) -> Option<VerifyingKey>;
+
+impl Dossier {
+    /// Applies one act to a record, with the documents it names from this dossier.
+    pub fn apply(&self, r: &mut Record, act: &Act, keys: Keys<'_>) -> Result<(), LifecycleError> {
+        let doc = |n: u32| {
+            self.version(n)
+                .cloned()
+                .ok_or(LifecycleError::BadAmendment { expected: n })
+        };
+        let (by, at) = (&act.by, act.at);
+        match &act.kind {
+            ActKind::Propose { version: 1 } => Err(LifecycleError::Illegal {
+                from: r.state,
+                action: "propose again",
+            }),
+            ActKind::Propose { version } => doc(*version).and_then(|d| r.propose_amendment(&d, by, at, keys)),
+            ActKind::Approve { version: 1 } => doc(1).and_then(|d| r.approve(d, by, at, keys)),
+            ActKind::Approve { version } => doc(*version).and_then(|d| r.approve_amendment(d, by, at, keys)),
+            ActKind::Reject { version: 1 } => r.reject(by, at),
+            ActKind::Reject { .. } => r.reject_amendment(by, at),
+            ActKind::Terminate => r.terminate(by, at),
+            ActKind::Suspend => r.suspend(by, at),
+            ActKind::Resume => r.resume(by, at),
+            ActKind::FileAccess { request, user } => r.file_access(request, user.clone(), by, at),
+            ActKind::AnswerAccess { request, approve } => r.answer_access(request, *approve, by, at),
+        }
+    }
+
+    pub fn new(first: SignedAgreement, act: SignedAct) -> Result<Dossier, DossierError> {
+        let id = first.agreement()?.id;
+        Ok(Dossier {
+            id,
+            versions: vec![first],
+            acts: vec![act],
+        })
+    }
+
+    pub fn version(&self, n: u32) -> Option<&SignedAgreement> {
+        self.versions
+            .iter()
+            .find(|v| v.agreement().is_ok_and(|a| a.version == n))
+    }
+
+    /// The two parties, from version 1.
+    pub fn parties(&self) -> Result<[MemberId; 2], DossierError> {
+        let first = self
+            .versions
+            .first()
+            .ok_or_else(|| DossierError::Inconsistent("no version".into()))?
+            .agreement()?;
+        Ok([first.host, first.guest])
+    }
+
+    /// Adds a version (or new signatures on a version held) and keeps the order.
+    pub fn put_version(&mut self, v: SignedAgreement) -> Result<(), DossierError> {
+        let n = v.agreement()?.version;
+        match self.versions.iter_mut().find(|x| x.agreement().is_ok_and(|a| a.version == n)) {
+            Some(held) if held.bytes != v.bytes => {
+                return Err(DossierError::Inconsistent(format!(
+                    "two different documents claim to be version {n}"
+                )));
+            }
+            Some(held) => {
+                for (m, s) in v.signatures {
+                    held.signatures.entry(m).or_insert(s);
+                }
+            }
+            None => self.versions.push(v),
+        }
+        self.versions
+            .sort_by_key(|v| v.agreement().map(|a| a.version).unwrap_or(u32::MAX));
+        Ok(())
+    }
+
+    pub fn put_act(&mut self, act: SignedAct) -> Result<(), DossierError> {
+        if !self.acts.contains(&act) {
+            self.acts.push(act);
+        }
+        let mut keyed: Vec<(DateTime<Utc>, SignedAct)> = self
+            .acts
+            .drain(..)
+            .map(|a| Ok((a.act()?.at, a)))
+            .collect::<Result<_, SignError>>()?;
+        keyed.sort();
+        self.acts = keyed.into_iter().map(|(_, a)| a).collect();
+        Ok(())
+    }
+
+    /// The union of both dossiers, if it replays; `self` is untouched otherwise.
+    pub fn merged(&self, other: &Dossier, keys: Keys<'_>, now: DateTime<Utc>) -> Result<Dossier, DossierError> {
+        if other.id != self.id {
+            return Err(DossierError::Inconsistent("different agreements".into()));
+        }
+        let mut m = self.clone();
+        for v in &other.versions {
+            m.put_version(v.clone())?;
+        }
+        for a in &other.acts {
+            m.put_act(a.clone())?;
+        }
+        m.replay(keys, now)?;
+        Ok(m)
+    }
+
+    /// Checks every signature and document, then replays the acts in order. An act that is
+    /// illegal where it falls (two parties acting at once) is ignored, and the history
+    /// says so: both sides ignore the same act.
+    pub fn replay(&self, keys: Keys<'_>, now: DateTime<Utc>) -> Result<Record, DossierError> {
+        let parties = self.parties()?;
+        let mut numbers = BTreeSet::new();
+        for v in &self.versions {
+            let a = v.agreement()?;
+            if a.id != self.id || [a.host.clone(), a.guest.clone()] != parties {
+                return Err(DossierError::Inconsistent(format!(
+                    "version {} does not belong to agreement {} between the same parties",
+                    a.version, self.id
+                )));
+            }
+            if !numbers.insert(a.version) {
+                return Err(DossierError::Inconsistent(format!("version {} twice", a.version)));
+            }
+            v.verify(keys)?;
+        }
+        let mut acts = Vec::with_capacity(self.acts.len());
+        for sa in &self.acts {
+            let act = sa.verify(keys)?;
+            if act.agreement != self.id {
+                return Err(DossierError::Inconsistent("an act of another agreement".into()));
+            }
+            if !parties.contains(&act.by) {
+                return Err(SignError::NotAParty(act.by).into());
+            }
+            acts.push(act);
+        }
+        let mut it = acts.into_iter();
+        let first = it
+            .next()
+            .ok_or_else(|| DossierError::Inconsistent("no proposal".into()))?;
+        let v1 = match first.kind {
+            ActKind::Propose { version: 1 } => self
+                .version(1)
+                .ok_or_else(|| DossierError::Inconsistent("version 1 is missing".into()))?,
+            _ => return Err(DossierError::Inconsistent("the first act must propose version 1".into())),
+        };
+        let mut r = Record::propose(v1.clone(), &first.by, first.at, keys)?;
+        for act in it {
+            r.tick(act.at)?;
+            if let Err(e) = self.apply(&mut r, &act, keys) {
+                r.history
+                    .push((act.at, format!("ignored an act of {}: {e}", act.by)));
+            }
+        }
+        r.tick(now)?;
+        Ok(r)
+    }
+}
