@@ -8,13 +8,13 @@ use serde_json::Value;
 use crate::config::NodeConfig;
 use crate::run::{LISTENING_FILE, Listening};
 
-struct Client {
-    base: String,
-    token: String,
-    http: reqwest::Client,
+pub(crate) struct Client {
+    pub(crate) base: String,
+    pub(crate) token: String,
+    pub(crate) http: reqwest::Client,
 }
 
-fn client(config: &Path) -> Result<Client> {
+pub(crate) fn client(config: &Path) -> Result<Client> {
     let cfg = NodeConfig::load(config)?;
     let path = cfg.data_dir().join(LISTENING_FILE);
     let bytes = std::fs::read(&path).with_context(|| {
@@ -33,7 +33,7 @@ fn client(config: &Path) -> Result<Client> {
     })
 }
 
-async fn answer(r: reqwest::Response) -> Result<Value> {
+pub(crate) async fn answer(r: reqwest::Response) -> Result<Value> {
     let status = r.status();
     let body: Value = r.json().await.context("the node's answer is not JSON")?;
     if !status.is_success() {

@@ -1,6 +1,7 @@
 //! The `entente` node: configuration, keys, the node runtime, and the tools that drive
 //! nodes as real processes (the demo and the end-to-end tests).
 
+pub mod agreement;
 pub mod bench;
 pub mod config;
 pub mod demo;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use entente::{bench, config::NodeConfig, demo, device, init, roster, run};
+use entente::{agreement, bench, config::NodeConfig, demo, device, init, roster, run};
 use entente_model::MemberId;
 use tracing_subscriber::EnvFilter;
 
@@ -56,6 +56,22 @@ enum Cmd {
         #[command(subcommand)]
         command: DeviceCmd,
     },
+    /// Cooperation conventions with partners: propose, approve, amend, give notice.
+    Agreement {
+        #[command(subcommand)]
+        command: agreement::AgreementCmd,
+    },
+    /// Access requests under an agreement (001 art. 5): filed by the guest, answered by
+    /// the host within a month.
+    AccessRequest {
+        #[command(subcommand)]
+        command: agreement::AccessCmd,
+    },
+    /// The joint technical committee's work.
+    Committee {
+        #[command(subcommand)]
+        command: CommitteeCmd,
+    },
     /// Create, sign and show a federation roster.
     Roster {
         #[command(subcommand)]
@@ -85,6 +101,21 @@ enum DeviceCmd {
     List {
         #[arg(long, default_value = "node.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CommitteeCmd {
+    /// Prepare this quarter's access-rights review of an agreement, signed by this member
+    /// (or countersign the one the other party prepared); writes Markdown and JSON.
+    Review {
+        #[arg(long, default_value = "node.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        agreement: String,
+        /// Directory the review files are written to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
 }
 
@@ -184,6 +215,24 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+        Cmd::Agreement { command } => {
+            let v = runtime()?.block_on(agreement::agreement(command))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::AccessRequest { command } => {
+            let v = runtime()?.block_on(agreement::access(command))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::Committee {
+            command: CommitteeCmd::Review { config, agreement, out },
+        } => {
+            let (md, js, v) = runtime()?.block_on(agreement::committee_review(&config, &agreement, &out))?;
+            println!("{}", v["markdown"].as_str().unwrap_or_default());
+            println!("written: {} and {}", md.display(), js.display());
+            Ok(())
+        }
         Cmd::Roster { command } => match command {
             RosterCmd::New { federation, rule } => {
                 print!("{}", roster::new(&federation, &rule));

@@ -59,6 +59,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         .iter()
         .chain(entente_lns::tables::ALL)
         .chain(entente_delivery::tables::ALL)
+        .chain(entente_agreements::book::TABLES)
         .copied()
         .collect();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &tables))
@@ -114,8 +115,8 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     delivery.metrics.register(&mut metrics_registry);
     lns.set_uplink_hook(delivery.clone());
 
-    let (peering, roamed, p2p) = match cfg.roster_file() {
-        None => (None, tokio::sync::mpsc::channel(1).1, vec![]),
+    let (peering, roamed, p2p, book) = match cfg.roster_file() {
+        None => (None, tokio::sync::mpsc::channel(1).1, vec![], None),
         Some(path) => {
             let roster = entente_peering::Roster::load(&path)?;
             roster
@@ -150,8 +151,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             started.peering.metrics.register(&mut metrics_registry);
             lns.metrics.register_roaming(&mut metrics_registry);
             lns.set_roaming(started.peering.clone());
+            let book = agreements(&key, &store, &clock, &started.peering, &lns)?;
             let addrs = started.listening.iter().map(|a| a.to_string()).collect();
-            (Some(started.peering), started.roamed, addrs)
+            (Some(started.peering), started.roamed, addrs, Some(book))
         }
     };
     let listener = tokio::net::TcpListener::bind(cfg.api.bind)
@@ -187,6 +189,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         lns: Some(lns.clone()),
         delivery: Some(delivery.clone()),
         peering: peering.clone(),
+        agreements: book.clone(),
         clock: clock.clone(),
         test_clock,
         on_clock_change: Some(Arc::new(move |offset| {
@@ -199,6 +202,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let gateway_task = tokio::spawn(server.clone().run(shutdown.clone()));
     let api_task = tokio::spawn(entente_api::serve(listener, state, shutdown.clone()));
     let lns_task = tokio::spawn(lns.clone().run(frames, roamed, shutdown.clone()));
+    let book_task = book.clone().map(|b| tokio::spawn(b.run(shutdown.clone())));
     let flush_task = tokio::spawn(flush_periodically(
         registry.clone(),
         Duration::from_secs(cfg.gateway.status_flush_secs),
@@ -216,6 +220,10 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     }
     let _ = flush_task.await;
     let _ = lns_task.await;
+    if let Some(t) = book_task {
+        let _ = t.await;
+    }
+    drop(book);
     drop(lns);
     drop(delivery);
     drop(peering);
@@ -229,6 +237,35 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     }
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The agreements this member is party to: loaded from the store, enforced on every
+/// roamed frame through the federation's policy, replicated with each counterparty.
+fn agreements(
+    key: &ed25519_dalek::SigningKey,
+    store: &Arc<Store>,
+    clock: &SharedClock,
+    peering: &Arc<entente_peering::Peering>,
+    lns: &Arc<entente_lns::NetworkServer>,
+) -> Result<Arc<entente_agreements::Book>> {
+    let roster = peering.roster().clone();
+    let book = entente_agreements::Book::load(
+        peering.me().clone(),
+        key.clone(),
+        store.clone(),
+        clock.clone(),
+        Arc::new(move |m: &entente_model::MemberId| roster.member(m).map(|m| m.public_key)),
+    )
+    .context("cannot load the agreements")?;
+    let l = lns.clone();
+    book.policy
+        .set_resolver(Arc::new(move |addr| l.devices_at(addr).unwrap_or_default()));
+    let l = lns.clone();
+    book.set_seen(Arc::new(move |eui| {
+        l.session(eui).ok().flatten().and_then(|s| s.last_seen)
+    }));
+    book.attach(peering.clone());
+    Ok(book)
 }
 
 /// The test clock's offset survives a restart, so a test's "48 h later" stays later.

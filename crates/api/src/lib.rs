@@ -1,6 +1,7 @@
 //! The node's management API: health, Prometheus metrics and the `/v1` resources,
 //! behind bearer-token auth, with one JSON error shape everywhere.
 
+mod agreements;
 mod auth;
 mod clock;
 mod devices;
@@ -34,6 +35,8 @@ pub struct ApiState {
     pub delivery: Option<Arc<entente_delivery::Delivery>>,
     /// The federation, when the node has a roster.
     pub peering: Option<Arc<entente_peering::Peering>>,
+    /// The agreements, when the node federates.
+    pub agreements: Option<Arc<entente_agreements::Book>>,
     pub clock: entente_model::SharedClock,
     /// Present only on nodes started with `node.test_clock = true`.
     pub test_clock: Option<Arc<entente_model::OffsetClock>>,
@@ -61,6 +64,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/uplinks", get(recipients::pull))
         .route("/clock", get(clock::show).post(clock::advance))
         .route("/peers", get(peers))
+        .route("/agreements", get(agreements::list).post(agreements::propose))
+        .route("/agreements/{id}", get(agreements::show))
+        .route("/agreements/{id}/document", get(agreements::document))
+        .route("/agreements/{id}/amend", post(agreements::amend))
+        .route("/agreements/{id}/review", post(agreements::review))
+        .route("/agreements/{id}/reviews", get(agreements::reviews))
+        .route("/agreements/{id}/access-requests", post(agreements::file_access))
+        .route(
+            "/agreements/{id}/access-requests/{request}/{answer}",
+            post(agreements::answer_access),
+        )
+        .route("/agreements/{id}/{action}", post(agreements::action))
+        .route("/refusals", get(agreements::refusals))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_operator,

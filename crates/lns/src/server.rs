@@ -247,6 +247,20 @@ impl NetworkServer {
         Ok(self.store.get::<Sessions>(eui)?)
     }
 
+    /// The devices whose session uses `addr` (several may share one; the MIC tells them
+    /// apart later). The federation's home-side policy asks it for roamed frames.
+    pub fn devices_at(&self, addr: DevAddr) -> Result<Vec<DevEui>, LnsError> {
+        let mut v = Vec::new();
+        for r in self.store.range_from::<DevAddrIndex>(&(addr, DevEui([0; 8])))? {
+            let ((a, eui), ()) = r?;
+            if a != addr {
+                break;
+            }
+            v.push(eui);
+        }
+        Ok(v)
+    }
+
     pub fn delete_device(&self, eui: &DevEui) -> Result<(), LnsError> {
         let _g = self.lock_sessions();
         self.device(eui)?;
