@@ -153,6 +153,23 @@ async fn federation() -> Federation {
     for n in &nodes {
         wait_peers(n, 2).await;
     }
+    // The SMO's roaming devices are declared under conventions with Tours and Agglopolys.
+    let devices = [
+        DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 9, 1]),
+        DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 9, 2]),
+    ];
+    let start = chrono::Utc::now() - chrono::TimeDelta::days(1);
+    for (i, host) in [(0, "tours-metropole"), (2, "agglopolys")] {
+        let a = entente::agreement::transit(
+            &format!("{host}-smo"),
+            &host.parse().unwrap(),
+            &"smo-vdln".parse().unwrap(),
+            &devices,
+            24,
+            start,
+        );
+        entente::agreement::establish(&nodes[1], &nodes[i], &a).await.unwrap();
+    }
     Federation {
         nodes,
         dirs,

@@ -204,3 +204,101 @@ pub async fn committee_review(config: &Path, id: &str, out: &Path) -> Result<(Pa
     std::fs::write(&js, serde_json::to_vec_pretty(&doc)?).with_context(|| format!("cannot write {}", js.display()))?;
     Ok((md, js, v))
 }
+
+/// A transit agreement in which `host` carries `guest`'s declared devices (every flow),
+/// for the demo, the benches and the tests; real conventions come from a file.
+pub fn transit(
+    id: &str,
+    host: &entente_model::MemberId,
+    guest: &entente_model::MemberId,
+    devices: &[entente_model::DevEui],
+    messages_per_day: u32,
+    start: chrono::DateTime<chrono::Utc>,
+) -> entente_agreements::Agreement {
+    use entente_agreements::*;
+    let all: std::collections::BTreeSet<Flow> =
+        [Flow::Join, Flow::Mac, Flow::UplinkData, Flow::DownlinkData].into_iter().collect();
+    Agreement {
+        id: id.into(),
+        version: 1,
+        title: format!("Transit of {guest}'s devices on {host}'s network"),
+        host: host.clone(),
+        guest: guest.clone(),
+        host_role: Role::Host,
+        guest_role: Role::Depositor,
+        services: Service::ALL.into_iter().collect(),
+        users: vec![AuthorisedUser {
+            name: format!("{guest} devices"),
+            public_service_mission: "public service networks".into(),
+            duration: "10 years".into(),
+            coverage: vec![Coverage::Outdoor],
+            devices_volume: devices.len() as u32,
+            devices_location: "border communes".into(),
+            flows: all.clone(),
+            messages_per_day,
+            devices: devices.iter().copied().collect(),
+        }],
+        flows: all,
+        share_signal_quality: true,
+        share_gateway_location: false,
+        host_data_use_consent: false,
+        sla: Sla::Targets {
+            day_pct: 90.0,
+            fortnight_pct: 95.0,
+        },
+        fair_use: FairUse {
+            max_messages_per_device_per_day: None,
+            max_bytes_per_device_per_day: None,
+            no_real_time: false,
+            no_personal_data: false,
+        },
+        billing: Billing::Free,
+        start,
+        duration_months: 120,
+        renewal: Renewal::Fixed,
+        notice_months: 12,
+        count_tolerance_per_mille: 10,
+        max_copies_per_frame: 3,
+        when_home_unreachable: WhenHomeUnreachable::Buffer,
+        substantial_change_pct: 20,
+        admin_accounts: vec![],
+    }
+}
+
+/// The guest proposes over its API, the proposal reaches the host over the federation,
+/// the host approves, and both nodes see it in force.
+pub async fn establish(
+    guest: &crate::process::NodeProcess,
+    host: &crate::process::NodeProcess,
+    a: &entente_agreements::Agreement,
+) -> Result<()> {
+    guest.post_json("/v1/agreements", &serde_json::to_value(a)?).await?;
+    let path = format!("/v1/agreements/{}", a.id);
+    wait_for(host, &path, |v| v["state"] == "proposed").await?;
+    host.post_json(&format!("{path}/approve"), &json!({})).await?;
+    wait_for(host, &path, |v| v["in_force"] == true).await?;
+    wait_for(guest, &path, |v| v["in_force"] == true).await?;
+    Ok(())
+}
+
+/// Polls `path` on `node` until `ok` holds (10 s at most).
+pub async fn wait_for(
+    node: &crate::process::NodeProcess,
+    path: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(v) = node.get_json(path).await {
+            if ok(&v) {
+                return Ok(v);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} {path}: still {v}", node.listening.member);
+            }
+        } else if tokio::time::Instant::now() > deadline {
+            bail!("{} {path}: not found", node.listening.member);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -117,6 +117,20 @@ pub async fn roaming(a: RoamingArgs) -> Result<Value> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Every bench device is declared under a transit convention at one message every ten
+    // minutes, the most the conventions expect, so the policy admits what follows.
+    let declared: Vec<DevEui> = (0..a.devices)
+        .map(|i| DevEui((0x70b3_d5e7_0000_0000u64 + i as u64).to_be_bytes()))
+        .collect();
+    let agreement = crate::agreement::transit(
+        "bench-transit",
+        &"tours-metropole".parse()?,
+        &"smo-vdln".parse()?,
+        &declared,
+        144,
+        chrono::Utc::now() - chrono::TimeDelta::days(1),
+    );
+    crate::agreement::establish(&home, &visited, &agreement).await?;
     let gw_eui = GatewayEui([0, 0x80, 0, 0, 0xbe, 0, 0, 1]);
     visited
         .post_json(
