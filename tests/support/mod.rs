@@ -2,6 +2,7 @@
 //! over real UDP, device rows for the CSV import, uplinks pushed through a gateway.
 #![allow(dead_code)]
 
+pub mod federation;
 pub mod receiver;
 
 use std::path::Path;

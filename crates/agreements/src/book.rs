@@ -512,33 +512,11 @@ impl Book {
     pub fn merge_from(&self, from: &MemberId, msg: SyncMsg) -> usize {
         let mut changed = 0;
         for theirs in msg.dossiers {
-            let parties = match theirs.parties() {
-                Ok(p) => p,
-                Err(e) => {
-                    self.reject_doc(from, &theirs.id, e.to_string());
-                    continue;
-                }
-            };
-            if !parties.contains(from) || !parties.contains(&self.me) {
-                self.reject_doc(from, &theirs.id, format!("{from} and {} are not its two parties", self.me));
-                continue;
-            }
-            let mut ds = lock(&self.dossiers);
-            let merged = match ds.get(&theirs.id) {
-                Some(ours) => ours.merged(&theirs, &*self.keys, self.clock.now()),
-                None => self.replay(&theirs).map(|_| theirs.clone()),
-            };
-            match merged {
-                Ok(m) if ds.get(&m.id) != Some(&m) => {
-                    if let Err(e) = self.save(&m) {
-                        warn!(error = %e, "cannot store a synced agreement");
-                        continue;
-                    }
-                    ds.insert(m.id.clone(), m);
-                    changed += 1;
-                }
-                Ok(_) => {}
-                Err(e) => self.reject_doc(from, &theirs.id, e.to_string()),
+            let id = theirs.id.clone();
+            match self.merge_one(from, theirs) {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => self.reject_doc(from, &id, e.to_string()),
             }
         }
         for r in msg.reviews {
@@ -574,6 +552,55 @@ impl Book {
             self.refresh();
         }
         changed
+    }
+
+    /// One dossier from `from`: merged if both of us are its parties and it verifies and
+    /// replays together with what is held. Returns whether anything changed.
+    fn merge_one(&self, from: &MemberId, theirs: Dossier) -> Result<bool, BookError> {
+        let parties = theirs.parties()?;
+        if !parties.contains(from) || !parties.contains(&self.me) {
+            return Err(BookError::NotAParty(from.clone(), theirs.id.clone()));
+        }
+        let mut ds = lock(&self.dossiers);
+        let merged = match ds.get(&theirs.id) {
+            Some(ours) => ours.merged(&theirs, &*self.keys, self.clock.now())?,
+            None => {
+                self.replay(&theirs)?;
+                theirs
+            }
+        };
+        if ds.get(&merged.id) == Some(&merged) {
+            return Ok(false);
+        }
+        self.save(&merged)?;
+        ds.insert(merged.id.clone(), merged);
+        Ok(true)
+    }
+
+    /// A dossier received outside the federation (a backup, a copy handed over by the
+    /// counterparty): checked exactly as one received over `/entente/sync/1`.
+    pub fn import(&self, d: Dossier) -> Result<View, BookError> {
+        let id = d.id.clone();
+        let from = match self.counterparty(&d) {
+            Ok(f) => f,
+            Err(e) => {
+                // Altered parties, or not ours at all: refused and recorded all the same.
+                self.reject_doc(&self.me, &id, e.to_string());
+                return Err(e);
+            }
+        };
+        match self.merge_one(&from, d) {
+            Ok(changed) => {
+                if changed {
+                    self.refresh();
+                }
+                self.show(&id)
+            }
+            Err(e) => {
+                self.reject_doc(&from, &id, e.to_string());
+                Err(e)
+            }
+        }
     }
 
     fn push_dossier(&self, d: &Dossier) {

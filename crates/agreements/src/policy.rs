@@ -203,6 +203,7 @@ impl RoamingPolicy for AgreementPolicy {
             let key = f.dev_addr.map(DeviceKey::Addr);
             (candidates[0], key, candidates[0].max_per_day)
         };
+        let key = key.filter(|_| !f.downlink);
         if let (Some(key), Some(l)) = (key, entry.per_device.get(&per_day)) {
             if l.check_key(&key).is_err() {
                 return Err(Refusal::DeviceRateLimited);

@@ -278,6 +278,7 @@ fn join(dev: DevEui, home: &str, visited: &str) -> FrameFacts {
         flow: Flow::Join,
         dev_eui: Some(dev),
         dev_addr: None,
+        downlink: false,
     }
 }
 

@@ -77,6 +77,14 @@ pub async fn document(
     Ok(axum::Json(blocking(&s, move |b| b.dossier(&id)).await?))
 }
 
+/// A dossier handed over outside the federation; refused unless it verifies and merges.
+pub async fn import(
+    State(s): State<ApiState>,
+    Json(d): Json<entente_agreements::Dossier>,
+) -> Result<axum::Json<View>, ApiError> {
+    Ok(axum::Json(blocking(&s, move |b| b.import(d)).await?))
+}
+
 pub async fn action(
     State(s): State<ApiState>,
     Path((id, action)): Path<(String, String)>,

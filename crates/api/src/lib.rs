@@ -65,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/clock", get(clock::show).post(clock::advance))
         .route("/peers", get(peers))
         .route("/agreements", get(agreements::list).post(agreements::propose))
+        .route("/agreements/import", post(agreements::import))
         .route("/agreements/{id}", get(agreements::show))
         .route("/agreements/{id}/document", get(agreements::document))
         .route("/agreements/{id}/amend", post(agreements::amend))

@@ -18,6 +18,8 @@ pub struct FrameFacts {
     /// Known for joins; for data frames only the home node can resolve it.
     pub dev_eui: Option<DevEui>,
     pub dev_addr: Option<DevAddr>,
+    /// A downlink (join accept included): the declared frequency limits uplinks only.
+    pub downlink: bool,
 }
 
 impl FrameFacts {
@@ -31,6 +33,7 @@ impl FrameFacts {
                 flow: Flow::Join,
                 dev_eui: None,
                 dev_addr: None,
+                downlink: true,
             });
         }
         match phy::parse(phy_payload).ok()? {
@@ -40,6 +43,7 @@ impl FrameFacts {
                 flow: Flow::Join,
                 dev_eui: Some(j.dev_eui),
                 dev_addr: None,
+                downlink: false,
             }),
             Phy::Data(d) => {
                 let down = matches!(d.mtype, MType::UnconfirmedDown | MType::ConfirmedDown);
@@ -54,6 +58,7 @@ impl FrameFacts {
                     flow,
                     dev_eui: None,
                     dev_addr: Some(d.dev_addr),
+                    downlink: down,
                 })
             }
         }
