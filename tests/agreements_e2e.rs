@@ -14,7 +14,7 @@ use entente::process::NodeProcess;
 use entente_agreements::{Act, ActKind, Agreement, SignedAct};
 use entente_lns::{DeviceClass, MacVersion};
 use entente_model::{DevAddr, DevEui, JoinEui};
-use entente_sim::SimDevice;
+use entente_sim::{GatewayEmulator, SimDevice};
 use serde_json::{Value, json};
 use support::federation::*;
 use support::receiver::Receiver;
@@ -55,6 +55,10 @@ async fn wait_refused(node: &NodeProcess, side: &str, reason: &str, at_least: u6
     }
 }
 
+fn t(n: &Option<NodeProcess>) -> &NodeProcess {
+    n.as_ref().unwrap()
+}
+
 fn posts_of(rx: &Receiver, d: DevEui) -> usize {
     rx.posts().iter().filter(|p| p["dev_eui"] == d.to_string()).count()
 }
@@ -81,10 +85,12 @@ async fn import_doc(node: &NodeProcess, doc: &Value) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
-    let f = federation_with(false, true).await;
-    let (tours, smo) = (&f.nodes[0], &f.nodes[1]);
-    let cfg = |i: usize| f.dirs[i].path().join("node.toml").to_str().unwrap().to_string();
-    let gw_tours = gw(tours, 1).await;
+    let Federation { nodes, dirs, _shared: _keep_roster, .. } = federation_with(false, true).await;
+    let mut nodes = nodes.into_iter();
+    let (tours, smo_node, agglo) = (nodes.next().unwrap(), nodes.next().unwrap(), nodes.next().unwrap());
+    let (tours, smo) = (&mut Some(tours), &smo_node);
+    let cfg = |i: usize| dirs[i].path().join("node.toml").to_str().unwrap().to_string();
+    let mut gw_tours = gw(t(tours), 1).await;
     let rx = Receiver::start().await;
     webhook(smo, &rx).await;
 
@@ -111,22 +117,22 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
         tmst.set(tmst.get() + 20_000_000);
         tmst.get()
     };
-    let send = async |d: &mut SimDevice| {
-        push(&gw_tours, &d.uplink(2, &[0x40], false, 5, 0).unwrap(), next(), 8.0).await;
+    let send = async |gw: &GatewayEmulator, d: &mut SimDevice| {
+        push(gw, &d.uplink(2, &[0x40], false, 5, 0).unwrap(), next(), 8.0).await;
     };
 
     // No agreement yet: the Tours node does not forward the SMO's frames.
-    send(&mut lamp_dev).await;
-    wait_refused(tours, "visited", "no_agreement", 1).await;
+    send(&gw_tours, &mut lamp_dev).await;
+    wait_refused(t(tours), "visited", "no_agreement", 1).await;
 
     // The SMO proposes the example convention (starting yesterday) with the CLI.
     let mut a: Agreement = toml::from_str(EXAMPLE).unwrap();
     a.start = chrono::Utc::now() - chrono::TimeDelta::days(1);
-    let file = f.dirs[1].path().join("convention.json");
+    let file = dirs[1].path().join("convention.json");
     std::fs::write(&file, serde_json::to_vec(&a).unwrap()).unwrap();
     entente(&["agreement", "propose", "--config", &cfg(1), file.to_str().unwrap()]);
     let path = format!("/v1/agreements/{ID}");
-    let v = entente::agreement::wait_for(tours, &path, |v| v["state"] == "proposed")
+    let v = entente::agreement::wait_for(t(tours), &path, |v| v["state"] == "proposed")
         .await
         .unwrap();
     let proposed = chrono::DateTime::parse_from_rfc3339(v["proposed_at"].as_str().unwrap()).unwrap();
@@ -135,8 +141,8 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
     assert_eq!(v["signed_by"], json!(["smo-vdln"]));
 
     // Proposed is not approved: still refused.
-    send(&mut lamp_dev).await;
-    wait_refused(tours, "visited", "no_agreement", 2).await;
+    send(&gw_tours, &mut lamp_dev).await;
+    wait_refused(t(tours), "visited", "no_agreement", 2).await;
     // The proposer cannot approve its own proposal: a clear error, nothing changes.
     let out = Command::new(EXE)
         .args(["agreement", "approve", "--config", &cfg(1), ID])
@@ -152,7 +158,7 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while document(tours).await != document(smo).await {
+    while document(t(tours)).await != document(smo).await {
         assert!(tokio::time::Instant::now() < deadline, "documents differ");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -167,10 +173,10 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
 
     // The lamp roams: delivered to the SMO's webhook.
     let before = posts_of(&rx, lamp);
-    send(&mut lamp_dev).await;
+    send(&gw_tours, &mut lamp_dev).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while posts_of(&rx, lamp) == before {
-        assert!(tokio::time::Instant::now() < deadline, "{}", tours.log_tail());
+        assert!(tokio::time::Instant::now() < deadline, "{}", t(tours).log_tail());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -184,12 +190,12 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
         NWK_KEY.parse().unwrap(),
     );
     push(&gw_tours, &s.join_request(), next(), 8.0).await;
-    wait_refused(tours, "visited", "undeclared_device", 1).await;
+    wait_refused(t(tours), "visited", "undeclared_device", 1).await;
 
     // The meter declared one message a day may burst 4; the rest are dropped and counted
     // by its home node, the side that knows which device a DevAddr is.
     for _ in 0..9 {
-        send(&mut meter_dev).await;
+        send(&gw_tours, &mut meter_dev).await;
     }
     wait_refused(smo, "home", "rate_limited_device", 5).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -198,13 +204,13 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
 
     // A document with one byte changed is refused, and so is an act signed by a third
     // member or signed by one member in another's name. What is held does not change.
-    let good = document(tours).await;
+    let good = document(t(tours)).await;
     let mut altered: Value = serde_json::from_str(&good).unwrap();
     let b = altered["versions"][0]["bytes"][40].as_u64().unwrap();
     altered["versions"][0]["bytes"][40] = json!(b ^ 1);
     let (status, body) = import_doc(smo, &altered).await;
     assert_eq!(status, 422, "{body}");
-    let agglo_key = entente::keys::load_node_key(&f.dirs[2].path().join("node.key")).unwrap();
+    let agglo_key = entente::keys::load_node_key(&dirs[2].path().join("node.key")).unwrap();
     for (by, code) in [("agglopolys", 422), ("tours-metropole", 422)] {
         let act = SignedAct::sign(
             &Act {
@@ -234,7 +240,7 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
     assert!(md.contains("Claire Martin"), "{md}");
     // Tours countersigns the very bytes the SMO prepared, once they have reached it.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while tours.get_json(&format!("{path}/reviews")).await.unwrap()["reviews"][0].is_null() {
+    while t(tours).get_json(&format!("{path}/reviews")).await.unwrap()["reviews"][0].is_null() {
         assert!(tokio::time::Instant::now() < deadline, "the review did not reach Tours");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -251,38 +257,43 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Notice from the SMO: in force for a year more, then no more roaming.
+    // Notice from the SMO while the Tours node is down: the two reconcile when it is back.
+    tours.take().unwrap().stop().await.unwrap();
     entente(&["agreement", "terminate", "--config", &cfg(1), ID]);
-    entente::agreement::wait_for(tours, &path, |v| v["state"] == "terminating")
+    *tours = Some(NodeProcess::start(std::path::Path::new(EXE), dirs[0].path()).await.unwrap());
+    gw_tours = GatewayEmulator::connect(t(tours).listening.gateway, gw_tours.eui).await.unwrap();
+    gw_tours.pull(WAIT).await.unwrap();
+    // In force for a year more, then no more roaming.
+    entente::agreement::wait_for(t(tours), &path, |v| v["state"] == "terminating")
         .await
         .unwrap();
     let before = posts_of(&rx, lamp);
-    send(&mut lamp_dev).await;
+    send(&gw_tours, &mut lamp_dev).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while posts_of(&rx, lamp) == before {
         assert!(tokio::time::Instant::now() < deadline, "not delivered during notice");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for n in [tours, smo] {
+    for n in [t(tours), smo] {
         n.post_json("/v1/clock", &json!({"advance_secs": 370 * 86_400}))
             .await
             .unwrap();
     }
-    for n in [tours, smo] {
+    for n in [t(tours), smo] {
         entente::agreement::wait_for(n, &path, |v| v["state"] == "ended")
             .await
             .unwrap();
     }
     // The policy re-reads the time every second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let refused_before = refused(tours, "visited", "no_agreement").await;
+    let refused_before = refused(t(tours), "visited", "no_agreement").await;
     let before = posts_of(&rx, lamp);
-    send(&mut lamp_dev).await;
-    wait_refused(tours, "visited", "no_agreement", refused_before + 1).await;
+    send(&gw_tours, &mut lamp_dev).await;
+    wait_refused(t(tours), "visited", "no_agreement", refused_before + 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(posts_of(&rx, lamp), before, "nothing roams after the notice ran out");
 
-    for n in f.nodes {
+    for n in [tours.take().unwrap(), smo_node, agglo] {
         n.stop().await.unwrap();
     }
 }

@@ -169,6 +169,21 @@ impl Book {
         peering.set_sync_handler(self.clone());
         *self.peering.write().unwrap_or_else(|p| p.into_inner()) = Some(peering);
         self.refresh();
+        // Peers that connected before the handler was in place have not been reconciled.
+        self.reconcile_all();
+    }
+
+    /// Sends every counterparty that is connected what it shares with this member.
+    fn reconcile_all(&self) {
+        let Some(p) = self.peering() else { return };
+        let peers: std::collections::BTreeSet<MemberId> = lock(&self.dossiers)
+            .values()
+            .filter_map(|d| self.counterparty(d).ok())
+            .filter(|m| p.is_member_connected(m))
+            .collect();
+        for m in peers {
+            self.push(m);
+        }
     }
 
     /// How the node tells when a device was last heard (for the committee review).
@@ -209,9 +224,12 @@ impl Book {
         }
     }
 
-    /// Refreshes every second so time-driven transitions apply without an action.
+    /// Refreshes every second so time-driven transitions apply without an action, and
+    /// reconciles with every connected counterparty every half minute, so a message lost
+    /// in a disconnection is made good without waiting for the next one.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -219,6 +237,10 @@ impl Book {
             }
             let b = self.clone();
             let _ = tokio::task::spawn_blocking(move || b.refresh()).await;
+            n += 1;
+            if n % 30 == 0 {
+                self.reconcile_all();
+            }
         }
     }
 
@@ -621,6 +643,8 @@ impl Book {
         };
         rt.spawn(async move {
             match p.sync_request(&peer, body).await {
+                // A peer still starting has nothing to say yet; it reconciles when ready.
+                Ok(answer) if answer.is_empty() => {}
                 Ok(answer) => match serde_json::from_slice::<SyncMsg>(&answer) {
                     Ok(msg) => {
                         let _ = tokio::task::spawn_blocking(move || me.merge_from(&peer, msg)).await;
