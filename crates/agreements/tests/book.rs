@@ -1,0 +1,198 @@
+//! Two members' books on their own RocksDB stores and one test clock: every transition
+//! through the operator's actions (legal ones succeed, illegal ones give a clear error and
+//! change nothing), replication by the sync handler, reconciliation after a disconnection,
+//! and a restart that reloads the same state.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use ed25519_dalek::SigningKey;
+use entente_agreements::book::TABLES;
+use entente_agreements::*;
+use entente_model::{DevEui, ManualClock, MemberId, SharedClock};
+use entente_peering::SyncHandler;
+use entente_store::Store;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn id(s: &str) -> MemberId {
+    s.parse().unwrap()
+}
+
+const EXAMPLE: &str = include_str!("../../../federation/val-de-loire/convention-tours-smo.toml");
+
+struct Side {
+    book: Arc<Book>,
+    _dir: tempfile::TempDir,
+}
+
+fn keys() -> Arc<dyn Fn(&MemberId) -> Option<ed25519_dalek::VerifyingKey> + Send + Sync> {
+    Arc::new(|m: &MemberId| match m.as_str() {
+        "tours-metropole" => Some(SigningKey::from_bytes(&[1; 32]).verifying_key()),
+        "smo-vdln" => Some(SigningKey::from_bytes(&[2; 32]).verifying_key()),
+        _ => None,
+    })
+}
+
+fn open(member: &str, seed: u8, clock: &SharedClock, dir: tempfile::TempDir) -> Side {
+    let store = Arc::new(Store::open(dir.path(), TABLES).unwrap());
+    let book = Book::load(
+        id(member),
+        SigningKey::from_bytes(&[seed; 32]),
+        store,
+        clock.clone(),
+        keys(),
+    )
+    .unwrap();
+    Side { book, _dir: dir }
+}
+
+/// What the federation does on a connection: each side sends what it shares, the other
+/// merges and answers with its own.
+fn sync(a: &Side, b: &Side) {
+    let msg = |s: &Side| {
+        let views = s.book.list();
+        let dossiers = views.iter().map(|v| s.book.dossier(&v.id).unwrap()).collect();
+        let reviews = views.iter().flat_map(|v| s.book.reviews(&v.id)).map(|(_, r)| r).collect();
+        serde_json::to_vec(&SyncMsg { dossiers, reviews }).unwrap()
+    };
+    let answer = b.book.on_request(a.book.me(), msg(a));
+    let back: SyncMsg = serde_json::from_slice(&answer).unwrap();
+    a.book.merge_from(b.book.me(), back);
+}
+
+fn err(r: Result<View, BookError>) -> String {
+    r.err().expect("must be refused").to_string()
+}
+
+#[test]
+fn every_transition_through_the_books_with_the_test_clock() {
+    let manual = Arc::new(ManualClock::new(t("2025-12-01T09:00:00Z")));
+    let clock: SharedClock = manual.clone();
+    let tours = open("tours-metropole", 1, &clock, tempfile::tempdir().unwrap());
+    let smo = open("smo-vdln", 2, &clock, tempfile::tempdir().unwrap());
+    let a: Agreement = toml::from_str(EXAMPLE).unwrap();
+    let id_ = a.id.clone();
+
+    // Proposed by the SMO; Tours has until 1 January to answer.
+    let v = smo.book.propose(&a).unwrap();
+    assert_eq!(v.state, State::Proposed);
+    assert_eq!(v.answer_due, t("2026-01-01T09:00:00Z"));
+    assert!(err(smo.book.propose(&a)).contains("already exists"));
+    assert!(err(smo.book.approve(&id_)).contains("nothing waits for smo-vdln"));
+    for illegal in [Book::terminate, Book::suspend, Book::resume] {
+        assert!(err(illegal(&smo.book, &id_)).contains("Proposed"));
+    }
+    sync(&smo, &tours);
+    assert_eq!(tours.book.show(&id_).unwrap().state, State::Proposed);
+    manual.advance(TimeDelta::days(40));
+    assert!(tours.book.show(&id_).unwrap().overdue, "the month has passed");
+    manual.set(t("2025-12-10T09:00:00Z"));
+
+    // Approved before the start date: approved, then active on 1 January 2026.
+    assert_eq!(tours.book.approve(&id_).unwrap().state, State::Approved);
+    assert!(err(tours.book.approve(&id_)).contains("nothing waits"));
+    assert!(err(tours.book.reject(&id_)).contains("nothing waits"));
+    sync(&tours, &smo);
+    manual.set(t("2026-01-01T00:00:00Z"));
+    for s in [&tours, &smo] {
+        let v = s.book.show(&id_).unwrap();
+        assert_eq!(v.state, State::Active);
+        assert_eq!(v.signed_by, vec![id("smo-vdln"), id("tours-metropole")]);
+    }
+    assert_eq!(
+        serde_json::to_vec(&tours.book.dossier(&id_).unwrap()).unwrap(),
+        serde_json::to_vec(&smo.book.dossier(&id_).unwrap()).unwrap(),
+    );
+
+    // Suspended and resumed by the host.
+    assert_eq!(tours.book.suspend(&id_).unwrap().state, State::Suspended);
+    assert!(err(tours.book.suspend(&id_)).contains("Suspended"));
+    assert_eq!(tours.book.resume(&id_).unwrap().state, State::Active);
+    assert!(err(tours.book.resume(&id_)).contains("Active"));
+
+    // An access request: filed by the guest, answered by the host.
+    let mut user = a.users[0].clone();
+    user.name = "CHU de Tours".into();
+    user.devices = [DevEui([0x11; 8])].into_iter().collect();
+    assert!(err(tours.book.file_access(&id_, "r1", user.clone())).contains("only the guest"));
+    smo.book.file_access(&id_, "r1", user).unwrap();
+    sync(&smo, &tours);
+    assert!(err(smo.book.answer_access(&id_, "r1", true)).contains("only the host"));
+    tours.book.answer_access(&id_, "r1", true).unwrap();
+    assert!(err(tours.book.answer_access(&id_, "r1", false)).contains("already answered"));
+
+    // An amendment proposed by Tours, rejected by the SMO, proposed again, approved.
+    let mut v2 = a.clone();
+    v2.notice_months = 6;
+    tours.book.amend(&id_, &v2).unwrap();
+    assert!(err(tours.book.amend(&id_, &v2)).contains("second amendment"));
+    sync(&tours, &smo);
+    smo.book.reject(&id_).unwrap();
+    sync(&smo, &tours);
+    assert!(tours.book.show(&id_).unwrap().pending_amendment.is_none());
+    tours.book.amend(&id_, &v2).unwrap();
+    sync(&tours, &smo);
+    let v = smo.book.approve(&id_).unwrap();
+    assert_eq!((v.version, v.agreement.notice_months), (2, 6));
+    assert!(v.agreement.declared_devices().contains(&DevEui([0x11; 8])), "annex kept");
+
+    // The two are disconnected: each acts alone, then they reconcile to the same state.
+    manual.set(t("2026-06-01T00:00:00Z"));
+    smo.book.terminate(&id_).unwrap();
+    manual.advance(TimeDelta::seconds(1));
+    let (review, _) = tours.book.review(&id_).unwrap();
+    assert_eq!(review.quarter, "2026-Q2");
+    assert_eq!(tours.book.show(&id_).unwrap().state, State::Active, "not told yet");
+    sync(&tours, &smo);
+    for s in [&tours, &smo] {
+        let v = s.book.show(&id_).unwrap();
+        assert_eq!(v.state, State::Terminating);
+        assert_eq!(v.ends_at, Some(t("2026-12-01T00:00:00Z")), "six months' notice (v2)");
+    }
+    assert_eq!(smo.book.reviews(&id_).len(), 1, "the review travelled too");
+    assert_eq!(
+        serde_json::to_vec(&tours.book.dossier(&id_).unwrap()).unwrap(),
+        serde_json::to_vec(&smo.book.dossier(&id_).unwrap()).unwrap(),
+    );
+    assert!(err(smo.book.terminate(&id_)).contains("Terminating"));
+
+    // The notice runs out; nothing more is legal.
+    manual.set(t("2026-12-01T00:00:00Z"));
+    assert_eq!(tours.book.show(&id_).unwrap().state, State::Ended);
+    for illegal in [Book::terminate, Book::suspend, Book::resume, Book::approve, Book::reject] {
+        assert!(illegal(&tours.book, &id_).is_err());
+    }
+    assert!(!tours.book.show(&id_).unwrap().in_force);
+
+    // A restart reloads the same state from the store.
+    let Side { book, _dir } = tours;
+    drop(book);
+    let again = open("tours-metropole", 1, &clock, _dir);
+    assert_eq!(again.book.show(&id_).unwrap().state, State::Ended);
+    assert_eq!(again.book.reviews(&id_).len(), 1);
+}
+
+#[test]
+fn a_rejected_proposal_stays_rejected() {
+    let clock: SharedClock = Arc::new(ManualClock::new(t("2026-02-01T00:00:00Z")));
+    let tours = open("tours-metropole", 1, &clock, tempfile::tempdir().unwrap());
+    let smo = open("smo-vdln", 2, &clock, tempfile::tempdir().unwrap());
+    let a: Agreement = toml::from_str(EXAMPLE).unwrap();
+    smo.book.propose(&a).unwrap();
+    sync(&smo, &tours);
+    assert!(err(smo.book.reject(&a.id)).contains("may not do this"), "not the proposer");
+    assert_eq!(tours.book.reject(&a.id).unwrap().state, State::Rejected);
+    sync(&tours, &smo);
+    assert_eq!(smo.book.show(&a.id).unwrap().state, State::Rejected);
+    for illegal in [Book::approve, Book::terminate, Book::suspend, Book::resume] {
+        assert!(illegal(&tours.book, &a.id).is_err());
+    }
+    // A member that is not a party cannot propose it.
+    let mut foreign = a.clone();
+    foreign.id = "agglo-smo".into();
+    foreign.host = id("agglopolys");
+    assert!(err(tours.book.propose(&foreign)).contains("not a party"));
+}
