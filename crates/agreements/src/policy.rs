@@ -10,11 +10,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use entente_model::{DevAddr, DevEui, Flow, MemberId};
-use entente_peering::{FrameFacts, Refusal, RoamingPolicy};
+use entente_peering::{FrameFacts, Refusal, RoamingPolicy, Terms};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::lifecycle::Record;
-use crate::model::{Agreement, Service};
+use crate::model::{Agreement, Service, WhenHomeUnreachable};
 
 /// DevAddr -> the home node's devices using it (only the home node can answer).
 pub type Resolver = Arc<dyn Fn(DevAddr) -> Vec<DevEui> + Send + Sync>;
@@ -34,6 +34,7 @@ struct Entry {
     /// Declared DevEUI -> the flows its user may use and its declared messages per day.
     declared: HashMap<DevEui, (BTreeSet<Flow>, u32)>,
     max_per_day: u32,
+    terms: Terms,
     per_device: HashMap<u32, DefaultKeyedRateLimiter<DeviceKey>>,
     per_agreement: DefaultDirectRateLimiter,
 }
@@ -84,6 +85,10 @@ impl Entry {
             flows: a.flows.clone(),
             declared,
             max_per_day,
+            terms: Terms {
+                max_copies: a.max_copies_per_frame.max(1) as usize,
+                buffer_when_unreachable: a.when_home_unreachable == WhenHomeUnreachable::Buffer,
+            },
             per_device,
             per_agreement: RateLimiter::direct(agreement_quota(a)),
         }
@@ -170,6 +175,16 @@ impl AgreementPolicy {
 }
 
 impl RoamingPolicy for AgreementPolicy {
+    fn terms(&self, home: &MemberId, visited: &MemberId) -> Terms {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|e| &e.guest == home && &e.host == visited)
+            .map(|e| e.terms)
+            .unwrap_or_default()
+    }
+
     fn check(&self, f: &FrameFacts) -> Result<(), Refusal> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut candidates: Vec<&Arc<Entry>> = entries

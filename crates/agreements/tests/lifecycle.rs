@@ -573,3 +573,35 @@ fn access_requests_and_amendments_follow_the_convention() {
     assert_eq!(r.current().unwrap().version, 2);
     assert!(r.pending_amendment.is_none());
 }
+
+/// The shipped conventions parse into the model: the Tours / SMO roaming convention and
+/// the SMO / Agglopolys services convention with a hosted tenant (no transit).
+#[test]
+fn the_example_conventions_fit_the_model() {
+    let roaming: Agreement =
+        toml::from_str(include_str!("../../../federation/val-de-loire/convention-tours-smo.toml")).unwrap();
+    assert_eq!(roaming.services.len(), 7);
+    assert_eq!(roaming.declared_devices().len(), 5);
+    assert_eq!((roaming.duration_months, roaming.notice_months), (120, 12));
+    let tenant: Agreement =
+        toml::from_str(include_str!("../../../federation/val-de-loire/convention-smo-agglopolys.toml")).unwrap();
+    assert!(!tenant.services.contains(&Service::Transit));
+    assert!(matches!(tenant.billing, Billing::Policy { ref reference } if reference == "smo-vdln/catalogue-2025-09"));
+    // A tenant convention in force gives no roaming right.
+    let p = AgreementPolicy::new(id("smo-vdln"));
+    let keys = |m: &MemberId| match m.as_str() {
+        "smo-vdln" => Some(SigningKey::from_bytes(&[2; 32]).verifying_key()),
+        "agglopolys" => Some(SigningKey::from_bytes(&[4; 32]).verifying_key()),
+        _ => None,
+    };
+    let mut s = SignedAgreement::propose(&tenant, &id("agglopolys"), &SigningKey::from_bytes(&[4; 32])).unwrap();
+    let mut r = Record::propose(s.clone(), &id("agglopolys"), t("2025-08-01T00:00:00Z"), &keys).unwrap();
+    s.sign(&id("smo-vdln"), &SigningKey::from_bytes(&[2; 32])).unwrap();
+    r.approve(s, &id("smo-vdln"), t("2025-09-02T00:00:00Z"), &keys).unwrap();
+    assert!(r.in_force());
+    p.replace(&[r]);
+    assert_eq!(
+        p.check(&join(DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 2, 0, 1]), "agglopolys", "smo-vdln")),
+        Err(Refusal::NoAgreement)
+    );
+}

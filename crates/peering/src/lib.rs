@@ -9,7 +9,7 @@ pub mod routing;
 pub mod service;
 pub mod token;
 
-pub use policy::{FrameFacts, Refusal, RoamingPolicy, RosterPolicy};
+pub use policy::{FrameFacts, Refusal, RoamingPolicy, RosterPolicy, Terms};
 pub use roster::{Member, MemberKind, Roster, RosterError};
 pub use routing::RoutingTable;
 pub use service::{PeerStatus, Peering, PeeringConfig, PeeringError, RefusalCount, Started, SyncHandler};

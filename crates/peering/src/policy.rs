@@ -92,10 +92,33 @@ impl Refusal {
     }
 }
 
+/// How frames that passed the check travel (the agreement's terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    /// Receptions of one frame forwarded at most (the best first).
+    pub max_copies: usize,
+    /// Keep frames for an unreachable home node (48 h), or drop them.
+    pub buffer_when_unreachable: bool,
+}
+
+impl Default for Terms {
+    fn default() -> Self {
+        Terms {
+            max_copies: crate::protocol::MAX_RX_PER_FRAME,
+            buffer_when_unreachable: true,
+        }
+    }
+}
+
 pub trait RoamingPolicy: Send + Sync {
     /// May this frame of `home`'s device pass through `visited`'s network? Called once per
     /// frame on each side; an implementation may count it against rate limits.
     fn check(&self, frame: &FrameFacts) -> Result<(), Refusal>;
+
+    /// The terms under which `home`'s frames travel through `visited`'s network.
+    fn terms(&self, _home: &MemberId, _visited: &MemberId) -> Terms {
+        Terms::default()
+    }
 }
 
 /// The roster's flag: `home`'s entry lists `visited` in `roams_on`.

@@ -1059,9 +1059,17 @@ impl Roaming for Peering {
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), r.as_str());
             return;
         }
+        let terms = self
+            .policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .terms(&home, &self.me);
+        // The agreement caps the copies shared: the best receptions go.
+        let mut rx = rx;
+        rx.sort_by(|a, b| b.snr.total_cmp(&a.snr));
         let rx = rx
             .into_iter()
-            .take(MAX_RX_PER_FRAME)
+            .take(terms.max_copies.clamp(1, MAX_RX_PER_FRAME))
             .map(|info| RoamedRx {
                 token: self.issue_token(&peer, &info),
                 info,
@@ -1076,6 +1084,10 @@ impl Roaming for Peering {
         // While older frames wait for this peer, newer ones queue behind them: the home
         // node's frame counters would refuse anything that overtook them.
         if !self.is_connected(&peer) || self.has_buffered(&peer) {
+            if !terms.buffer_when_unreachable {
+                PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "dropped_unreachable");
+                return;
+            }
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
             self.buffer(peer, seq, fwd);
             return;
