@@ -1,0 +1,13 @@
+//! Usage, billing and the ledger: counted facts on both sides, the conventions' billing
+//! rules in integer cents, and an append-only, hash-chained, signed record per agreement
+//! that either party can verify offline.
+
+pub mod billing;
+pub mod chain;
+pub mod money;
+pub mod policy;
+pub mod sharing;
+
+pub use billing::{DeviceUse, Invoice, Line};
+pub use money::Cents;
+pub use policy::BillingPolicy;
