@@ -1,6 +1,8 @@
-//! The ledger: per agreement, an append-only chain of records (usage statements,
-//! disputes, billing records, device-count statements, committee reviews). Each record's
-//! hash covers the agreement, its sequence number, its kind, the previous record's hash
+//! The ledger: per agreement and issuing party, an append-only chain of records (usage statements,
+//! disputes, billing records, device-count statements, committee reviews). Each party
+//! appends to its own chain, so two parties never fork one; the other party countersigns
+//! records (which does not change their hash) and holds a replica. A record's hash covers
+//! the agreement, the issuer, its sequence number, its kind, the previous record's hash
 //! and its exact body bytes; the parties sign that hash. Anyone holding an export and the
 //! parties' public keys can check it offline: a modified, removed or reordered record, or
 //! a forged signature, names the first bad record.
@@ -52,6 +54,8 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub agreement: String,
+    /// The party whose chain this is; its signature is required on every record.
+    pub issuer: MemberId,
     pub seq: u64,
     pub kind: Kind,
     /// Hex SHA-256 of the previous record of this agreement (`GENESIS` for the first).
@@ -74,10 +78,12 @@ mod hex_bytes {
     }
 }
 
-pub fn hash_of(agreement: &str, seq: u64, kind: Kind, prev: &str, body: &[u8]) -> String {
+pub fn hash_of(agreement: &str, issuer: &MemberId, seq: u64, kind: Kind, prev: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(LEDGER_DOMAIN);
     h.update(agreement.as_bytes());
+    h.update([0]);
+    h.update(issuer.as_str().as_bytes());
     h.update([0]);
     h.update(seq.to_be_bytes());
     h.update(kind.as_str().as_bytes());
@@ -95,14 +101,15 @@ fn message(hash: &str) -> Vec<u8> {
 
 impl Entry {
     /// The next record after `prev` (None: the agreement's first).
-    pub fn next(prev: Option<&Entry>, agreement: &str, kind: Kind, body: Vec<u8>) -> Entry {
+    pub fn next(prev: Option<&Entry>, agreement: &str, issuer: &MemberId, kind: Kind, body: Vec<u8>) -> Entry {
         let (seq, prev_hash) = match prev {
             Some(p) => (p.seq + 1, p.hash.clone()),
             None => (0, GENESIS.to_string()),
         };
-        let hash = hash_of(agreement, seq, kind, &prev_hash, &body);
+        let hash = hash_of(agreement, issuer, seq, kind, &prev_hash, &body);
         Entry {
             agreement: agreement.into(),
+            issuer: issuer.clone(),
             seq,
             kind,
             prev: prev_hash,
@@ -120,34 +127,49 @@ impl Entry {
     pub fn body_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }
+
+    /// Whether `member`'s signature on this record verifies.
+    pub fn signed_by(&self, member: &MemberId, key: &VerifyingKey) -> bool {
+        let Some(s) = self.signatures.get(member) else {
+            return false;
+        };
+        let Ok(raw) = hex::decode(s) else { return false };
+        let Ok(sig) = Signature::from_slice(&raw) else {
+            return false;
+        };
+        key.verify(&message(&self.hash), &sig).is_ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("record {index} ({agreement} #{seq}): {reason}")]
+#[error("record {index} ({agreement}, {issuer}'s chain, #{seq}): {reason}")]
 pub struct ChainError {
     /// Position in the export (0-based).
     pub index: usize,
     pub agreement: String,
+    pub issuer: MemberId,
     pub seq: u64,
     pub reason: String,
 }
 
-/// Checks an export: per agreement, records numbered 0, 1, 2... in order, each naming the
+/// Checks an export: per agreement and issuer, records numbered 0, 1, 2... in order, each naming the
 /// previous record's hash, each hash recomputed from its content, at least one signature,
-/// every signature by a known key over that hash. Returns the records checked.
+/// every signature by a known key over that hash, the issuer's among them. Returns the
+/// records checked.
 pub fn verify(
     entries: &[Entry],
     keys: &dyn Fn(&MemberId) -> Option<VerifyingKey>,
 ) -> Result<usize, ChainError> {
-    let mut last: HashMap<&str, (u64, &str)> = HashMap::new();
+    let mut last: HashMap<(&str, &MemberId), (u64, &str)> = HashMap::new();
     for (index, e) in entries.iter().enumerate() {
         let bad = |reason: String| ChainError {
             index,
             agreement: e.agreement.clone(),
+            issuer: e.issuer.clone(),
             seq: e.seq,
             reason,
         };
-        let (want_seq, want_prev) = match last.get(e.agreement.as_str()) {
+        let (want_seq, want_prev) = match last.get(&(e.agreement.as_str(), &e.issuer)) {
             Some((s, h)) => (s + 1, *h),
             None => (0, GENESIS),
         };
@@ -160,11 +182,11 @@ pub fn verify(
         if e.prev != want_prev {
             return Err(bad("does not follow the previous record's hash (removed, reordered or altered before it)".into()));
         }
-        if hash_of(&e.agreement, e.seq, e.kind, &e.prev, &e.body) != e.hash {
+        if hash_of(&e.agreement, &e.issuer, e.seq, e.kind, &e.prev, &e.body) != e.hash {
             return Err(bad("its content does not match its hash (modified)".into()));
         }
-        if e.signatures.is_empty() {
-            return Err(bad("not signed".into()));
+        if !e.signatures.contains_key(&e.issuer) {
+            return Err(bad(format!("not signed by its issuer {}", e.issuer)));
         }
         for (m, s) in &e.signatures {
             let key = keys(m).ok_or_else(|| bad(format!("{m} is not a known signer")))?;
@@ -173,19 +195,20 @@ pub fn verify(
             key.verify(&message(&e.hash), &sig)
                 .map_err(|_| bad(format!("{m}'s signature does not verify (forged)")))?;
         }
-        last.insert(e.agreement.as_str(), (e.seq, e.hash.as_str()));
+        last.insert((e.agreement.as_str(), &e.issuer), (e.seq, e.hash.as_str()));
     }
     Ok(entries.len())
 }
 
 /// CSV export: one record per line, the body as hex, signatures as `member:sig|...`.
 pub fn to_csv(entries: &[Entry]) -> String {
-    let mut out = String::from("agreement,seq,kind,prev,hash,body_hex,signatures\n");
+    let mut out = String::from("agreement,issuer,seq,kind,prev,hash,body_hex,signatures\n");
     for e in entries {
         let sigs: Vec<String> = e.signatures.iter().map(|(m, s)| format!("{m}:{s}")).collect();
         out.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             e.agreement,
+            e.issuer,
             e.seq,
             e.kind.as_str(),
             e.prev,
@@ -206,21 +229,22 @@ pub fn from_csv(text: &str) -> Result<Vec<Entry>, String> {
         }
         let bad = |what: &str| format!("line {}: {what}", n + 1);
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 7 {
-            return Err(bad("expected 7 fields"));
+        if f.len() != 8 {
+            return Err(bad("expected 8 fields"));
         }
         let mut signatures = BTreeMap::new();
-        for s in f[6].split('|').filter(|s| !s.is_empty()) {
+        for s in f[7].split('|').filter(|s| !s.is_empty()) {
             let (m, sig) = s.split_once(':').ok_or_else(|| bad("bad signature field"))?;
             signatures.insert(m.parse().map_err(|_| bad("bad member id"))?, sig.to_string());
         }
         v.push(Entry {
             agreement: f[0].to_string(),
-            seq: f[1].parse().map_err(|_| bad("bad seq"))?,
-            kind: Kind::parse(f[2]).ok_or_else(|| bad("unknown kind"))?,
-            prev: f[3].to_string(),
-            hash: f[4].to_string(),
-            body: hex::decode(f[5]).map_err(|_| bad("body is not hex"))?,
+            issuer: f[1].parse().map_err(|_| bad("bad issuer"))?,
+            seq: f[2].parse().map_err(|_| bad("bad seq"))?,
+            kind: Kind::parse(f[3]).ok_or_else(|| bad("unknown kind"))?,
+            prev: f[4].to_string(),
+            hash: f[5].to_string(),
+            body: hex::decode(f[6]).map_err(|_| bad("body is not hex"))?,
             signatures,
         });
     }

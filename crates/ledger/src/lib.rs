@@ -7,7 +7,9 @@ pub mod chain;
 pub mod money;
 pub mod policy;
 pub mod sharing;
+pub mod store;
 
 pub use billing::{DeviceUse, Invoice, Line};
 pub use money::Cents;
 pub use policy::BillingPolicy;
+pub use store::{Ledger, LedgerError};
