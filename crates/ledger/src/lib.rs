@@ -7,7 +7,9 @@ pub mod chain;
 pub mod money;
 pub mod policy;
 pub mod sharing;
+pub mod statement;
 pub mod store;
+pub mod usage;
 
 pub use billing::{DeviceUse, Invoice, Line};
 pub use money::Cents;
