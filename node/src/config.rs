@@ -148,6 +148,9 @@ pub struct FederationSection {
     pub peer_burst: u32,
     /// Frames kept per unreachable home node (48 h at most).
     pub buffer_max: usize,
+    /// The billing policies agreements reference (`policies/`); default: `policies` next
+    /// to this file.
+    pub policies: Option<PathBuf>,
 }
 
 impl Default for FederationSection {
@@ -159,6 +162,7 @@ impl Default for FederationSection {
             peer_rate_per_sec: 1_000,
             peer_burst: 5_000,
             buffer_max: 100_000,
+            policies: None,
         }
     }
 }
@@ -360,6 +364,10 @@ impl NodeConfig {
     pub fn token_file(&self) -> PathBuf {
         self.resolve(&self.api.token_file)
     }
+    pub fn policies_dir(&self) -> PathBuf {
+        self.resolve(self.federation.policies.as_deref().unwrap_or(Path::new("policies")))
+    }
+
     pub fn roster_file(&self) -> Option<PathBuf> {
         self.federation.roster.as_deref().map(|p| self.resolve(p))
     }

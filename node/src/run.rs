@@ -60,6 +60,8 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         .chain(entente_lns::tables::ALL)
         .chain(entente_delivery::tables::ALL)
         .chain(entente_agreements::book::TABLES)
+        .chain(entente_ledger::store::TABLES)
+        .chain(entente_ledger::usage::TABLES)
         .copied()
         .collect();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &tables))
@@ -115,8 +117,8 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     delivery.metrics.register(&mut metrics_registry);
     lns.set_uplink_hook(delivery.clone());
 
-    let (peering, roamed, p2p, book) = match cfg.roster_file() {
-        None => (None, tokio::sync::mpsc::channel(1).1, vec![], None),
+    let (peering, roamed, p2p, book, accounts) = match cfg.roster_file() {
+        None => (None, tokio::sync::mpsc::channel(1).1, vec![], None, None),
         Some(path) => {
             let roster = entente_peering::Roster::load(&path)?;
             roster
@@ -152,8 +154,22 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             lns.metrics.register_roaming(&mut metrics_registry);
             lns.set_roaming(started.peering.clone());
             let book = agreements(&key, &store, &clock, &started.peering, &lns)?;
+            let accounts = entente_ledger::accounts::Accounts::new(
+                Arc::new(entente_ledger::Ledger::new(
+                    cfg.node.member.clone(),
+                    key.clone(),
+                    store.clone(),
+                    book.keys().clone(),
+                )),
+                Arc::new(entente_ledger::usage::Usage::new(store.clone())),
+                book.clone(),
+                lns.clone(),
+                clock.clone(),
+                cfg.policies_dir(),
+            );
+            accounts.attach(started.peering.clone());
             let addrs = started.listening.iter().map(|a| a.to_string()).collect();
-            (Some(started.peering), started.roamed, addrs, Some(book))
+            (Some(started.peering), started.roamed, addrs, Some(book), Some(accounts))
         }
     };
     let listener = tokio::net::TcpListener::bind(cfg.api.bind)
@@ -190,6 +206,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         delivery: Some(delivery.clone()),
         peering: peering.clone(),
         agreements: book.clone(),
+        accounts: accounts.clone(),
         clock: clock.clone(),
         test_clock,
         on_clock_change: Some(Arc::new(move |offset| {
@@ -203,6 +220,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let api_task = tokio::spawn(entente_api::serve(listener, state, shutdown.clone()));
     let lns_task = tokio::spawn(lns.clone().run(frames, roamed, shutdown.clone()));
     let book_task = book.clone().map(|b| tokio::spawn(b.run(shutdown.clone())));
+    let accounts_task = accounts.clone().map(|a| tokio::spawn(a.run(shutdown.clone())));
     let flush_task = tokio::spawn(flush_periodically(
         registry.clone(),
         Duration::from_secs(cfg.gateway.status_flush_secs),
@@ -223,6 +241,10 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     if let Some(t) = book_task {
         let _ = t.await;
     }
+    if let Some(t) = accounts_task {
+        let _ = t.await;
+    }
+    drop(accounts);
     drop(book);
     drop(lns);
     drop(delivery);

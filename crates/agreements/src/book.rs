@@ -39,6 +39,9 @@ impl Table for Reviews {
 
 pub const TABLES: &[&str] = &[Dossiers::NAME, Reviews::NAME];
 
+/// The book's channel on `/entente/sync/1`.
+pub const SYNC_CHANNEL: &str = "agreements";
+
 #[derive(Debug, thiserror::Error)]
 pub enum BookError {
     #[error("no agreement {0}")]
@@ -101,7 +104,7 @@ pub struct SyncRejection {
     pub reason: String,
 }
 
-type Keys = Arc<dyn Fn(&MemberId) -> Option<VerifyingKey> + Send + Sync>;
+pub type Keys = Arc<dyn Fn(&MemberId) -> Option<VerifyingKey> + Send + Sync>;
 type Seen = Arc<dyn Fn(&DevEui) -> Option<DateTime<Utc>> + Send + Sync>;
 
 pub struct Book {
@@ -166,7 +169,7 @@ impl Book {
     /// devices.
     pub fn attach(self: &Arc<Self>, peering: Arc<Peering>) {
         peering.set_policy(self.policy.clone());
-        peering.set_sync_handler(self.clone());
+        peering.set_sync_handler(SYNC_CHANNEL, self.clone());
         *self.peering.write().unwrap_or_else(|p| p.into_inner()) = Some(peering);
         self.refresh();
         // Peers that connected before the handler was in place have not been reconciled.
@@ -289,6 +292,20 @@ impl Book {
             .get(id)
             .cloned()
             .ok_or_else(|| BookError::NotFound(id.to_string()))
+    }
+
+    /// The agreement as it stood at `at` (acts taken by then).
+    pub fn record_as_of(&self, id: &str, at: DateTime<Utc>) -> Result<Record, BookError> {
+        Ok(self.dossier(id)?.as_of(&*self.keys, at)?)
+    }
+
+    /// The other party of agreement `id`.
+    pub fn counterparty_of(&self, id: &str) -> Result<MemberId, BookError> {
+        self.counterparty(&self.dossier(id)?)
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     pub fn record(&self, id: &str) -> Result<Record, BookError> {
@@ -642,7 +659,7 @@ impl Book {
             return;
         };
         rt.spawn(async move {
-            match p.sync_request(&peer, body).await {
+            match p.sync_request(&peer, SYNC_CHANNEL, body).await {
                 // A peer still starting has nothing to say yet; it reconciles when ready.
                 Ok(answer) if answer.is_empty() => {}
                 Ok(answer) => match serde_json::from_slice::<SyncMsg>(&answer) {

@@ -142,6 +142,16 @@ impl Dossier {
     /// illegal where it falls (two parties acting at once) is ignored, and the history
     /// says so: both sides ignore the same act.
     pub fn replay(&self, keys: Keys<'_>, now: DateTime<Utc>) -> Result<Record, DossierError> {
+        self.replay_until(keys, now, None)
+    }
+
+    /// The record as it stood at `at`: only the acts taken by then count (the objects
+    /// declared on 1 January, the state on the day a statement covers).
+    pub fn as_of(&self, keys: Keys<'_>, at: DateTime<Utc>) -> Result<Record, DossierError> {
+        self.replay_until(keys, at, Some(at))
+    }
+
+    fn replay_until(&self, keys: Keys<'_>, now: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Result<Record, DossierError> {
         let parties = self.parties()?;
         let mut numbers = BTreeSet::new();
         for v in &self.versions {
@@ -167,6 +177,9 @@ impl Dossier {
                 return Err(SignError::NotAParty(act.by).into());
             }
             acts.push(act);
+        }
+        if let Some(u) = until {
+            acts.retain(|a| a.at <= u);
         }
         let mut it = acts.into_iter();
         let first = it

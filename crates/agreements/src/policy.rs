@@ -146,6 +146,16 @@ impl AgreementPolicy {
         *self.entries.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
+    /// The agreement in force under which `home`'s frames cross `visited`'s network.
+    pub fn agreement_of(&self, home: &MemberId, visited: &MemberId) -> Option<String> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|e| &e.guest == home && &e.host == visited)
+            .map(|e| e.id.clone())
+    }
+
     /// DevEUI -> home member, for every device declared under an agreement in force: the
     /// visited side routes joins by it.
     pub fn declared(&self) -> Vec<(DevEui, MemberId)> {

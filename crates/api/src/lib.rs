@@ -8,6 +8,7 @@ mod devices;
 mod error;
 mod extract;
 mod gateways;
+mod ledger;
 mod metrics;
 mod recipients;
 
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub peering: Option<Arc<entente_peering::Peering>>,
     /// The agreements, when the node federates.
     pub agreements: Option<Arc<entente_agreements::Book>>,
+    /// Usage counters, statements, billing and the ledger, when the node federates.
+    pub accounts: Option<Arc<entente_ledger::accounts::Accounts>>,
     pub clock: entente_model::SharedClock,
     /// Present only on nodes started with `node.test_clock = true`.
     pub test_clock: Option<Arc<entente_model::OffsetClock>>,
@@ -78,6 +81,13 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/agreements/{id}/{action}", post(agreements::action))
         .route("/refusals", get(agreements::refusals))
+        .route("/ledger", get(ledger::list))
+        .route("/ledger/statements", get(ledger::statements).post(ledger::issue_statement))
+        .route("/ledger/disputes", get(ledger::disputes))
+        .route("/ledger/invoices", get(ledger::invoices).post(ledger::issue_invoice))
+        .route("/ledger/device-counts", post(ledger::issue_device_count))
+        .route("/ledger/accept", post(ledger::accept))
+        .route("/usage", get(ledger::usage))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_operator,

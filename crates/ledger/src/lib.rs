@@ -2,6 +2,7 @@
 //! rules in integer cents, and an append-only, hash-chained, signed record per agreement
 //! that either party can verify offline.
 
+pub mod accounts;
 pub mod billing;
 pub mod chain;
 pub mod money;

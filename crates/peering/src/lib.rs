@@ -12,4 +12,6 @@ pub mod token;
 pub use policy::{FrameFacts, Refusal, RoamingPolicy, RosterPolicy, Terms};
 pub use roster::{Member, MemberKind, Roster, RosterError};
 pub use routing::RoutingTable;
-pub use service::{PeerStatus, Peering, PeeringConfig, PeeringError, RefusalCount, Started, SyncHandler};
+pub use service::{
+    Carried, PeerStatus, Peering, PeeringConfig, PeeringError, RefusalCount, Started, SyncHandler, UsageHook,
+};

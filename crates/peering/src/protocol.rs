@@ -91,9 +91,13 @@ pub enum TxResult {
 
 pub const SYNC_PROTOCOL: &str = "/entente/sync/1";
 
-/// Opaque to the federation: the agreements encode and check what travels in it.
+/// Opaque to the federation: the agreements and the ledger encode and check what travels
+/// in it, each on its own channel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SyncRequest(pub Vec<u8>);
+pub struct SyncRequest {
+    pub channel: String,
+    pub body: Vec<u8>,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncResponse(pub Vec<u8>);

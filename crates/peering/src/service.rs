@@ -91,6 +91,7 @@ enum Command {
     },
     Sync {
         peer: PeerId,
+        channel: &'static str,
         body: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, String>>,
     },
@@ -108,6 +109,40 @@ pub trait SyncHandler: Send + Sync {
     fn on_request(&self, from: &MemberId, body: Vec<u8>) -> Vec<u8>;
     /// A roster member connected (again).
     fn on_connected(&self, peer: &MemberId);
+}
+
+/// A roamed frame this side saw complete: on the visited side, an uplink the home node
+/// accepted or a downlink its gateway sent; on the home side, an uplink it accepted or a
+/// downlink the visited gateway sent. The usage counters hang here.
+pub struct Carried<'a> {
+    pub home: &'a MemberId,
+    pub visited: &'a MemberId,
+    pub phy_payload: &'a [u8],
+    pub downlink: bool,
+    pub airtime_us: u32,
+    pub at: DateTime<Utc>,
+}
+
+pub trait UsageHook: Send + Sync {
+    fn carried(&self, c: &Carried<'_>);
+}
+
+fn txpk_airtime_us(txpk: &TxPk, len: usize) -> u32 {
+    match &txpk.datr {
+        entente_gateway::json::Datr::Lora(s) => s
+            .parse::<entente_region::DataRate>()
+            .map_or(0, |dr| airtime_us(dr, len, true)),
+        _ => 0,
+    }
+}
+
+fn airtime_us(dr: entente_region::DataRate, len: usize, downlink: bool) -> u32 {
+    let m = if downlink {
+        entente_region::Modulation::downlink(dr)
+    } else {
+        entente_region::Modulation::uplink(dr)
+    };
+    entente_region::time_on_air(m, len).as_micros().min(u32::MAX as u128) as u32
 }
 
 /// One refusal count as the API shows it.
@@ -173,7 +208,8 @@ pub struct Peering {
     flushing: Mutex<std::collections::HashSet<PeerId>>,
     policy: RwLock<Arc<dyn crate::RoamingPolicy>>,
     refusals: Mutex<BTreeMap<(&'static str, MemberId, &'static str, &'static str), u64>>,
-    sync_handler: RwLock<Option<Arc<dyn SyncHandler>>>,
+    sync_handlers: RwLock<HashMap<&'static str, Arc<dyn SyncHandler>>>,
+    usage: RwLock<Option<Arc<dyn UsageHook>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -319,7 +355,8 @@ impl Peering {
             flushing: Mutex::new(Default::default()),
             policy: RwLock::new(Arc::new(crate::RosterPolicy(roster_arc.clone()))),
             refusals: Mutex::new(BTreeMap::new()),
-            sync_handler: RwLock::new(None),
+            sync_handlers: RwLock::new(HashMap::new()),
+            usage: RwLock::new(None),
         });
         let _ = p.weak.set(Arc::downgrade(&p));
         let task = tokio::spawn(p.clone().swarm_task(swarm, cmd_rx, shutdown));
@@ -406,16 +443,55 @@ impl Peering {
             .collect()
     }
 
-    pub fn set_sync_handler(&self, h: Arc<dyn SyncHandler>) {
-        *self.sync_handler.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    /// Installs the handler of one sync channel (`agreements`, `ledger`).
+    pub fn set_sync_handler(&self, channel: &'static str, h: Arc<dyn SyncHandler>) {
+        self.sync_handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel, h);
     }
 
-    fn sync_handler(&self) -> Option<Arc<dyn SyncHandler>> {
-        self.sync_handler.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn sync_handler(&self, channel: &str) -> Option<Arc<dyn SyncHandler>> {
+        self.sync_handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned()
     }
 
-    /// Sends sync bytes to a roster member and waits for its answer.
-    pub async fn sync_request(&self, member: &MemberId, body: Vec<u8>) -> Result<Vec<u8>, String> {
+    pub fn set_usage_hook(&self, h: Arc<dyn UsageHook>) {
+        *self.usage.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    fn carried(&self, home: &MemberId, visited: &MemberId, phy_payload: &[u8], downlink: bool, airtime_us: u32) {
+        let hook = self.usage.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(h) = hook {
+            h.carried(&Carried {
+                home,
+                visited,
+                phy_payload,
+                downlink,
+                airtime_us,
+                at: self.clock.now(),
+            });
+        }
+    }
+
+    /// Counts the frames of a batch the home node accepted (visited side).
+    fn count_carried(&self, peer: &PeerId, frames: &[UplinkForward], resp: &Response) {
+        let (Response::Uplinks(answers), Some(home)) = (resp, self.member_of(peer)) else {
+            return;
+        };
+        for (f, a) in frames.iter().zip(answers) {
+            if *a == UplinkAnswer::Accepted {
+                let air = f.rx.first().map_or(0, |r| airtime_us(r.info.data_rate, f.phy_payload.len(), false));
+                self.carried(&home.id, &self.me, &f.phy_payload, false, air);
+            }
+        }
+    }
+
+    /// Sends sync bytes on `channel` to a roster member and waits for its answer.
+    pub async fn sync_request(&self, member: &MemberId, channel: &'static str, body: Vec<u8>) -> Result<Vec<u8>, String> {
         let peer = self
             .roster
             .member(member)
@@ -423,7 +499,12 @@ impl Peering {
             .ok_or_else(|| format!("{member} is not on the roster"))?;
         let (tx, rx) = oneshot::channel();
         self.cmd
-            .send(Command::Sync { peer, body, reply: tx })
+            .send(Command::Sync {
+                peer,
+                channel,
+                body,
+                reply: tx,
+            })
             .await
             .map_err(|_| "the federation is stopping".to_string())?;
         match tokio::time::timeout(self.cfg.request_timeout + Duration::from_secs(1), rx).await {
@@ -563,8 +644,9 @@ impl Peering {
                 break;
             }
             let n = batch.len();
-            match self.request(peer, Request::Uplinks(batch)).await {
+            match self.request(peer, Request::Uplinks(batch.clone())).await {
                 Ok(resp) => {
+                    self.count_carried(&peer, &batch, &resp);
                     let mut b = lock(&self.buffers);
                     if let Some(q) = b.get_mut(&peer) {
                         for k in &seqs {
@@ -630,9 +712,12 @@ impl Peering {
                 }
                 continue;
             }
-            let frames = batch.iter().map(|(_, f)| f.clone()).collect();
-            match self.request(peer, Request::Uplinks(frames)).await {
-                Ok(resp) => self.count_answers(&member, &resp, n, false),
+            let frames: Vec<UplinkForward> = batch.iter().map(|(_, f)| f.clone()).collect();
+            match self.request(peer, Request::Uplinks(frames.clone())).await {
+                Ok(resp) => {
+                    self.count_answers(&member, &resp, n, false);
+                    self.count_carried(&peer, &frames, &resp);
+                }
                 Err(e) => {
                     debug!(peer = %member, error = %e, "forward failed; frames wait for the peer");
                     for (seq, f) in batch {
@@ -726,11 +811,15 @@ impl Peering {
         if frames.is_empty() {
             return reject("malformed");
         }
+        let air = airtime_us(frames[0].rx.data_rate, fwd.phy_payload.len(), false);
         for f in frames {
             if self.roamed_tx.try_send(f).is_err() {
                 return reject("busy");
             }
         }
+        // Counted before the answer leaves: if this node dies now, the visited node
+        // sends the frame again and the count, keyed by the frame, does not double.
+        self.carried(&self.me, visited, &fwd.phy_payload, false, air);
         count(if fwd.late { "accepted_late" } else { "accepted" });
         UplinkAnswer::Accepted
     }
@@ -792,12 +881,16 @@ impl Peering {
                 reason: r.as_str().to_string(),
             };
         }
+        let air = txpk_airtime_us(&req.txpk, phy.len());
         match self
             .gateways
             .send_downlink(req.gateway, req.txpk, Duration::from_millis(800))
             .await
         {
-            Ok(TxOutcome::Ok { warning }) => TxResult::Ok { warning },
+            Ok(TxOutcome::Ok { warning }) => {
+                self.carried(&home, &self.me, &phy, true, air);
+                TxResult::Ok { warning }
+            }
             Ok(TxOutcome::NotAcknowledged) => TxResult::NotAcknowledged,
             Ok(TxOutcome::Error(e)) => TxResult::GatewayError {
                 error: e.as_str().to_string(),
@@ -839,8 +932,11 @@ impl Peering {
                     Some(Command::Respond { channel, resp }) => {
                         let _ = swarm.behaviour_mut().roaming.send_response(channel, resp);
                     }
-                    Some(Command::Sync { peer, body, reply }) => {
-                        let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest(body));
+                    Some(Command::Sync { peer, channel, body, reply }) => {
+                        let id = swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&peer, SyncRequest { channel: channel.to_string(), body });
                         sync_pending.insert(id, reply);
                     }
                     Some(Command::SyncRespond { channel, body }) => {
@@ -913,9 +1009,18 @@ impl Peering {
                         info!(peer = %m.id, "peer connected");
                     }
                     tokio::spawn(self.clone().flush(peer_id));
-                    if let (Some(h), Some(m)) = (self.sync_handler(), self.member_of(&peer_id)) {
-                        let m = m.id.clone();
-                        tokio::spawn(async move { h.on_connected(&m) });
+                    if let Some(m) = self.member_of(&peer_id) {
+                        let handlers: Vec<_> = self
+                            .sync_handlers
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .values()
+                            .cloned()
+                            .collect();
+                        for h in handlers {
+                            let m = m.id.clone();
+                            tokio::spawn(async move { h.on_connected(&m) });
+                        }
                     }
                 }
             }
@@ -1001,9 +1106,9 @@ impl Peering {
                     let this = self.clone();
                     let from = self.member_of(&peer).map(|m| m.id.clone());
                     tokio::spawn(async move {
-                        let body = match (from, this.sync_handler()) {
+                        let body = match (from, this.sync_handler(&request.channel)) {
                             (Some(from), Some(h)) => {
-                                tokio::task::spawn_blocking(move || h.on_request(&from, request.0))
+                                tokio::task::spawn_blocking(move || h.on_request(&from, request.body))
                                     .await
                                     .unwrap_or_default()
                             }
@@ -1150,6 +1255,7 @@ impl Roaming for Peering {
             };
             let phy = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &txpk.data)
                 .unwrap_or_default();
+            let air = txpk_airtime_us(&txpk, phy.len());
             if let Err(r) = p.check_policy("home", &p.me, &member, &phy) {
                 PeeringMetrics::count(&p.metrics.downlinks, member.as_str(), r.as_str());
                 return Err(DownlinkError::Peer(
@@ -1178,6 +1284,9 @@ impl Roaming for Peering {
                 TxResult::Failed { .. } => "sent_failed",
             };
             PeeringMetrics::count(&p.metrics.downlinks, member.as_str(), label);
+            if matches!(out, TxResult::Ok { .. }) {
+                p.carried(&p.me, &member, &phy, true, air);
+            }
             match out {
                 TxResult::Ok { warning } => Ok(TxOutcome::Ok { warning }),
                 TxResult::NotAcknowledged => Ok(TxOutcome::NotAcknowledged),

@@ -1,0 +1,496 @@
+//! A node's accounts: it counts every roamed frame under the agreement it crossed,
+//! issues the daily usage statements of the agreements it hosts, answers the
+//! counterparty's statements (countersigned, or a dispute with both figures), issues
+//! billing records and device-count statements from the policies, and keeps its ledger
+//! replicated with each counterparty over `/entente/sync/1` (channel `ledger`).
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
+use entente_agreements::{Billing, Book};
+use entente_lns::phy::{self, MType, Phy};
+use entente_model::{MemberId, SharedClock};
+use entente_peering::{Carried, Peering, SyncHandler, UsageHook};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::billing::{self, DeviceUse, Invoice};
+use crate::chain::{Entry, Kind};
+use crate::policy::{BillingPolicy, Rule};
+use crate::statement::{self, Dispute, UsageStatement};
+use crate::store::{Ledger, LedgerError};
+use crate::usage::{FrameKind, Usage};
+
+pub const SYNC_CHANNEL: &str = "ledger";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Book(#[from] entente_agreements::BookError),
+    #[error(transparent)]
+    Lifecycle(#[from] entente_agreements::LifecycleError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Billing(#[from] billing::BillingError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LedgerMsg {
+    pub entries: Vec<Entry>,
+}
+
+/// One device of a yearly device-count statement (000 annex 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountedDevice {
+    pub dev_eui: String,
+    pub brand: String,
+    pub model: String,
+    pub address: String,
+    pub commune: String,
+    pub commissioned: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCountStatement {
+    pub agreement: String,
+    pub year: i32,
+    pub devices: Vec<CountedDevice>,
+}
+
+pub struct Accounts {
+    me: MemberId,
+    pub ledger: Arc<Ledger>,
+    pub usage: Arc<Usage>,
+    book: Arc<Book>,
+    lns: Arc<entente_lns::NetworkServer>,
+    clock: SharedClock,
+    policies: PathBuf,
+    peering: RwLock<Option<Arc<Peering>>>,
+    this: OnceLock<Weak<Accounts>>,
+    rejections: std::sync::Mutex<Vec<String>>,
+}
+
+fn device_key(phy_payload: &[u8]) -> Option<(String, FrameKind)> {
+    let mhdr = *phy_payload.first()?;
+    if MType::from_mhdr(mhdr) == MType::JoinAccept {
+        return Some(("join-accept".into(), FrameKind::Downlink));
+    }
+    match phy::parse(phy_payload).ok()? {
+        Phy::JoinRequest(j) => Some((format!("eui:{}", j.dev_eui), FrameKind::Join)),
+        Phy::Data(d) => {
+            let down = matches!(d.mtype, MType::UnconfirmedDown | MType::ConfirmedDown);
+            Some((
+                format!("addr:{}", d.dev_addr),
+                if down { FrameKind::Downlink } else { FrameKind::Uplink },
+            ))
+        }
+    }
+}
+
+impl Accounts {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        usage: Arc<Usage>,
+        book: Arc<Book>,
+        lns: Arc<entente_lns::NetworkServer>,
+        clock: SharedClock,
+        policies: PathBuf,
+    ) -> Arc<Accounts> {
+        let a = Arc::new(Accounts {
+            me: ledger.me().clone(),
+            ledger,
+            usage,
+            book,
+            lns,
+            clock,
+            policies,
+            peering: RwLock::new(None),
+            this: OnceLock::new(),
+            rejections: std::sync::Mutex::new(Vec::new()),
+        });
+        let _ = a.this.set(Arc::downgrade(&a));
+        a
+    }
+
+    pub fn attach(self: &Arc<Self>, p: Arc<Peering>) {
+        p.set_usage_hook(self.clone());
+        p.set_sync_handler(SYNC_CHANNEL, self.clone());
+        *self.peering.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    }
+
+    fn peering(&self) -> Option<Arc<Peering>> {
+        self.peering.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn rejections(&self) -> Vec<String> {
+        self.rejections.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn reject(&self, what: String) {
+        warn!(%what, "ledger record refused");
+        let mut v = self.rejections.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() >= 1000 {
+            v.remove(0);
+        }
+        v.push(what);
+    }
+
+    // ---- statements ------------------------------------------------------------------
+
+    /// Signs this member's count of `day` for an agreement it hosts and sends it.
+    pub fn issue_statement(&self, agreement: &str, day: NaiveDate) -> Result<Entry, AccountsError> {
+        let a = self.book.record(agreement)?.effective()?;
+        if a.host != self.me {
+            return Err(AccountsError::Invalid(format!(
+                "{} serves agreement {agreement}; it issues the statements",
+                a.host
+            )));
+        }
+        if let Some(e) = self.statement_for(agreement, &self.me, day)? {
+            return Ok(e);
+        }
+        let s = UsageStatement {
+            agreement: agreement.into(),
+            day,
+            serving: self.me.clone(),
+            counterparty: a.guest.clone(),
+            summary: self.usage.day(agreement, day)?,
+        };
+        let e = self.ledger.append(agreement, Kind::UsageStatement, &s)?;
+        info!(%agreement, %day, frames = s.summary.totals.frames(), "usage statement signed");
+        self.push(a.guest);
+        Ok(e)
+    }
+
+    fn statement_for(&self, agreement: &str, issuer: &MemberId, day: NaiveDate) -> Result<Option<Entry>, AccountsError> {
+        Ok(self
+            .ledger
+            .entries(Some(agreement))?
+            .into_iter()
+            .filter(|e| &e.issuer == issuer && e.kind == Kind::UsageStatement)
+            .find(|e| e.body_json::<UsageStatement>().is_ok_and(|s| s.day == day)))
+    }
+
+    /// A counterparty's statement held but not yet answered: countersign it when our own
+    /// count is within the agreement's tolerance, otherwise record a dispute.
+    fn answer_statement(&self, e: &Entry) -> Result<bool, AccountsError> {
+        if e.kind != Kind::UsageStatement || e.issuer == self.me || e.signatures.contains_key(&self.me) {
+            return Ok(false);
+        }
+        let disputed = self.ledger.entries(Some(&e.agreement))?.iter().any(|d| {
+            d.issuer == self.me
+                && d.kind == Kind::Dispute
+                && d.body_json::<Dispute>().is_ok_and(|x| x.statement_hash == e.hash)
+        });
+        if disputed {
+            return Ok(false);
+        }
+        let s: UsageStatement = e
+            .body_json()
+            .map_err(|err| AccountsError::Invalid(format!("statement body: {err}")))?;
+        if s.counterparty != self.me || s.serving != e.issuer || s.agreement != e.agreement {
+            return Err(AccountsError::Invalid("the statement names other parties".into()));
+        }
+        let tolerance = self.book.record(&e.agreement)?.effective()?.count_tolerance_per_mille;
+        let ours = self.usage.day(&e.agreement, s.day)?;
+        if statement::within_tolerance(&s.summary, &ours, tolerance) {
+            self.ledger.countersign(&e.agreement, &e.issuer, e.seq)?;
+            info!(agreement = %e.agreement, day = %s.day, "usage statement countersigned");
+        } else {
+            let d = statement::dispute(&s, &e.issuer, e.seq, &e.hash, &self.me, &ours, tolerance);
+            self.ledger.append(&e.agreement, Kind::Dispute, &d)?;
+            warn!(agreement = %e.agreement, day = %s.day, statement = s.summary.totals.frames(),
+                ours = ours.totals.frames(), "usage statement disputed");
+        }
+        Ok(true)
+    }
+
+    // ---- billing -------------------------------------------------------------------
+
+    fn policy_of(&self, agreement: &str) -> Result<(BillingPolicy, entente_agreements::Agreement), AccountsError> {
+        let a = self.book.record(agreement)?.effective()?;
+        match &a.billing {
+            Billing::Policy { reference } => Ok((BillingPolicy::load(&self.policies, reference)?, a)),
+            Billing::Free => Err(AccountsError::Invalid(format!("agreement {agreement} is free of charge"))),
+        }
+    }
+
+    /// The year's invoice of an agreement this member hosts, signed into the ledger.
+    pub fn issue_invoice(&self, agreement: &str, year: i32) -> Result<(Invoice, Entry), AccountsError> {
+        let (policy, a) = self.policy_of(agreement)?;
+        if a.host != self.me {
+            return Err(AccountsError::Invalid(format!("{} bills agreement {agreement}", a.host)));
+        }
+        let now = self.clock.now();
+        let inv = match policy.rule {
+            Rule::AnnualDeclared { .. } => {
+                let jan1 = billing::first_of_january(year).ok_or(billing::BillingError::BadYear(year))?;
+                let declared = self
+                    .book
+                    .record_as_of(agreement, jan1)
+                    .ok()
+                    .filter(|r| r.in_force())
+                    .and_then(|r| r.effective().ok())
+                    .map_or(0, |a| a.declared_devices().len() as u64);
+                billing::annual_declared(&policy, agreement, a.guest.as_str(), year, declared, now)?
+            }
+            Rule::Catalogue { .. } => {
+                let devices = self.device_uses(agreement)?;
+                billing::catalogue_year(
+                    &policy,
+                    agreement,
+                    a.guest.as_str(),
+                    year,
+                    &["network_access"],
+                    &devices,
+                    now,
+                )?
+            }
+        };
+        let e = self.ledger.append(agreement, Kind::BillingRecord, &inv)?;
+        self.push(a.guest);
+        Ok((inv, e))
+    }
+
+    /// Devices counted under an agreement, with their first and last frames.
+    fn device_uses(&self, agreement: &str) -> Result<Vec<DeviceUse>, AccountsError> {
+        let mut v = Vec::new();
+        for (key, c) in self.usage.devices(agreement)? {
+            let eui = key
+                .strip_prefix("eui:")
+                .and_then(|e| e.parse().ok())
+                .or_else(|| {
+                    let addr = key.strip_prefix("addr:")?.parse().ok()?;
+                    self.lns.devices_at(addr).ok()?.first().copied()
+                });
+            let Some(dev_eui) = eui else { continue };
+            let (use_case, quantities) = match self.lns.device(&dev_eui) {
+                Ok(d) => (
+                    match d.profile.use_case {
+                        entente_lns::UseCase::WaterMetering => "water_metering",
+                        entente_lns::UseCase::Other => "other",
+                    },
+                    d.profile.measured_quantities as u32,
+                ),
+                Err(_) => ("other", 1),
+            };
+            v.push(DeviceUse {
+                dev_eui,
+                use_case: use_case.into(),
+                quantities,
+                first_seen: c.first_seen,
+                last_seen: c.last_seen,
+            });
+        }
+        Ok(v)
+    }
+
+    /// The yearly device-count statement of the guest's devices known to this node.
+    pub fn issue_device_count(&self, agreement: &str, year: i32) -> Result<Entry, AccountsError> {
+        let a = self.book.record(agreement)?.effective()?;
+        let mut devices = Vec::new();
+        for eui in a.declared_devices() {
+            let d = self.lns.device(&eui).ok();
+            devices.push(CountedDevice {
+                dev_eui: eui.to_string(),
+                brand: d.as_ref().map(|d| d.equipment.clone()).unwrap_or_default(),
+                model: d.as_ref().map(|d| d.reference.clone()).unwrap_or_default(),
+                address: d.as_ref().map(|d| d.address.clone()).unwrap_or_default(),
+                commune: d.as_ref().map(|d| d.sub_group.clone()).unwrap_or_default(),
+                commissioned: self
+                    .usage
+                    .devices(agreement)?
+                    .iter()
+                    .find(|(k, _)| k == &format!("eui:{eui}"))
+                    .and_then(|(_, c)| c.first_seen)
+                    .map(|t| t.date_naive()),
+            });
+        }
+        let e = self.ledger.append(
+            agreement,
+            Kind::DeviceCountStatement,
+            &DeviceCountStatement {
+                agreement: agreement.into(),
+                year,
+                devices,
+            },
+        )?;
+        self.push(self.book.counterparty_of(agreement)?);
+        Ok(e)
+    }
+
+    /// Countersigns a record of the counterparty (an invoice accepted, a device count).
+    pub fn accept(&self, agreement: &str, issuer: &MemberId, seq: u64) -> Result<Entry, AccountsError> {
+        let e = self.ledger.countersign(agreement, issuer, seq)?;
+        self.push(issuer.clone());
+        Ok(e)
+    }
+
+    // ---- replication -----------------------------------------------------------------
+
+    fn shared_with(&self, peer: &MemberId) -> LedgerMsg {
+        let mut entries = Vec::new();
+        for v in self.book.list() {
+            if v.host == *peer || v.guest == *peer {
+                entries.extend(self.ledger.entries(Some(&v.id)).unwrap_or_default());
+            }
+        }
+        LedgerMsg { entries }
+    }
+
+    /// Merges what a peer sent (only agreements both are party to), answers its
+    /// statements, and says whether anything changed.
+    pub fn merge_from(&self, from: &MemberId, msg: LedgerMsg) -> bool {
+        let mut changed = false;
+        for e in msg.entries {
+            let parties_ok = self
+                .book
+                .show(&e.agreement)
+                .is_ok_and(|v| (v.host == *from || v.guest == *from) && (v.host == self.me || v.guest == self.me));
+            if !parties_ok {
+                self.reject(format!("{} #{} from {from}: not an agreement between us", e.agreement, e.seq));
+                continue;
+            }
+            let (agreement, issuer, seq) = (e.agreement.clone(), e.issuer.clone(), e.seq);
+            match self.ledger.merge(e) {
+                Ok(c) => changed |= c,
+                Err(err) => {
+                    self.reject(err.to_string());
+                    continue;
+                }
+            }
+            if let Ok(held) = self.ledger.get(&agreement, &issuer, seq) {
+                match self.answer_statement(&held) {
+                    Ok(c) => changed |= c,
+                    Err(err) => self.reject(format!("{agreement} #{seq}: {err}")),
+                }
+            }
+        }
+        changed
+    }
+
+    fn push(&self, peer: MemberId) {
+        let (Some(p), Ok(rt)) = (self.peering(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let Some(me) = self.this.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let Ok(body) = serde_json::to_vec(&self.shared_with(&peer)) else {
+            return;
+        };
+        rt.spawn(async move {
+            match p.sync_request(&peer, SYNC_CHANNEL, body).await {
+                Ok(answer) if answer.is_empty() => {}
+                Ok(answer) => match serde_json::from_slice::<LedgerMsg>(&answer) {
+                    Ok(msg) => {
+                        let m = me.clone();
+                        let from = peer.clone();
+                        let changed = tokio::task::spawn_blocking(move || m.merge_from(&from, msg))
+                            .await
+                            .unwrap_or(false);
+                        // What we answered (a countersignature, a dispute) goes back.
+                        if changed {
+                            me.push(peer);
+                        }
+                    }
+                    Err(e) => me.reject(format!("undecodable ledger answer from {peer}: {e}")),
+                },
+                Err(e) => debug!(%peer, error = %e, "ledger sync not sent; the next connection reconciles"),
+            }
+        });
+    }
+
+    /// Issues yesterday's statements of the agreements this member hosts (once each), and
+    /// reconciles with every counterparty every half minute.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.daily_statements()).await;
+            let peers: std::collections::BTreeSet<MemberId> = self
+                .book
+                .list()
+                .into_iter()
+                .map(|v| if v.host == self.me { v.guest } else { v.host })
+                .collect();
+            for p in peers {
+                self.push(p);
+            }
+        }
+    }
+
+    fn daily_statements(&self) {
+        let yesterday = (self.clock.now() - TimeDelta::days(1)).date_naive();
+        for v in self.book.list() {
+            if v.host != self.me || !v.in_force || v.agreement.start.date_naive() > yesterday {
+                continue;
+            }
+            if let Err(e) = self.issue_statement(&v.id, yesterday) {
+                warn!(agreement = %v.id, error = %e, "daily usage statement not issued");
+            }
+        }
+    }
+
+    /// Records held for an agreement, optionally of one kind.
+    pub fn records(&self, agreement: Option<&str>, kind: Option<Kind>) -> Result<Vec<Entry>, AccountsError> {
+        Ok(self
+            .ledger
+            .entries(agreement)?
+            .into_iter()
+            .filter(|e| kind.is_none_or(|k| e.kind == k))
+            .collect())
+    }
+
+    pub fn year_now(&self) -> i32 {
+        self.clock.now().year()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+impl UsageHook for Accounts {
+    fn carried(&self, c: &Carried<'_>) {
+        let Some(agreement) = self.book.policy.agreement_of(c.home, c.visited) else {
+            return;
+        };
+        let Some((device, kind)) = device_key(c.phy_payload) else {
+            return;
+        };
+        if let Err(e) = self.usage.record(&agreement, &device, kind, c.phy_payload, c.airtime_us, c.at) {
+            warn!(%agreement, error = %e, "usage not counted");
+        }
+    }
+}
+
+impl SyncHandler for Accounts {
+    fn on_request(&self, from: &MemberId, body: Vec<u8>) -> Vec<u8> {
+        match serde_json::from_slice::<LedgerMsg>(&body) {
+            Ok(msg) => {
+                if self.merge_from(from, msg) {
+                    // Our answer carries what changed; nothing more to send.
+                }
+            }
+            Err(e) => self.reject(format!("undecodable ledger request from {from}: {e}")),
+        }
+        serde_json::to_vec(&self.shared_with(from)).unwrap_or_default()
+    }
+
+    fn on_connected(&self, peer: &MemberId) {
+        self.push(peer.clone());
+    }
+}
