@@ -127,6 +127,8 @@ token_file = "operator.token"
 # Frames a peer may forward per second (and burst) before being refused.
 # peer_rate_per_sec = 1000
 # peer_burst = 5000
+# The billing policies agreements reference (the repository's policies/ directory).
+# policies = "policies"
 
 [delivery]
 # Undelivered application messages are kept this long, then dropped and counted.

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod device;
 pub mod init;
 pub mod keys;
+pub mod ledger;
 pub mod process;
 pub mod roster;
 pub mod run;

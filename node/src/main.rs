@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use entente::{agreement, bench, config::NodeConfig, demo, device, init, roster, run};
+use entente::{agreement, bench, config::NodeConfig, demo, device, init, ledger, roster, run};
 use entente_model::MemberId;
 use tracing_subscriber::EnvFilter;
 
@@ -66,6 +66,11 @@ enum Cmd {
     AccessRequest {
         #[command(subcommand)]
         command: agreement::AccessCmd,
+    },
+    /// Usage statements, invoices and the signed ledger; `verify` works offline.
+    Ledger {
+        #[command(subcommand)]
+        command: ledger::LedgerCmd,
     },
     /// The joint technical committee's work.
     Committee {
@@ -218,6 +223,12 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Agreement { command } => {
             let v = runtime()?.block_on(agreement::agreement(command))?;
             println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::Ledger { command } => {
+            if let Some(v) = runtime()?.block_on(ledger::run(command))? {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
             Ok(())
         }
         Cmd::AccessRequest { command } => {

@@ -106,6 +106,14 @@ pub async fn federation_with(agreements: bool, test_clock: bool) -> Federation {
         let dir = tempfile::tempdir().unwrap();
         let port = free_tcp_port();
         init(dir.path(), s.member, s.name, s.block, port, &roster);
+        // The billing policies shipped with the repository.
+        let cfg = dir.path().join("node.toml");
+        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let node_toml = std::fs::read_to_string(&cfg).unwrap().replace(
+            "# policies = \"policies\"",
+            &format!("policies = {:?}", policies.display().to_string()),
+        );
+        std::fs::write(&cfg, node_toml).unwrap();
         if test_clock {
             let cfg = dir.path().join("node.toml");
             let text = std::fs::read_to_string(&cfg).unwrap();
