@@ -295,6 +295,28 @@ async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let fcnts: Vec<u64> = rx.posts().iter().map(|p| p["fcnt"].as_u64().unwrap()).collect();
     assert_eq!(fcnts, vec![0, 1, 2, 3, 4, 5], "none lost, none twice");
+    // The usage counters survived the kill -9 and match on both sides, frame for frame.
+    let usage = |v: serde_json::Value| -> Vec<(String, u64)> {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["device"].as_str().unwrap().to_string(), d["counters"]["uplinks"].as_u64().unwrap()))
+            .collect()
+    };
+    let path = "/v1/usage?agreement=tours-metropole-smo";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (t, s) = (
+            usage(tours.get_json(path).await.unwrap()),
+            usage(smo.get_json(path).await.unwrap()),
+        );
+        if t == s && t == vec![(format!("addr:{addr}"), 6)] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "tours {t:?} smo {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(m(tours, "entente_roaming_buffered").await, 0.0);
     assert!(
         m(

@@ -136,6 +136,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 peer_rate_per_sec: cfg.federation.peer_rate_per_sec,
                 peer_burst: cfg.federation.peer_burst,
                 buffer_max: cfg.federation.buffer_max,
+                hold_until_ready: true,
                 ..entente_peering::PeeringConfig::default()
             };
             let started = entente_peering::Peering::start(
@@ -168,6 +169,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 cfg.policies_dir(),
             );
             accounts.attach(started.peering.clone());
+            started.peering.ready();
             let addrs = started.listening.iter().map(|a| a.to_string()).collect();
             (Some(started.peering), started.roamed, addrs, Some(book), Some(accounts))
         }

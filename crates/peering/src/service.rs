@@ -55,6 +55,9 @@ pub struct PeeringConfig {
     pub request_timeout: Duration,
     /// Safety margin kept before a downlink's RX window when deciding TOO_LATE.
     pub tx_margin: Duration,
+    /// Hold peers' requests until `Peering::ready` is called, so the policy, the usage
+    /// counters and the sync handlers installed after `start` see the very first frame.
+    pub hold_until_ready: bool,
 }
 
 impl Default for PeeringConfig {
@@ -67,6 +70,7 @@ impl Default for PeeringConfig {
             buffer_retention: TimeDelta::hours(48),
             request_timeout: Duration::from_secs(5),
             tx_margin: Duration::from_millis(50),
+            hold_until_ready: false,
         }
     }
 }
@@ -210,6 +214,7 @@ pub struct Peering {
     refusals: Mutex<BTreeMap<(&'static str, MemberId, &'static str, &'static str), u64>>,
     sync_handlers: RwLock<HashMap<&'static str, Arc<dyn SyncHandler>>>,
     usage: RwLock<Option<Arc<dyn UsageHook>>>,
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -331,6 +336,7 @@ impl Peering {
             })
             .collect();
         let roster_arc = Arc::new(roster);
+        let cfg_hold = cfg.hold_until_ready;
         let p = Arc::new(Peering {
             me,
             peer_id,
@@ -357,6 +363,7 @@ impl Peering {
             refusals: Mutex::new(BTreeMap::new()),
             sync_handlers: RwLock::new(HashMap::new()),
             usage: RwLock::new(None),
+            ready: tokio::sync::watch::Sender::new(!cfg_hold),
         });
         let _ = p.weak.set(Arc::downgrade(&p));
         let task = tokio::spawn(p.clone().swarm_task(swarm, cmd_rx, shutdown));
@@ -370,6 +377,16 @@ impl Peering {
 
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Everything is installed: peers' requests held until now are served.
+    pub fn ready(&self) {
+        self.ready.send_replace(true);
+    }
+
+    async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 
     pub fn peers(&self) -> Vec<PeerStatus> {
@@ -1061,6 +1078,7 @@ impl Peering {
                     request_response::Message::Request { request, channel, .. } => {
                         let this = self.clone();
                         tokio::spawn(async move {
+                            this.wait_ready().await;
                             let resp = match request {
                                 Request::Uplinks(f) => this.on_uplinks(peer, f).await,
                                 Request::Downlink(d) => this.on_downlink(peer, d).await,
@@ -1106,6 +1124,7 @@ impl Peering {
                     let this = self.clone();
                     let from = self.member_of(&peer).map(|m| m.id.clone());
                     tokio::spawn(async move {
+                        this.wait_ready().await;
                         let body = match (from, this.sync_handler(&request.channel)) {
                             (Some(from), Some(h)) => {
                                 tokio::task::spawn_blocking(move || h.on_request(&from, request.body))
