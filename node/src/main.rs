@@ -156,6 +156,8 @@ enum BenchCmd {
     Roaming(bench::RoamingArgs),
     /// Cost of one federation routing lookup as members and declared devices grow.
     Routing,
+    /// A year of billing for a million devices, from the counters to signed records.
+    Billing(bench::BillingArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -277,6 +279,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             BenchCmd::Roaming(args) => {
                 let v = runtime()?.block_on(bench::roaming(args))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            BenchCmd::Billing(args) => {
+                println!("{}", serde_json::to_string_pretty(&bench::billing(args)?)?);
                 Ok(())
             }
             BenchCmd::Routing => {

@@ -158,35 +158,57 @@ pub fn annual_declared(
     ))
 }
 
-/// The catalogue for `year`, monthly pro rata: one line per service and use case, its
-/// amount `price x unit-months / 12` rounded once.
-pub fn catalogue_year(
+/// Unit-months per use case for one year, accumulated device by device, so a million
+/// devices are billed in one pass without being held in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnitMonths {
+    pub year: i32,
+    pub per_unit: u32,
+    pub by_use_case: std::collections::BTreeMap<String, u64>,
+    pub devices_billed: u64,
+}
+
+impl UnitMonths {
+    pub fn new(policy: &BillingPolicy, year: i32) -> Result<UnitMonths, BillingError> {
+        let Rule::Catalogue { quantities_per_unit, .. } = policy.rule else {
+            return Err(BillingError::WrongRule(policy.id.clone(), "catalogue"));
+        };
+        Ok(UnitMonths {
+            year,
+            per_unit: quantities_per_unit,
+            ..Default::default()
+        })
+    }
+
+    pub fn add(&mut self, use_case: &str, quantities: u32, first: DateTime<Utc>, last: DateTime<Utc>) {
+        let m = billable_months(first, last, self.year) as u64;
+        if m == 0 {
+            return;
+        }
+        let um = m * units(quantities, self.per_unit) as u64;
+        match self.by_use_case.get_mut(use_case) {
+            Some(v) => *v += um,
+            None => {
+                self.by_use_case.insert(use_case.to_string(), um);
+            }
+        }
+        self.devices_billed += 1;
+    }
+}
+
+/// The catalogue invoice from accumulated unit-months: one line per service and use case,
+/// `price x unit-months / 12` rounded once.
+pub fn catalogue_invoice(
     policy: &BillingPolicy,
     agreement: &str,
     debtor: &str,
-    year: i32,
     services: &[&str],
-    devices: &[DeviceUse],
+    sums: &UnitMonths,
     issued: DateTime<Utc>,
 ) -> Result<Invoice, BillingError> {
-    let Rule::Catalogue { quantities_per_unit, .. } = policy.rule else {
-        return Err(BillingError::WrongRule(policy.id.clone(), "catalogue"));
-    };
-    // unit-months per use case, in one pass over the devices.
-    let mut per_case: std::collections::BTreeMap<&str, u64> = Default::default();
-    for d in devices {
-        let (Some(f), Some(l)) = (d.first_seen, d.last_seen) else {
-            continue;
-        };
-        let m = billable_months(f, l, year) as u64;
-        if m > 0 {
-            *per_case.entry(d.use_case.as_str()).or_default() +=
-                m * units(d.quantities, quantities_per_unit) as u64;
-        }
-    }
     let mut lines = Vec::new();
     for s in services {
-        for (case, unit_months) in &per_case {
+        for (case, unit_months) in &sums.by_use_case {
             let price = policy.price(s, case).ok_or_else(|| BillingError::NoPrice {
                 policy: policy.id.clone(),
                 service: s.to_string(),
@@ -204,13 +226,32 @@ pub fn catalogue_year(
     }
     Ok(invoice(
         policy,
-        format!("{agreement}/{year}"),
+        format!("{agreement}/{}", sums.year),
         agreement,
         debtor,
-        year_bounds(year)?,
+        year_bounds(sums.year)?,
         lines,
         issued,
     ))
+}
+
+/// The catalogue for `year`, monthly pro rata, over a list of devices.
+pub fn catalogue_year(
+    policy: &BillingPolicy,
+    agreement: &str,
+    debtor: &str,
+    year: i32,
+    services: &[&str],
+    devices: &[DeviceUse],
+    issued: DateTime<Utc>,
+) -> Result<Invoice, BillingError> {
+    let mut sums = UnitMonths::new(policy, year)?;
+    for d in devices {
+        if let (Some(f), Some(l)) = (d.first_seen, d.last_seen) {
+            sums.add(&d.use_case, d.quantities, f, l);
+        }
+    }
+    catalogue_invoice(policy, agreement, debtor, services, &sums, issued)
 }
 
 /// Penalties owed by the operator, capped at the policy's share of the year's amount.

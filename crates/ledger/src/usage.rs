@@ -192,6 +192,24 @@ impl Usage {
         Ok(true)
     }
 
+    /// Calls `f` with each device's counters under `agreement`, in key order, without
+    /// holding them all.
+    pub fn for_each_device(
+        &self,
+        agreement: &str,
+        mut f: impl FnMut(&str, &DeviceCounters),
+    ) -> Result<u64, LedgerError> {
+        let prefix = format!("{agreement}\u{1}");
+        let mut n = 0;
+        for kv in self.store.range_from::<Devices>(&prefix)? {
+            let (k, c) = kv?;
+            let Some(device) = k.strip_prefix(&prefix) else { break };
+            f(device, &c);
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Every device's counters under `agreement`.
     pub fn devices(&self, agreement: &str) -> Result<Vec<(String, DeviceCounters)>, LedgerError> {
         let prefix = format!("{agreement}\u{1}");

@@ -1,11 +1,13 @@
 //! `entente bench ...`: benchmarks that print their figures as JSON. Everything they
 //! measure is the real code path (real sockets, real RocksDB); nothing is mocked.
 
+pub mod billing;
 pub mod delivery;
 pub mod ingest;
 pub mod roaming;
 pub mod routing;
 
+pub use billing::{BillingArgs, billing};
 pub use delivery::{DeliveryArgs, delivery};
 pub use ingest::{IngestArgs, ingest};
 pub use roaming::{RoamingArgs, roaming};
