@@ -257,6 +257,20 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Signed by both, the review is a ledger record, replicated to the SMO.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = smo
+            .get_json(&format!("/v1/ledger?agreement={ID}&kind=committee_review"))
+            .await
+            .unwrap();
+        if v.as_array().is_some_and(|a| a.len() == 1 && a[0]["signatures"].as_object().unwrap().len() == 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "review not in the ledger: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Notice from the SMO while the Tours node is down: the two reconcile when it is back.
     tours.take().unwrap().stop().await.unwrap();
     entente(&["agreement", "terminate", "--config", &cfg(1), ID]);

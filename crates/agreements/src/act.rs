@@ -4,11 +4,12 @@
 //! claim an act the other did not sign.
 
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use entente_model::MemberId;
 use serde::{Deserialize, Serialize};
 
 use crate::model::AuthorisedUser;
+use crate::sig::{sign_hex, verify_hex};
 use crate::signing::SignError;
 
 pub const ACT_DOMAIN: &[u8] = b"entente/act/v1\n";
@@ -44,16 +45,10 @@ pub struct SignedAct {
     pub signature: String,
 }
 
-fn message(bytes: &[u8]) -> Vec<u8> {
-    let mut m = ACT_DOMAIN.to_vec();
-    m.extend_from_slice(bytes);
-    m
-}
-
 impl SignedAct {
     pub fn sign(act: &Act, key: &SigningKey) -> Result<SignedAct, SignError> {
         let bytes = serde_json::to_vec(act).map_err(|e| SignError::Decode(e.to_string()))?;
-        let signature = hex::encode(key.sign(&message(&bytes)).to_bytes());
+        let signature = sign_hex(key, ACT_DOMAIN, &bytes);
         Ok(SignedAct { bytes, signature })
     }
 
@@ -64,11 +59,9 @@ impl SignedAct {
     /// Decodes the act and checks its author's signature.
     pub fn verify(&self, keys: &dyn Fn(&MemberId) -> Option<VerifyingKey>) -> Result<Act, SignError> {
         let act = self.act()?;
-        let bad = || SignError::BadSignature(act.by.clone());
-        let key = keys(&act.by).ok_or_else(bad)?;
-        let raw = hex::decode(&self.signature).map_err(|_| bad())?;
-        let sig = Signature::from_slice(&raw).map_err(|_| bad())?;
-        key.verify(&message(&self.bytes), &sig).map_err(|_| bad())?;
+        if !keys(&act.by).is_some_and(|k| verify_hex(&k, ACT_DOMAIN, &self.bytes, &self.signature)) {
+            return Err(SignError::BadSignature(act.by));
+        }
         Ok(act)
     }
 }

@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod policy;
 pub mod review;
+pub mod sig;
 pub mod signing;
 
 pub use act::{Act, ActKind, SignedAct};

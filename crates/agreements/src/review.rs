@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use entente_model::{DevEui, MemberId};
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::{AccessState, Record};
 use crate::model::{AdminAccount, Service};
+use crate::sig::{sign_hex, verify_hex};
 use crate::signing::SignError;
 
 pub const REVIEW_DOMAIN: &[u8] = b"entente/review/v1\n";
@@ -208,12 +209,6 @@ pub struct SignedReview {
     pub signatures: BTreeMap<MemberId, String>,
 }
 
-fn message(bytes: &[u8]) -> Vec<u8> {
-    let mut m = REVIEW_DOMAIN.to_vec();
-    m.extend_from_slice(bytes);
-    m
-}
-
 impl SignedReview {
     pub fn new(review: &Review) -> Result<SignedReview, SignError> {
         Ok(SignedReview {
@@ -238,7 +233,7 @@ impl SignedReview {
             return Err(SignError::NotAParty(member.clone()));
         }
         self.signatures
-            .insert(member.clone(), hex::encode(key.sign(&message(&self.bytes)).to_bytes()));
+            .insert(member.clone(), sign_hex(key, REVIEW_DOMAIN, &self.bytes));
         Ok(())
     }
 
@@ -249,11 +244,9 @@ impl SignedReview {
             if m != &r.host && m != &r.guest {
                 return Err(SignError::NotAParty(m.clone()));
             }
-            let bad = || SignError::BadSignature(m.clone());
-            let key = keys(m).ok_or_else(bad)?;
-            let raw = hex::decode(sig).map_err(|_| bad())?;
-            let s = Signature::from_slice(&raw).map_err(|_| bad())?;
-            key.verify(&message(&self.bytes), &s).map_err(|_| bad())?;
+            if !keys(m).is_some_and(|k| verify_hex(&k, REVIEW_DOMAIN, &self.bytes, sig)) {
+                return Err(SignError::BadSignature(m.clone()));
+            }
         }
         Ok(self.signatures.keys().cloned().collect())
     }

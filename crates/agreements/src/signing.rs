@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use crate::sig::{sign_hex, verify_hex};
 use entente_model::MemberId;
 use serde::{Deserialize, Serialize};
 
@@ -31,12 +33,6 @@ pub struct SignedAgreement {
     pub signatures: BTreeMap<MemberId, String>,
 }
 
-fn message(bytes: &[u8]) -> Vec<u8> {
-    let mut m = DOMAIN.to_vec();
-    m.extend_from_slice(bytes);
-    m
-}
-
 impl SignedAgreement {
     /// The proposer encodes and signs a new version.
     pub fn propose(a: &Agreement, proposer: &MemberId, key: &SigningKey) -> Result<Self, SignError> {
@@ -62,9 +58,8 @@ impl SignedAgreement {
         if !a.parties().contains(&member) {
             return Err(SignError::NotAParty(member.clone()));
         }
-        let sig = key.sign(&message(&self.bytes));
         self.signatures
-            .insert(member.clone(), hex::encode(sig.to_bytes()));
+            .insert(member.clone(), sign_hex(key, DOMAIN, &self.bytes));
         Ok(())
     }
 
@@ -75,16 +70,13 @@ impl SignedAgreement {
         keys: &dyn Fn(&MemberId) -> Option<VerifyingKey>,
     ) -> Result<Vec<MemberId>, SignError> {
         let a = self.agreement()?;
-        let msg = message(&self.bytes);
         for (m, sig) in &self.signatures {
             if !a.parties().contains(&m) {
                 return Err(SignError::NotAParty(m.clone()));
             }
-            let key = keys(m).ok_or_else(|| SignError::BadSignature(m.clone()))?;
-            let raw = hex::decode(sig).map_err(|_| SignError::BadSignature(m.clone()))?;
-            let sig = Signature::from_slice(&raw).map_err(|_| SignError::BadSignature(m.clone()))?;
-            key.verify(&msg, &sig)
-                .map_err(|_| SignError::BadSignature(m.clone()))?;
+            if !keys(m).is_some_and(|k| verify_hex(&k, DOMAIN, &self.bytes, sig)) {
+                return Err(SignError::BadSignature(m.clone()));
+            }
         }
         Ok(self.signatures.keys().cloned().collect())
     }

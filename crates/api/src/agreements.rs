@@ -157,7 +157,16 @@ pub async fn answer_access(
 /// Prepares this quarter's access-rights review (or countersigns the counterparty's)
 /// and returns it as JSON, as Markdown, and signed.
 pub async fn review(State(s): State<ApiState>, Path(id): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+    let key = id.clone();
     let (review, signed) = blocking(&s, move |b| b.review(&id)).await?;
+    // Signed by both: the review becomes a ledger record too.
+    if let Some(a) = s.accounts.clone() {
+        let r = signed.clone();
+        let out = tokio::task::spawn_blocking(move || a.record_review(&key, &r)).await;
+        if let Ok(Err(e)) = out {
+            tracing::warn!(error = %e, "committee review not recorded in the ledger");
+        }
+    }
     let signers: Vec<_> = signed.signatures.keys().cloned().collect();
     Ok(axum::Json(json!({
         "review": review,

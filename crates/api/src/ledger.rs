@@ -124,11 +124,21 @@ pub async fn accept(State(s): State<ApiState>, Json(r): Json<AcceptRequest>) -> 
 #[derive(Deserialize)]
 pub struct AgreementQuery {
     pub agreement: Option<String>,
+    /// The period, inclusive (YYYY-MM-DD).
+    pub from: Option<chrono::NaiveDate>,
+    pub to: Option<chrono::NaiveDate>,
+}
+
+impl AgreementQuery {
+    fn covers(&self, start: chrono::NaiveDate, end: chrono::NaiveDate) -> bool {
+        self.from.is_none_or(|f| end >= f) && self.to.is_none_or(|t| start <= t)
+    }
 }
 
 /// Usage statements with where each stands: countersigned, disputed or awaiting.
 pub async fn statements(State(s): State<ApiState>, Query(q): Query<AgreementQuery>) -> Result<axum::Json<Value>, ApiError> {
-    let all = blocking(&s, move |a| a.records(q.agreement.as_deref(), None)).await?;
+    let agreement = q.agreement.clone();
+    let all = blocking(&s, move |a| a.records(agreement.as_deref(), None)).await?;
     let disputes: Vec<Dispute> = all
         .iter()
         .filter(|e| e.kind == Kind::Dispute)
@@ -139,6 +149,9 @@ pub async fn statements(State(s): State<ApiState>, Query(q): Query<AgreementQuer
         .filter(|e| e.kind == Kind::UsageStatement)
         .filter_map(|e| {
             let st: UsageStatement = e.body_json().ok()?;
+            if !q.covers(st.day, st.day) {
+                return None;
+            }
             let status = if disputes.iter().any(|d| d.statement_hash == e.hash) {
                 "disputed"
             } else if e.signatures.len() >= 2 {
@@ -158,11 +171,15 @@ pub async fn statements(State(s): State<ApiState>, Query(q): Query<AgreementQuer
 }
 
 pub async fn disputes(State(s): State<ApiState>, Query(q): Query<AgreementQuery>) -> Result<axum::Json<Value>, ApiError> {
-    let all = blocking(&s, move |a| a.records(q.agreement.as_deref(), Some(Kind::Dispute))).await?;
+    let agreement = q.agreement.clone();
+    let all = blocking(&s, move |a| a.records(agreement.as_deref(), Some(Kind::Dispute))).await?;
     let v: Vec<Value> = all
         .iter()
         .filter_map(|e| {
             let d: Dispute = e.body_json().ok()?;
+            if !q.covers(d.day, d.day) {
+                return None;
+            }
             Some(json!({ "issuer": e.issuer, "seq": e.seq, "hash": e.hash, "dispute": d }))
         })
         .collect();
@@ -170,11 +187,15 @@ pub async fn disputes(State(s): State<ApiState>, Query(q): Query<AgreementQuery>
 }
 
 pub async fn invoices(State(s): State<ApiState>, Query(q): Query<AgreementQuery>) -> Result<axum::Json<Value>, ApiError> {
-    let all = blocking(&s, move |a| a.records(q.agreement.as_deref(), Some(Kind::BillingRecord))).await?;
+    let agreement = q.agreement.clone();
+    let all = blocking(&s, move |a| a.records(agreement.as_deref(), Some(Kind::BillingRecord))).await?;
     let v: Vec<Value> = all
         .iter()
         .filter_map(|e| {
             let inv: entente_ledger::Invoice = e.body_json().ok()?;
+            if !q.covers(inv.period_start, inv.period_end) {
+                return None;
+            }
             Some(json!({
                 "issuer": e.issuer, "seq": e.seq, "hash": e.hash, "invoice": inv,
                 "accepted": e.signatures.len() >= 2,

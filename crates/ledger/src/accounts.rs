@@ -260,8 +260,32 @@ impl Accounts {
         Ok((inv, e))
     }
 
-    /// Devices counted under an agreement, with their first and last frames.
+    /// Devices counted under an agreement, with their first and last frames. A member
+    /// hosted on this node (a tenant: nothing roams) is counted by this node's own
+    /// network server: its first kept uplink and its session's last.
     fn device_uses(&self, agreement: &str) -> Result<Vec<DeviceUse>, AccountsError> {
+        let mut v = self.roamed_device_uses(agreement)?;
+        let a = self.book.record(agreement)?.effective()?;
+        let counted: std::collections::BTreeSet<_> = v.iter().map(|d| d.dev_eui).collect();
+        for eui in a.declared_devices().into_iter().filter(|e| !counted.contains(e)) {
+            let Ok(d) = self.lns.device(&eui) else { continue };
+            let first = self.lns.uplinks(&eui, 0, 1).ok().and_then(|u| u.first().map(|u| u.received_at));
+            let last = self.lns.session(&eui).ok().flatten().and_then(|s| s.last_seen);
+            v.push(DeviceUse {
+                dev_eui: eui,
+                use_case: match d.profile.use_case {
+                    entente_lns::UseCase::WaterMetering => "water_metering".into(),
+                    entente_lns::UseCase::Other => "other".into(),
+                },
+                quantities: d.profile.measured_quantities as u32,
+                first_seen: first,
+                last_seen: last,
+            });
+        }
+        Ok(v)
+    }
+
+    fn roamed_device_uses(&self, agreement: &str) -> Result<Vec<DeviceUse>, AccountsError> {
         let mut v = Vec::new();
         for (key, c) in self.usage.devices(agreement)? {
             let eui = key
@@ -325,6 +349,23 @@ impl Accounts {
         )?;
         self.push(self.book.counterparty_of(agreement)?);
         Ok(e)
+    }
+
+    /// Keeps a committee review in the ledger once both parties signed it.
+    pub fn record_review(&self, agreement: &str, review: &entente_agreements::SignedReview) -> Result<Option<Entry>, AccountsError> {
+        if review.signatures.len() < 2 {
+            return Ok(None);
+        }
+        let held = self.ledger.entries(Some(agreement))?.into_iter().any(|e| {
+            e.kind == Kind::CommitteeReview
+                && e.body_json::<entente_agreements::SignedReview>().is_ok_and(|r| r.bytes == review.bytes)
+        });
+        if held {
+            return Ok(None);
+        }
+        let e = self.ledger.append(agreement, Kind::CommitteeReview, review)?;
+        self.push(self.book.counterparty_of(agreement)?);
+        Ok(Some(e))
     }
 
     /// Countersigns a record of the counterparty (an invoice accepted, a device count).

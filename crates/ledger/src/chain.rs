@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use entente_agreements::sig::{sign_hex, verify_hex};
 use entente_model::MemberId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -93,12 +94,6 @@ pub fn hash_of(agreement: &str, issuer: &MemberId, seq: u64, kind: Kind, prev: &
     hex::encode(h.finalize())
 }
 
-fn message(hash: &str) -> Vec<u8> {
-    let mut m = LEDGER_DOMAIN.to_vec();
-    m.extend_from_slice(hash.as_bytes());
-    m
-}
-
 impl Entry {
     /// The next record after `prev` (None: the agreement's first).
     pub fn next(prev: Option<&Entry>, agreement: &str, issuer: &MemberId, kind: Kind, body: Vec<u8>) -> Entry {
@@ -120,8 +115,8 @@ impl Entry {
     }
 
     pub fn sign(&mut self, member: &MemberId, key: &SigningKey) {
-        let sig = key.sign(&message(&self.hash));
-        self.signatures.insert(member.clone(), hex::encode(sig.to_bytes()));
+        self.signatures
+            .insert(member.clone(), sign_hex(key, LEDGER_DOMAIN, self.hash.as_bytes()));
     }
 
     pub fn body_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
@@ -130,14 +125,9 @@ impl Entry {
 
     /// Whether `member`'s signature on this record verifies.
     pub fn signed_by(&self, member: &MemberId, key: &VerifyingKey) -> bool {
-        let Some(s) = self.signatures.get(member) else {
-            return false;
-        };
-        let Ok(raw) = hex::decode(s) else { return false };
-        let Ok(sig) = Signature::from_slice(&raw) else {
-            return false;
-        };
-        key.verify(&message(&self.hash), &sig).is_ok()
+        self.signatures
+            .get(member)
+            .is_some_and(|s| verify_hex(key, LEDGER_DOMAIN, self.hash.as_bytes(), s))
     }
 }
 
@@ -188,12 +178,11 @@ pub fn verify(
         if !e.signatures.contains_key(&e.issuer) {
             return Err(bad(format!("not signed by its issuer {}", e.issuer)));
         }
-        for (m, s) in &e.signatures {
+        for m in e.signatures.keys() {
             let key = keys(m).ok_or_else(|| bad(format!("{m} is not a known signer")))?;
-            let raw = hex::decode(s).map_err(|_| bad(format!("{m}'s signature is not hex")))?;
-            let sig = Signature::from_slice(&raw).map_err(|_| bad(format!("{m}'s signature is malformed")))?;
-            key.verify(&message(&e.hash), &sig)
-                .map_err(|_| bad(format!("{m}'s signature does not verify (forged)")))?;
+            if !e.signed_by(m, &key) {
+                return Err(bad(format!("{m}'s signature does not verify (forged)")));
+            }
         }
         last.insert((e.agreement.as_str(), &e.issuer), (e.seq, e.hash.as_str()));
     }

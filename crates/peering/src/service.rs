@@ -524,11 +524,7 @@ impl Peering {
             })
             .await
             .map_err(|_| "the federation is stopping".to_string())?;
-        match tokio::time::timeout(self.cfg.request_timeout + Duration::from_secs(1), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err("request dropped".into()),
-            Err(_) => Err("timeout".into()),
-        }
+        self.answer(rx).await
     }
 
     pub fn is_member_connected(&self, member: &MemberId) -> bool {
@@ -572,17 +568,22 @@ impl Peering {
     }
 
     /// Sends one request to a peer and waits for its answer.
+    /// Waits for the swarm task's answer to a request, within the request timeout.
+    async fn answer<T>(&self, rx: oneshot::Receiver<Result<T, String>>) -> Result<T, String> {
+        match tokio::time::timeout(self.cfg.request_timeout + Duration::from_secs(1), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("request dropped".into()),
+            Err(_) => Err("timeout".into()),
+        }
+    }
+
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::Request { peer, req, reply: tx })
             .await
             .map_err(|_| "the federation is stopping".to_string())?;
-        match tokio::time::timeout(self.cfg.request_timeout + Duration::from_secs(1), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err("request dropped".into()),
-            Err(_) => Err("timeout".into()),
-        }
+        self.answer(rx).await
     }
 
     // ---- visited side ------------------------------------------------------------
