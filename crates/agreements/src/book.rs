@@ -147,7 +147,7 @@ impl Book {
             reviews.insert(id, r);
         }
         let book = Arc::new(Book {
-            policy: Arc::new(AgreementPolicy::new(me.clone())),
+            policy: Arc::new(AgreementPolicy::new(me.clone(), clock.clone())),
             me,
             key,
             store,

@@ -9,9 +9,29 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use entente_model::{DevAddr, DevEui, Flow, MemberId};
+use entente_model::{DevAddr, DevEui, Flow, MemberId, SharedClock};
 use entente_peering::{FrameFacts, Refusal, RoamingPolicy, Terms};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::state::keyed::HashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+/// The node's clock as the rate limiters' time source, so a test clock moved a day ahead
+/// refills a day's allowance, as it would on the air.
+#[derive(Clone)]
+pub struct PolicyClock(pub SharedClock);
+
+impl governor::clock::Clock for PolicyClock {
+    type Instant = std::time::Duration;
+
+    fn now(&self) -> std::time::Duration {
+        let t = self.0.now();
+        std::time::Duration::from_nanos(t.timestamp_nanos_opt().unwrap_or(0).max(0) as u64)
+    }
+}
+
+type Mw = governor::middleware::NoOpMiddleware<std::time::Duration>;
+type DeviceLimiter = RateLimiter<DeviceKey, HashMapStateStore<DeviceKey>, PolicyClock, Mw>;
+type AgreementLimiter = RateLimiter<NotKeyed, InMemoryState, PolicyClock, Mw>;
 
 use crate::lifecycle::Record;
 use crate::model::{Agreement, Service, WhenHomeUnreachable};
@@ -35,8 +55,8 @@ struct Entry {
     declared: HashMap<DevEui, (BTreeSet<Flow>, u32)>,
     max_per_day: u32,
     terms: Terms,
-    per_device: HashMap<u32, DefaultKeyedRateLimiter<DeviceKey>>,
-    per_agreement: DefaultDirectRateLimiter,
+    per_device: HashMap<u32, DeviceLimiter>,
+    per_agreement: AgreementLimiter,
 }
 
 fn nz(n: u64) -> NonZeroU32 {
@@ -62,7 +82,7 @@ pub fn agreement_quota(a: &Agreement) -> Quota {
 }
 
 impl Entry {
-    fn new(a: &Agreement) -> Entry {
+    fn new(a: &Agreement, clock: &PolicyClock) -> Entry {
         let mut declared = HashMap::new();
         let mut per_device = HashMap::new();
         for u in &a.users {
@@ -71,12 +91,12 @@ impl Entry {
             }
             per_device
                 .entry(u.messages_per_day)
-                .or_insert_with(|| RateLimiter::keyed(device_quota(u.messages_per_day)));
+                .or_insert_with(|| RateLimiter::hashmap_with_clock(device_quota(u.messages_per_day), clock.clone()));
         }
         let max_per_day = a.users.iter().map(|u| u.messages_per_day).max().unwrap_or(1);
         per_device
             .entry(max_per_day)
-            .or_insert_with(|| RateLimiter::keyed(device_quota(max_per_day)));
+            .or_insert_with(|| RateLimiter::hashmap_with_clock(device_quota(max_per_day), clock.clone()));
         Entry {
             id: a.id.clone(),
             version: a.version,
@@ -90,21 +110,23 @@ impl Entry {
                 buffer_when_unreachable: a.when_home_unreachable == WhenHomeUnreachable::Buffer,
             },
             per_device,
-            per_agreement: RateLimiter::direct(agreement_quota(a)),
+            per_agreement: RateLimiter::direct_with_clock(agreement_quota(a), clock.clone()),
         }
     }
 }
 
 pub struct AgreementPolicy {
     me: MemberId,
+    clock: PolicyClock,
     entries: RwLock<Vec<Arc<Entry>>>,
     resolver: RwLock<Option<Resolver>>,
 }
 
 impl AgreementPolicy {
-    pub fn new(me: MemberId) -> Self {
+    pub fn new(me: MemberId, clock: SharedClock) -> Self {
         AgreementPolicy {
             me,
+            clock: PolicyClock(clock),
             entries: RwLock::new(Vec::new()),
             resolver: RwLock::new(None),
         }
@@ -139,7 +161,7 @@ impl AgreementPolicy {
                     }
                     e.clone()
                 }
-                None => Arc::new(Entry::new(&a)),
+                None => Arc::new(Entry::new(&a, &self.clock)),
             };
             next.push(e);
         }

@@ -285,7 +285,7 @@ fn join(dev: DevEui, home: &str, visited: &str) -> FrameFacts {
 #[test]
 fn the_policy_follows_the_agreements_in_force() {
     let p = Parties::new();
-    let policy = AgreementPolicy::new(id("tours-metropole"));
+    let policy = AgreementPolicy::new(id("tours-metropole"), std::sync::Arc::new(entente_model::ManualClock::new(t("2026-02-01T00:00:00Z"))));
     let now = t("2026-02-01T00:00:00Z");
     let declared = DevEui((0x70b3_d5e7_5e00_0000u64).to_be_bytes());
     let (proposed_r, _) = proposed(&p, now);
@@ -588,7 +588,7 @@ fn the_example_conventions_fit_the_model() {
     assert!(!tenant.services.contains(&Service::Transit));
     assert!(matches!(tenant.billing, Billing::Policy { ref reference } if reference == "smo-vdln/catalogue-2025-09"));
     // A tenant convention in force gives no roaming right.
-    let p = AgreementPolicy::new(id("smo-vdln"));
+    let p = AgreementPolicy::new(id("smo-vdln"), std::sync::Arc::new(entente_model::ManualClock::new(t("2025-09-02T00:00:00Z"))));
     let keys = |m: &MemberId| match m.as_str() {
         "smo-vdln" => Some(SigningKey::from_bytes(&[2; 32]).verifying_key()),
         "agglopolys" => Some(SigningKey::from_bytes(&[4; 32]).verifying_key()),
