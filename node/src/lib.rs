@@ -12,3 +12,4 @@ pub mod ledger;
 pub mod process;
 pub mod roster;
 pub mod run;
+pub mod scenario;

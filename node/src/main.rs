@@ -48,8 +48,9 @@ enum Cmd {
         #[arg(long, default_value = "node.toml")]
         config: PathBuf,
     },
-    /// Run a demonstration: a node as a real process, a simulated gateway over real UDP,
-    /// traffic, and a report of what the node saw.
+    /// Run a scenario's federation as real processes on loopback (default
+    /// `val-de-loire`): agreements, days of traffic with roaming, joins and downlinks, an
+    /// outage, usage statements and a billing period; then a report.
     Demo(demo::DemoArgs),
     /// Manage the devices of a running node (through its API, with the operator token).
     Device {

@@ -74,11 +74,16 @@ pub fn device_quota(per_day: u32) -> Quota {
         .allow_burst(nz((per_day * 2).max(4)))
 }
 
-/// The agreement's total: its derived rate per second, with a minute's worth of burst.
+/// The agreement's total: its derived rate per second, with a burst of two days of the
+/// declared traffic, what a home node back from an outage receives at once.
 pub fn agreement_quota(a: &Agreement) -> Quota {
     let rate = a.rate_per_second() as u64;
-    let devices = a.declared_devices().len() as u64;
-    Quota::per_second(nz(rate)).allow_burst(nz((rate * 60).max(devices * 2).max(10)))
+    let per_day: u64 = a
+        .users
+        .iter()
+        .map(|u| u.devices.len() as u64 * u.messages_per_day.max(1) as u64)
+        .sum();
+    Quota::per_second(nz(rate)).allow_burst(nz((rate * 60).max(per_day * 2).max(10)))
 }
 
 impl Entry {
@@ -250,7 +255,11 @@ impl RoamingPolicy for AgreementPolicy {
             let key = f.dev_addr.map(DeviceKey::Addr);
             (candidates[0], key, candidates[0].max_per_day)
         };
-        let key = key.filter(|_| !f.downlink);
+        // The declared frequency bounds what devices send; downlinks are the home node's,
+        // bounded by the visited gateway's duty cycle.
+        if f.downlink {
+            return Ok(());
+        }
         if let (Some(key), Some(l)) = (key, entry.per_device.get(&per_day)) {
             if l.check_key(&key).is_err() {
                 return Err(Refusal::DeviceRateLimited);
