@@ -235,6 +235,11 @@ async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
     let eui = DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 9, 2]);
     let addr = entente_model::DevAddr(0x2602_0042);
     import(smo, &[abp_row(eui, addr, "A")]).await;
+    // Tours's routing table sends this DevAddr to the SMO; a bad one is a clear 400.
+    let r = f.nodes[0].get_json(&format!("/v1/routes?dev_addr={addr}")).await.unwrap();
+    assert_eq!(r["member"], "smo-vdln", "{r}");
+    let bad = f.nodes[0].api(reqwest::Method::GET, "/v1/routes?dev_addr=zz").send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
     let mut d = abp_device(eui, addr, DeviceClass::A);
     let mut tmst = 1_000_000u32;
     let mut send = async |d: &mut SimDevice| {

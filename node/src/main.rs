@@ -159,6 +159,8 @@ enum BenchCmd {
     Routing,
     /// A year of billing for a million devices, from the counters to signed records.
     Billing(bench::BillingArgs),
+    /// N nodes (100 by default) in one roster: time to form the mesh, routing, memory.
+    Federation(bench::FederationArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -279,6 +281,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             BenchCmd::Roaming(args) => {
                 let v = runtime()?.block_on(bench::roaming(args))?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            BenchCmd::Federation(args) => {
+                let v = runtime()?.block_on(bench::federation(args))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }

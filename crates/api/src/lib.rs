@@ -67,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/uplinks", get(recipients::pull))
         .route("/clock", get(clock::show).post(clock::advance))
         .route("/peers", get(peers))
+        .route("/routes", get(routes))
         .route("/agreements", get(agreements::list).post(agreements::propose))
         .route("/agreements/import", post(agreements::import))
         .route("/agreements/{id}", get(agreements::show))
@@ -118,6 +119,24 @@ async fn peers(axum::extract::State(s): axum::extract::State<ApiState>) -> axum:
         "peer_id": s.peering.as_ref().map(|p| p.peer_id().to_string()),
         "peers": peers,
     }))
+}
+
+#[derive(serde::Deserialize)]
+struct RouteQuery {
+    dev_addr: String,
+}
+
+/// Which member a DevAddr belongs to, by this node's federation routing table.
+async fn routes(
+    axum::extract::State(s): axum::extract::State<ApiState>,
+    axum::extract::Query(q): axum::extract::Query<RouteQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let a: entente_model::DevAddr = q
+        .dev_addr
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("dev_addr: {e}")))?;
+    let member = s.peering.as_ref().and_then(|p| p.route_dev_addr(a));
+    Ok(axum::Json(serde_json::json!({ "dev_addr": a, "member": member })))
 }
 
 /// Serves until `shutdown` is cancelled, then lets requests in flight finish.

@@ -409,6 +409,11 @@ impl Peering {
         self.routing.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The member a DevAddr belongs to, as this node's routing table says.
+    pub fn route_dev_addr(&self, a: DevAddr) -> Option<MemberId> {
+        self.routing().dev_addr(a).cloned()
+    }
+
     /// Replaces the DevEUIs declared under agreements (joins routed by DevEUI); atomic.
     pub fn set_declared(&self, declared: &[(DevEui, MemberId)]) -> Result<(), PeeringError> {
         let t = RoutingTable::build(&self.roster.members, declared).map_err(PeeringError::Routing)?;

@@ -3,12 +3,14 @@
 
 pub mod billing;
 pub mod delivery;
+pub mod federation;
 pub mod ingest;
 pub mod roaming;
 pub mod routing;
 
 pub use billing::{BillingArgs, billing};
 pub use delivery::{DeliveryArgs, delivery};
+pub use federation::{FederationArgs, federation};
 pub use ingest::{IngestArgs, ingest};
 pub use roaming::{RoamingArgs, roaming};
 pub use routing::routing;
