@@ -34,6 +34,12 @@ pub struct RoamingArgs {
     /// Home dedup window (ms); the visited one is 50 ms.
     #[arg(long, default_value_t = 200)]
     pub home_window_ms: u64,
+    /// Visited dedup window (ms) for frames only forwarded.
+    #[arg(long, default_value_t = 50)]
+    pub visited_window_ms: u64,
+    /// Background roamed uplinks per second while the round trips are sampled (0: none).
+    #[arg(long, default_value_t = 5_000)]
+    pub load_per_sec: u64,
 }
 
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
@@ -42,11 +48,12 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn configure(dir: &Path, block: &str, port: u16, roster: &Path, window: u64) -> Result<()> {
+fn configure(dir: &Path, block: &str, port: u16, roster: &Path, window: u64, visited: u64) -> Result<()> {
     let p = dir.join("node.toml");
     let text = std::fs::read_to_string(&p)?;
     let cfg = crate::init::federate(&text, block, roster, &format!("/ip4/127.0.0.1/tcp/{port}"))
         .replace("# dedup_window_ms = 200", &format!("dedup_window_ms = {window}"))
+        .replace("# visited_dedup_window_ms = 50", &format!("visited_dedup_window_ms = {visited}"))
         .replace("# peer_rate_per_sec = 1000", "peer_rate_per_sec = 100000")
         .replace("# peer_burst = 5000", "peer_burst = 100000")
         .replace("level = \"info\"", "level = \"warn\"")
@@ -85,7 +92,7 @@ pub async fn roaming(a: RoamingArgs) -> Result<Value> {
             api_port: 0,
         })?;
         let port = free_port()?;
-        configure(&dir, block, port, &roster, a.home_window_ms)?;
+        configure(&dir, block, port, &roster, a.home_window_ms, a.visited_window_ms)?;
         text.push_str(&crate::roster::member(&crate::roster::MemberArgs {
             config: dir.join("node.toml"),
             kind: "syndicate".into(),
@@ -223,11 +230,46 @@ pub async fn roaming(a: RoamingArgs) -> Result<Value> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     while gw.next_downlink(Duration::from_millis(200)).await.is_ok() {}
 
+    // Background load through the first gateway while the round trips are sampled through
+    // the second: the devices beyond the first 50 send unconfirmed uplinks at the rate.
+    const RTT_DEVICES: usize = 50;
+    let load_sims = if sims.len() > RTT_DEVICES { sims.split_off(RTT_DEVICES) } else { Vec::new() };
+    let stop_load = tokio_util::sync::CancellationToken::new();
+    let load_sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load_task = (a.load_per_sec > 0 && !load_sims.is_empty()).then(|| {
+        let (stop, sent, rate) = (stop_load.clone(), load_sent.clone(), a.load_per_sec);
+        let mut sims = load_sims;
+        let mut tmst = tmst.wrapping_add(1_000_000_000);
+        tokio::spawn(async move {
+            let per_tick = rate.div_ceil(1000).max(1);
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * per_tick / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut i = 0usize;
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                for _ in 0..per_tick {
+                    let n = sims.len();
+                    let d = &mut sims[i % n];
+                    i += 1;
+                    tmst = tmst.wrapping_add(10);
+                    let Ok(phy) = d.uplink(1, &[0x5a], false, 5, 0) else { continue };
+                    let body = PushData { rxpk: vec![rxpk(&phy, 868.1, "SF7BW125", -90, 5.0, tmst)], stat: None };
+                    if gw.push_no_wait(&body).await.is_ok() {
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+            while gw.next_downlink(Duration::from_millis(1)).await.is_ok() {}
+        })
+    });
+    let load_start = Instant::now();
+    let accepted_before_rtt = accepted(&home.metrics().await?);
     // Round trip, one confirmed uplink at a time.
     let mut rtts = Vec::new();
     let mut missed = 0;
     for s in 0..a.samples {
-        let d = &mut sims[s % a.devices];
+        let n = sims.len();
+        let d = &mut sims[s % n];
         let addr = d.session.as_ref().map(|x| x.dev_addr);
         tmst = tmst.wrapping_add(3_000_000);
         let phy = d.uplink(1, &[0xac], true, 5, 0)?;
@@ -261,8 +303,15 @@ pub async fn roaming(a: RoamingArgs) -> Result<Value> {
         }
         missed += usize::from(!got);
     }
+    let load_secs = load_start.elapsed().as_secs_f64();
+    stop_load.cancel();
+    if let Some(t) = load_task {
+        let _ = t.await;
+    }
+    let load_accepted = accepted(&home.metrics().await?) - accepted_before_rtt;
+    let load_rate = (load_sent.load(std::sync::atomic::Ordering::Relaxed) as f64 / load_secs).round();
     rtts.sort_by(f64::total_cmp);
-    let windows_ms = 50 + a.home_window_ms;
+    let windows_ms = a.visited_window_ms + a.home_window_ms;
     let measured: Vec<f64> = rounds
         .iter()
         .filter_map(|r| r["roamed_uplinks_per_second"].as_f64())
@@ -284,6 +333,10 @@ pub async fn roaming(a: RoamingArgs) -> Result<Value> {
             "dedup_windows_ms": windows_ms,
             "p50_beyond_windows_ms": (percentile(&rtts, 0.5) - windows_ms as f64).max(0.0),
             "p99_beyond_windows_ms": (percentile(&rtts, 0.99) - windows_ms as f64).max(0.0),
+            "visited_window_ms": a.visited_window_ms,
+            "home_window_ms": a.home_window_ms,
+            "background_load_sent_per_second": load_rate,
+            "background_accepted_at_home": load_accepted,
         },
     }))
 }
