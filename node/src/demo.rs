@@ -539,7 +539,9 @@ impl Federation {
                 h.post_json("/v1/ledger/statements", &json!({"agreement": a.id, "day": day})).await?;
             }
             let path = format!("/v1/ledger/statements?agreement={}", a.id);
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            // Answers normally come back within a second; the ledger's 30 s reconciliation
+            // makes good any that did not, so wait for one round of it.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
             let v = loop {
                 let v = h.get_json(&path).await?;
                 let done = v["statements"]

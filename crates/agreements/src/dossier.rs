@@ -145,6 +145,15 @@ impl Dossier {
         self.replay_until(keys, now, None)
     }
 
+    /// Agreement ids travel in paths, file names and CSV exports: 1 to 64 of a-z, A-Z,
+    /// 0-9, '-', '_' and '.'.
+    pub fn valid_id(id: &str) -> bool {
+        (1..=64).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }
+
     /// The record as it stood at `at`: only the acts taken by then count (the objects
     /// declared on 1 January, the state on the day a statement covers).
     pub fn as_of(&self, keys: Keys<'_>, at: DateTime<Utc>) -> Result<Record, DossierError> {
@@ -152,6 +161,12 @@ impl Dossier {
     }
 
     fn replay_until(&self, keys: Keys<'_>, now: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Result<Record, DossierError> {
+        if !Self::valid_id(&self.id) {
+            return Err(DossierError::Inconsistent(format!(
+                "{:?} is not an agreement id (1 to 64 of a-z, A-Z, 0-9, '-', '_', '.')",
+                self.id
+            )));
+        }
         let parties = self.parties()?;
         let mut numbers = BTreeSet::new();
         for v in &self.versions {

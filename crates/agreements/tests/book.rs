@@ -190,6 +190,10 @@ fn a_rejected_proposal_stays_rejected() {
     for illegal in [Book::approve, Book::terminate, Book::suspend, Book::resume] {
         assert!(illegal(&tours.book, &a.id).is_err());
     }
+    // An id that would not survive a path, a file name or a CSV export is refused.
+    let mut odd = a.clone();
+    odd.id = "tours,smo/2026".into();
+    assert!(err(smo.book.propose(&odd)).contains("not an agreement id"));
     // A member that is not a party cannot propose it.
     let mut foreign = a.clone();
     foreign.id = "agglo-smo".into();
