@@ -60,7 +60,10 @@ fn t(n: &Option<NodeProcess>) -> &NodeProcess {
 }
 
 fn posts_of(rx: &Receiver, d: DevEui) -> usize {
-    rx.posts().iter().filter(|p| p["dev_eui"] == d.to_string()).count()
+    rx.posts()
+        .iter()
+        .filter(|p| p["dev_eui"] == d.to_string())
+        .count()
 }
 
 async fn document(node: &NodeProcess) -> String {
@@ -85,9 +88,18 @@ async fn import_doc(node: &NodeProcess, doc: &Value) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
-    let Federation { nodes, dirs, _shared: _keep_roster, .. } = federation_with(false, true).await;
+    let Federation {
+        nodes,
+        dirs,
+        _shared: _keep_roster,
+        ..
+    } = federation_with(false, true).await;
     let mut nodes = nodes.into_iter();
-    let (tours, smo_node, agglo) = (nodes.next().unwrap(), nodes.next().unwrap(), nodes.next().unwrap());
+    let (tours, smo_node, agglo) = (
+        nodes.next().unwrap(),
+        nodes.next().unwrap(),
+        nodes.next().unwrap(),
+    );
     let (tours, smo) = (&mut Some(tours), &smo_node);
     let cfg = |i: usize| dirs[i].path().join("node.toml").to_str().unwrap().to_string();
     let mut gw_tours = gw(t(tours), 1).await;
@@ -130,14 +142,23 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
     a.start = chrono::Utc::now() - chrono::TimeDelta::days(1);
     let file = dirs[1].path().join("convention.json");
     std::fs::write(&file, serde_json::to_vec(&a).unwrap()).unwrap();
-    entente(&["agreement", "propose", "--config", &cfg(1), file.to_str().unwrap()]);
+    entente(&[
+        "agreement",
+        "propose",
+        "--config",
+        &cfg(1),
+        file.to_str().unwrap(),
+    ]);
     let path = format!("/v1/agreements/{ID}");
     let v = entente::agreement::wait_for(t(tours), &path, |v| v["state"] == "proposed")
         .await
         .unwrap();
     let proposed = chrono::DateTime::parse_from_rfc3339(v["proposed_at"].as_str().unwrap()).unwrap();
     let due = chrono::DateTime::parse_from_rfc3339(v["answer_due"].as_str().unwrap()).unwrap();
-    assert!((28..=31).contains(&(due - proposed).num_days()), "one month to answer: {v}");
+    assert!(
+        (28..=31).contains(&(due - proposed).num_days()),
+        "one month to answer: {v}"
+    );
     assert_eq!(v["signed_by"], json!(["smo-vdln"]));
 
     // Proposed is not approved: still refused.
@@ -223,7 +244,10 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
         )
         .unwrap();
         let mut forged: Value = serde_json::from_str(&good).unwrap();
-        forged["acts"].as_array_mut().unwrap().push(serde_json::to_value(act).unwrap());
+        forged["acts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::to_value(act).unwrap());
         let (status, body) = import_doc(smo, &forged).await;
         assert_eq!(status, code, "{by}: {body}");
     }
@@ -234,26 +258,56 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
     // The quarterly review: prepared and signed by the SMO, countersigned by Tours.
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
-    let md = entente(&["committee", "review", "--config", &cfg(1), "--agreement", ID, "--out", o]);
-    assert!(md.contains("Syndicat intercommunal des eaux du Val de Cher"), "{md}");
+    let md = entente(&[
+        "committee",
+        "review",
+        "--config",
+        &cfg(1),
+        "--agreement",
+        ID,
+        "--out",
+        o,
+    ]);
+    assert!(
+        md.contains("Syndicat intercommunal des eaux du Val de Cher"),
+        "{md}"
+    );
     assert!(md.contains("Devices declared: 5; seen this quarter: 2."), "{md}");
     assert!(md.contains("Claire Martin"), "{md}");
     // Tours countersigns the very bytes the SMO prepared, once they have reached it.
     let deadline = tokio::time::Instant::now() + WAIT;
     while t(tours).get_json(&format!("{path}/reviews")).await.unwrap()["reviews"][0].is_null() {
-        assert!(tokio::time::Instant::now() < deadline, "the review did not reach Tours");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the review did not reach Tours"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    entente(&["committee", "review", "--config", &cfg(0), "--agreement", ID, "--out", o]);
+    entente(&[
+        "committee",
+        "review",
+        "--config",
+        &cfg(0),
+        "--agreement",
+        ID,
+        "--out",
+        o,
+    ]);
     let files: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
     assert_eq!(files.len(), 2, "one Markdown and one JSON file for the quarter");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let v = smo.get_json(&format!("{path}/reviews")).await.unwrap();
-        if v["reviews"][0]["signed_by"].as_array().is_some_and(|s| s.len() == 2) {
+        if v["reviews"][0]["signed_by"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2)
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "review not countersigned: {v}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "review not countersigned: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -264,18 +318,29 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
             .get_json(&format!("/v1/ledger?agreement={ID}&kind=committee_review"))
             .await
             .unwrap();
-        if v.as_array().is_some_and(|a| a.len() == 1 && a[0]["signatures"].as_object().unwrap().len() == 1) {
+        if v.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["signatures"].as_object().unwrap().len() == 1)
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "review not in the ledger: {v}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "review not in the ledger: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // Notice from the SMO while the Tours node is down: the two reconcile when it is back.
     tours.take().unwrap().stop().await.unwrap();
     entente(&["agreement", "terminate", "--config", &cfg(1), ID]);
-    *tours = Some(NodeProcess::start(std::path::Path::new(EXE), dirs[0].path()).await.unwrap());
-    gw_tours = GatewayEmulator::connect(t(tours).listening.gateway, gw_tours.eui).await.unwrap();
+    *tours = Some(
+        NodeProcess::start(std::path::Path::new(EXE), dirs[0].path())
+            .await
+            .unwrap(),
+    );
+    gw_tours = GatewayEmulator::connect(t(tours).listening.gateway, gw_tours.eui)
+        .await
+        .unwrap();
     gw_tours.pull(WAIT).await.unwrap();
     // In force for a year more, then no more roaming.
     entente::agreement::wait_for(t(tours), &path, |v| v["state"] == "terminating")
@@ -285,7 +350,10 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
     send(&gw_tours, &mut lamp_dev).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while posts_of(&rx, lamp) == before {
-        assert!(tokio::time::Instant::now() < deadline, "not delivered during notice");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered during notice"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for n in [t(tours), smo] {
@@ -305,7 +373,11 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
     send(&gw_tours, &mut lamp_dev).await;
     wait_refused(t(tours), "visited", "no_agreement", refused_before + 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(posts_of(&rx, lamp), before, "nothing roams after the notice ran out");
+    assert_eq!(
+        posts_of(&rx, lamp),
+        before,
+        "nothing roams after the notice ran out"
+    );
 
     for n in [tours.take().unwrap(), smo_node, agglo] {
         n.stop().await.unwrap();

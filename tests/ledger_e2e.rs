@@ -56,10 +56,18 @@ async fn today(node: &NodeProcess) -> chrono::NaiveDate {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
-    let Federation { nodes, dirs, roster, _shared } = federation_with(false, true).await;
+    let Federation {
+        nodes,
+        dirs,
+        roster,
+        _shared,
+    } = federation_with(false, true).await;
     let (tours, smo) = (&nodes[0], &nodes[1]);
     let cfg = |i: usize| dirs[i].path().join("node.toml").to_str().unwrap().to_string();
-    let (lamp, meter): (DevEui, DevEui) = ("70B3D5E75E000301".parse().unwrap(), "70B3D5E75E000302".parse().unwrap());
+    let (lamp, meter): (DevEui, DevEui) = (
+        "70B3D5E75E000301".parse().unwrap(),
+        "70B3D5E75E000302".parse().unwrap(),
+    );
     let (lamp_addr, meter_addr) = (DevAddr(0x2602_0301), DevAddr(0x2602_0302));
     let mut a = entente::agreement::transit(
         ID,
@@ -77,13 +85,23 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     let gw_tours = gw(tours, 1).await;
     let rx = Receiver::start().await;
     webhook(smo, &rx).await;
-    import(smo, &[abp_row(lamp, lamp_addr, "A"), abp_row(meter, meter_addr, "A")]).await;
+    import(
+        smo,
+        &[abp_row(lamp, lamp_addr, "A"), abp_row(meter, meter_addr, "A")],
+    )
+    .await;
     let mut lamp_dev = abp_device(lamp, lamp_addr, DeviceClass::A);
     let mut meter_dev = abp_device(meter, meter_addr, DeviceClass::A);
     let tmst = std::cell::Cell::new(1_000_000u32);
     let send = async |d: &mut SimDevice| {
         tmst.set(tmst.get() + 20_000_000);
-        push(&gw_tours, &d.uplink(2, &[0x40], false, 5, 0).unwrap(), tmst.get(), 8.0).await;
+        push(
+            &gw_tours,
+            &d.uplink(2, &[0x40], false, 5, 0).unwrap(),
+            tmst.get(),
+            8.0,
+        )
+        .await;
     };
     for _ in 0..3 {
         send(&mut lamp_dev).await;
@@ -97,7 +115,11 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     wait_json(smo, &usage, "5 uplinks", |v| uplinks(v) == 5).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while rx.posts().len() < 5 {
-        assert!(tokio::time::Instant::now() < deadline, "{} delivered", rx.posts().len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} delivered",
+            rx.posts().len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -109,12 +131,18 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
         .unwrap();
     let statements = format!("/v1/ledger/statements?agreement={ID}");
     for n in [smo, tours] {
-        let v = wait_json(n, &statements, "countersigned", |v| v["statements"][0]["status"] == "countersigned").await;
+        let v = wait_json(n, &statements, "countersigned", |v| {
+            v["statements"][0]["status"] == "countersigned"
+        })
+        .await;
         assert_eq!(v["statements"][0]["totals"]["uplinks"], json!(5), "{v}");
     }
 
     // Tours's clock runs a day ahead: three frames counted on different days on each side.
-    tours.post_json("/v1/clock", &json!({"advance_secs": 86_400})).await.unwrap();
+    tours
+        .post_json("/v1/clock", &json!({"advance_secs": 86_400}))
+        .await
+        .unwrap();
     for _ in 0..3 {
         send(&mut lamp_dev).await;
     }
@@ -134,12 +162,23 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
         assert_eq!(d["raised_by"], json!("smo-vdln"));
     }
     let v = tours.get_json(&statements).await.unwrap();
-    assert!(v["statements"].as_array().unwrap().iter().any(|s| s["status"] == "disputed"), "{v}");
+    assert!(
+        v["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["status"] == "disputed"),
+        "{v}"
+    );
 
     // A year on: the yearly fee on the two objects declared on 1 January, accepted by the SMO.
-    smo.post_json("/v1/clock", &json!({"advance_secs": 86_400})).await.unwrap();
+    smo.post_json("/v1/clock", &json!({"advance_secs": 86_400}))
+        .await
+        .unwrap();
     for n in [tours, smo] {
-        n.post_json("/v1/clock", &json!({"advance_secs": 366 * 86_400})).await.unwrap();
+        n.post_json("/v1/clock", &json!({"advance_secs": 366 * 86_400}))
+            .await
+            .unwrap();
     }
     let year = chrono::Datelike::year(&today(tours).await);
     let v = tours
@@ -154,20 +193,54 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     let seq = v["record"]["seq"].as_u64().unwrap().to_string();
     let invoices = format!("/v1/ledger/invoices?agreement={ID}");
     wait_json(smo, &invoices, "the invoice", |v| !v["invoices"][0].is_null()).await;
-    entente(&["ledger", "accept", "--config", &cfg(1), "--agreement", ID, "--issuer", "tours-metropole", "--seq", &seq]);
-    wait_json(tours, &invoices, "accepted", |v| v["invoices"][0]["accepted"] == true).await;
+    entente(&[
+        "ledger",
+        "accept",
+        "--config",
+        &cfg(1),
+        "--agreement",
+        ID,
+        "--issuer",
+        "tours-metropole",
+        "--seq",
+        &seq,
+    ]);
+    wait_json(tours, &invoices, "accepted", |v| {
+        v["invoices"][0]["accepted"] == true
+    })
+    .await;
 
     // Exports from both nodes verify offline against the roster; one changed byte does not.
     let out = tempfile::tempdir().unwrap();
     for (i, format) in [(0, "csv"), (1, "json")] {
         let file = out.path().join(format!("ledger-{i}.{format}"));
         let f = file.to_str().unwrap();
-        entente(&["ledger", "export", "--config", &cfg(i), "--format", format, "--out", f]);
-        let ok: Value = serde_json::from_str(&entente(&["ledger", "verify", "--roster", roster.to_str().unwrap(), f])).unwrap();
+        entente(&[
+            "ledger",
+            "export",
+            "--config",
+            &cfg(i),
+            "--format",
+            format,
+            "--out",
+            f,
+        ]);
+        let ok: Value = serde_json::from_str(&entente(&[
+            "ledger",
+            "verify",
+            "--roster",
+            roster.to_str().unwrap(),
+            f,
+        ]))
+        .unwrap();
         let held = if format == "csv" {
             std::fs::read_to_string(&file).unwrap().lines().count() as u64 - 1
         } else {
-            serde_json::from_str::<Value>(&std::fs::read_to_string(&file).unwrap()).unwrap().as_array().unwrap().len() as u64
+            serde_json::from_str::<Value>(&std::fs::read_to_string(&file).unwrap())
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len() as u64
         };
         // Two statements, the dispute and the invoice at least (daily statements may add).
         assert!(held >= 4, "{held}");
@@ -181,7 +254,13 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     bytes[body_at] = if bytes[body_at] == b'0' { b'1' } else { b'0' };
     std::fs::write(&csv_path, csv.replace(&line, &String::from_utf8(bytes).unwrap())).unwrap();
     let bad = Command::new(EXE)
-        .args(["ledger", "verify", "--roster", roster.to_str().unwrap(), csv_path.to_str().unwrap()])
+        .args([
+            "ledger",
+            "verify",
+            "--roster",
+            roster.to_str().unwrap(),
+            csv_path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());

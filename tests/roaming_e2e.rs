@@ -12,8 +12,8 @@ use entente::process::NodeProcess;
 use entente_lns::{DeviceClass, MacVersion};
 use entente_model::{DevEui, JoinEui};
 use entente_sim::SimDevice;
-use support::receiver::Receiver;
 use support::federation::*;
+use support::receiver::Receiver;
 use support::*;
 
 async fn federation() -> Federation {
@@ -236,9 +236,16 @@ async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
     let addr = entente_model::DevAddr(0x2602_0042);
     import(smo, &[abp_row(eui, addr, "A")]).await;
     // Tours's routing table sends this DevAddr to the SMO; a bad one is a clear 400.
-    let r = f.nodes[0].get_json(&format!("/v1/routes?dev_addr={addr}")).await.unwrap();
+    let r = f.nodes[0]
+        .get_json(&format!("/v1/routes?dev_addr={addr}"))
+        .await
+        .unwrap();
     assert_eq!(r["member"], "smo-vdln", "{r}");
-    let bad = f.nodes[0].api(reqwest::Method::GET, "/v1/routes?dev_addr=zz").send().await.unwrap();
+    let bad = f.nodes[0]
+        .api(reqwest::Method::GET, "/v1/routes?dev_addr=zz")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
     let mut d = abp_device(eui, addr, DeviceClass::A);
     let mut tmst = 1_000_000u32;
@@ -262,7 +269,9 @@ async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
     let depth = async || {
         let v = smo.get_json("/v1/recipients").await.unwrap();
         v["recipients"].as_array().map_or(0, |r| {
-            r.iter().map(|x| x["queue_depth"].as_u64().unwrap_or(0)).sum::<u64>()
+            r.iter()
+                .map(|x| x["queue_depth"].as_u64().unwrap_or(0))
+                .sum::<u64>()
         })
     };
     while depth().await > 0 {
@@ -306,7 +315,12 @@ async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|d| (d["device"].as_str().unwrap().to_string(), d["counters"]["uplinks"].as_u64().unwrap()))
+            .map(|d| {
+                (
+                    d["device"].as_str().unwrap().to_string(),
+                    d["counters"]["uplinks"].as_u64().unwrap(),
+                )
+            })
             .collect()
     };
     let path = "/v1/usage?agreement=tours-metropole-smo";

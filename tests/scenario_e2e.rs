@@ -22,7 +22,11 @@ fn every_shipped_scenario_loads() {
         assert!(!s.agreements.is_empty());
     }
     let bad = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(bad.path(), "name = \"x\"\ntitle = \"x\"\ndays = 0\nmembers = []\ndevices = []\n").unwrap();
+    std::fs::write(
+        bad.path(),
+        "name = \"x\"\ntitle = \"x\"\ndays = 0\nmembers = []\ndevices = []\n",
+    )
+    .unwrap();
     assert!(Scenario::load(bad.path()).is_err());
 }
 
@@ -31,7 +35,9 @@ async fn a_shortened_val_de_loire_delivers_everything_and_bills_to_the_cent() {
     let mut sc = Scenario::load(&scenarios().join("val-de-loire.toml")).unwrap();
     sc.days = 5; // day 5 holds the SMO outage
     let base = tempfile::tempdir().unwrap();
-    let r = entente::demo::run_scenario(sc, base.path(), Path::new(EXE)).await.unwrap();
+    let r = entente::demo::run_scenario(sc, base.path(), Path::new(EXE))
+        .await
+        .unwrap();
 
     // Every frame a live node could take reached its home node's application.
     for n in r["nodes"].as_array().unwrap() {
@@ -45,9 +51,15 @@ async fn a_shortened_val_de_loire_delivers_everything_and_bills_to_the_cent() {
     }
     // The SMO's frames roamed through both neighbours.
     let tours = &r["nodes"][0];
-    assert!(tours["roamed_out_as_visited"]["smo-vdln"].as_f64().unwrap() > 0.0, "{tours}");
+    assert!(
+        tours["roamed_out_as_visited"]["smo-vdln"].as_f64().unwrap() > 0.0,
+        "{tours}"
+    );
     let agglo = &r["nodes"][2];
-    assert!(agglo["roamed_out_as_visited"]["smo-vdln"].as_f64().unwrap() > 0.0, "{agglo}");
+    assert!(
+        agglo["roamed_out_as_visited"]["smo-vdln"].as_f64().unwrap() > 0.0,
+        "{agglo}"
+    );
     // Every day's statement countersigned on both agreements, none disputed.
     for a in r["statements"].as_array().unwrap() {
         let st = a["statements"].as_array().unwrap();
@@ -80,6 +92,10 @@ async fn a_shortened_val_de_loire_delivers_everything_and_bills_to_the_cent() {
         }
         assert_eq!(s["heard_14d_pct"].as_f64().unwrap(), 100.0, "{s}");
     }
-    assert_eq!(r["run"]["joins"], json!(18), "8 SMO sensors and 10 Agglopolys meters");
+    assert_eq!(
+        r["run"]["joins"],
+        json!(18),
+        "8 SMO sensors and 10 Agglopolys meters"
+    );
     assert!(r["run"]["downlinks_requested"].as_u64().unwrap() >= 16);
 }

@@ -178,12 +178,28 @@ pub async fn access(cmd: AccessCmd) -> Result<Value> {
             let body = json!({ "id": id, "user": read_document(&file)? });
             call(&config, Method::POST, &path, Some(body)).await
         }
-        AccessCmd::Approve { config, agreement, id } => {
-            let path = format!("/agreements/{}/access-requests/{}/approve", seg(&agreement)?, seg(&id)?);
+        AccessCmd::Approve {
+            config,
+            agreement,
+            id,
+        } => {
+            let path = format!(
+                "/agreements/{}/access-requests/{}/approve",
+                seg(&agreement)?,
+                seg(&id)?
+            );
             call(&config, Method::POST, &path, None).await
         }
-        AccessCmd::Refuse { config, agreement, id } => {
-            let path = format!("/agreements/{}/access-requests/{}/refuse", seg(&agreement)?, seg(&id)?);
+        AccessCmd::Refuse {
+            config,
+            agreement,
+            id,
+        } => {
+            let path = format!(
+                "/agreements/{}/access-requests/{}/refuse",
+                seg(&agreement)?,
+                seg(&id)?
+            );
             call(&config, Method::POST, &path, None).await
         }
     }
@@ -201,7 +217,8 @@ pub async fn committee_review(config: &Path, id: &str, out: &Path) -> Result<(Pa
     std::fs::write(&md, v["markdown"].as_str().unwrap_or_default())
         .with_context(|| format!("cannot write {}", md.display()))?;
     let doc = json!({ "review": v["review"], "signed": v["signed"] });
-    std::fs::write(&js, serde_json::to_vec_pretty(&doc)?).with_context(|| format!("cannot write {}", js.display()))?;
+    std::fs::write(&js, serde_json::to_vec_pretty(&doc)?)
+        .with_context(|| format!("cannot write {}", js.display()))?;
     Ok((md, js, v))
 }
 
@@ -216,8 +233,9 @@ pub fn transit(
     start: chrono::DateTime<chrono::Utc>,
 ) -> entente_agreements::Agreement {
     use entente_agreements::*;
-    let all: std::collections::BTreeSet<Flow> =
-        [Flow::Join, Flow::Mac, Flow::UplinkData, Flow::DownlinkData].into_iter().collect();
+    let all: std::collections::BTreeSet<Flow> = [Flow::Join, Flow::Mac, Flow::UplinkData, Flow::DownlinkData]
+        .into_iter()
+        .collect();
     Agreement {
         id: id.into(),
         version: 1,
@@ -272,7 +290,9 @@ pub async fn establish(
     host: &crate::process::NodeProcess,
     a: &entente_agreements::Agreement,
 ) -> Result<()> {
-    guest.post_json("/v1/agreements", &serde_json::to_value(a)?).await?;
+    guest
+        .post_json("/v1/agreements", &serde_json::to_value(a)?)
+        .await?;
     let path = format!("/v1/agreements/{}", a.id);
     wait_for(host, &path, |v| v["state"] == "proposed").await?;
     host.post_json(&format!("{path}/approve"), &json!({})).await?;

@@ -365,7 +365,12 @@ impl NodeConfig {
         self.resolve(&self.api.token_file)
     }
     pub fn policies_dir(&self) -> PathBuf {
-        self.resolve(self.federation.policies.as_deref().unwrap_or(Path::new("policies")))
+        self.resolve(
+            self.federation
+                .policies
+                .as_deref()
+                .unwrap_or(Path::new("policies")),
+        )
     }
 
     pub fn roster_file(&self) -> Option<PathBuf> {

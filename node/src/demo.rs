@@ -67,7 +67,9 @@ async fn inbox() -> Result<Inbox> {
     let stop = tokio_util::sync::CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(l, app).with_graceful_shutdown(s.cancelled_owned()).await;
+        let _ = axum::serve(l, app)
+            .with_graceful_shutdown(s.cancelled_owned())
+            .await;
     });
     Ok(Inbox {
         url,
@@ -119,7 +121,9 @@ fn key_for(parts: &[&str]) -> Result<AesKey> {
 
 impl Federation {
     fn node(&self, m: usize) -> Result<&NodeProcess> {
-        self.nodes[m].as_ref().with_context(|| format!("{} is down", self.sc.members[m].id))
+        self.nodes[m]
+            .as_ref()
+            .with_context(|| format!("{} is down", self.sc.members[m].id))
     }
 
     fn live(&self) -> impl Iterator<Item = &NodeProcess> {
@@ -130,7 +134,8 @@ impl Federation {
     pub async fn start(sc: Scenario, base: &Path, exe: &Path) -> Result<Federation> {
         std::fs::create_dir_all(base).with_context(|| format!("cannot create {}", base.display()))?;
         let roster = base.join("roster.toml");
-        let policies = std::fs::canonicalize(sc.dir.join("../policies")).unwrap_or_else(|_| sc.dir.join("../policies"));
+        let policies =
+            std::fs::canonicalize(sc.dir.join("../policies")).unwrap_or_else(|_| sc.dir.join("../policies"));
         let mut text = crate::roster::new(&sc.name, "all");
         let mut dirs = Vec::new();
         for m in &sc.members {
@@ -145,10 +150,18 @@ impl Federation {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let cfg = dir.join("node.toml");
             let t = std::fs::read_to_string(&cfg)?;
-            let t = crate::init::federate(&t, &m.dev_addr_block, &roster, &format!("/ip4/127.0.0.1/tcp/{port}"))
-                .replace("[node]\n", "[node]\ntest_clock = true\n")
-                .replace("# policies = \"policies\"", &format!("policies = {:?}", policies.display().to_string()))
-                .replace("# dedup_window_ms = 200", "dedup_window_ms = 100");
+            let t = crate::init::federate(
+                &t,
+                &m.dev_addr_block,
+                &roster,
+                &format!("/ip4/127.0.0.1/tcp/{port}"),
+            )
+            .replace("[node]\n", "[node]\ntest_clock = true\n")
+            .replace(
+                "# policies = \"policies\"",
+                &format!("policies = {:?}", policies.display().to_string()),
+            )
+            .replace("# dedup_window_ms = 200", "dedup_window_ms = 100");
             std::fs::write(&cfg, t)?;
             text.push_str(&crate::roster::member(&crate::roster::MemberArgs {
                 config: cfg,
@@ -164,7 +177,11 @@ impl Federation {
         for d in &dirs {
             crate::roster::sign(&d.join("node.toml"), &roster)?;
         }
-        step(&format!("roster signed by all {} members: {}", sc.members.len(), roster.display()));
+        step(&format!(
+            "roster signed by all {} members: {}",
+            sc.members.len(),
+            roster.display()
+        ));
         let mut nodes = Vec::new();
         for (m, d) in sc.members.iter().zip(&dirs) {
             let n = NodeProcess::start(exe, d).await?;
@@ -206,7 +223,9 @@ impl Federation {
         for n in self.live() {
             loop {
                 let v = n.get_json("/v1/peers").await?;
-                let up = v["peers"].as_array().map_or(0, |p| p.iter().filter(|p| p["connected"] == true).count());
+                let up = v["peers"]
+                    .as_array()
+                    .map_or(0, |p| p.iter().filter(|p| p["connected"] == true).count());
                 if up >= want {
                     break;
                 }
@@ -266,7 +285,11 @@ impl Federation {
         let mut csv: Vec<String> = vec![format!("{header}\n"); self.sc.members.len()];
         for (gi, g) in self.sc.devices.iter().enumerate() {
             let home = self.sc.member_index(&g.member)?;
-            let class = if g.class == "C" { DeviceClass::C } else { DeviceClass::A };
+            let class = if g.class == "C" {
+                DeviceClass::C
+            } else {
+                DeviceClass::A
+            };
             let join_eui = self.sc.join_eui(&g.member)?;
             for i in 0..g.count {
                 let eui = self.sc.dev_eui(gi, i);
@@ -284,7 +307,12 @@ impl Federation {
                     let aps = key_for(&[&a, &e, &a])?;
                     (
                         format!(";;;1.0.3;ABP;{a};{e}{a}{a};{a}{e}{a}"),
-                        SimDevice::abp(MacVersion::V1_0_3, class, eui, DeviceSession::abp_10(addr, nwk, aps)),
+                        SimDevice::abp(
+                            MacVersion::V1_0_3,
+                            class,
+                            eui,
+                            DeviceSession::abp_10(addr, nwk, aps),
+                        ),
                     )
                 };
                 csv[home].push_str(&format!(
@@ -294,7 +322,11 @@ impl Federation {
                     group_label(&g.member),
                     gi,
                     g.class,
-                    if g.use_case == "water_metering" { "eau" } else { "autre" },
+                    if g.use_case == "water_metering" {
+                        "eau"
+                    } else {
+                        "autre"
+                    },
                     g.quantities
                 ));
                 self.devices.push(Device {
@@ -335,10 +367,19 @@ impl Federation {
             let mut a = match &spec.file {
                 Some(f) => {
                     let p = self.sc.dir.join(f);
-                    let t = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-                    toml::from_str::<entente_agreements::Agreement>(&t).with_context(|| format!("{}", p.display()))?
+                    let t = std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read {}", p.display()))?;
+                    toml::from_str::<entente_agreements::Agreement>(&t)
+                        .with_context(|| format!("{}", p.display()))?
                 }
-                None => crate::agreement::transit(&spec.id, &spec.host, &spec.guest, &[], spec.messages_per_day, Utc::now()),
+                None => crate::agreement::transit(
+                    &spec.id,
+                    &spec.host,
+                    &spec.guest,
+                    &[],
+                    spec.messages_per_day,
+                    Utc::now(),
+                ),
             };
             a.id = spec.id.clone();
             a.version = 1;
@@ -355,7 +396,8 @@ impl Federation {
                     let devices: std::collections::BTreeSet<DevEui> =
                         (0..g.count).map(|i| self.sc.dev_eui(gi, i)).collect();
                     let mut u = template.clone().unwrap_or_else(|| {
-                        crate::agreement::transit("x", &spec.host, &spec.guest, &[], 1, Utc::now()).users[0].clone()
+                        crate::agreement::transit("x", &spec.host, &spec.guest, &[], 1, Utc::now()).users[0]
+                            .clone()
                     });
                     u.name = name.clone();
                     u.devices_volume = devices.len() as u32;
@@ -369,7 +411,10 @@ impl Federation {
                 Some(r) => entente_agreements::Billing::Policy { reference: r.clone() },
                 None => entente_agreements::Billing::Free,
             };
-            let (h, g) = (self.sc.member_index(&spec.host)?, self.sc.member_index(&spec.guest)?);
+            let (h, g) = (
+                self.sc.member_index(&spec.host)?,
+                self.sc.member_index(&spec.guest)?,
+            );
             crate::agreement::establish(self.node(g)?, self.node(h)?, &a).await?;
             step(&format!(
                 "agreement {}: proposed by {}, approved by {}, signed by both ({} devices declared)",
@@ -386,7 +431,14 @@ impl Federation {
         self.tmst = self.tmst.wrapping_add(3_000_000);
         for (k, (m, g)) in gws.iter().enumerate() {
             let body = PushData {
-                rxpk: vec![rxpk(phy, 868.1, "SF9BW125", -95 - 4 * k as i32, 6.0 - 2.0 * k as f32, self.tmst)],
+                rxpk: vec![rxpk(
+                    phy,
+                    868.1,
+                    "SF9BW125",
+                    -95 - 4 * k as i32,
+                    6.0 - 2.0 * k as f32,
+                    self.tmst,
+                )],
                 stat: None,
             };
             self.gws[*m][*g].push(&body, WAIT).await?;
@@ -396,7 +448,11 @@ impl Federation {
 
     fn hearing(&self, group: usize, day: u32, n: usize) -> Vec<usize> {
         let g = &self.sc.devices[group];
-        let all: Vec<usize> = g.heard_by.iter().filter_map(|m| self.sc.member_index(m).ok()).collect();
+        let all: Vec<usize> = g
+            .heard_by
+            .iter()
+            .filter_map(|m| self.sc.member_index(m).ok())
+            .collect();
         // A vehicle spends the day in one coverage area and the next day in the next one.
         let _ = n;
         if g.mobile {
@@ -436,7 +492,11 @@ impl Federation {
                     continue;
                 }
                 // Downlinks for other devices may wait at this gateway: skip them.
-                while self.gws[m][0].next_downlink(Duration::from_millis(1)).await.is_ok() {}
+                while self.gws[m][0]
+                    .next_downlink(Duration::from_millis(1))
+                    .await
+                    .is_ok()
+                {}
                 let jr = self.devices[i].sim.join_request();
                 self.push(&[(m, 0)], &jr).await?;
                 let deadline = tokio::time::Instant::now() + WAIT;
@@ -460,7 +520,9 @@ impl Federation {
                     .filter(|m| self.nodes[**m].is_some())
                     .flat_map(|m| (0..self.gws[*m].len()).map(move |g| (*m, g)))
                     .collect();
-                let phy = self.devices[i].sim.uplink(2, &[0x01, d as u8, k as u8], false, 3, 0)?;
+                let phy = self.devices[i]
+                    .sim
+                    .uplink(2, &[0x01, d as u8, k as u8], false, 3, 0)?;
                 sent += 1;
                 // A frame reaches home if a live node hears it and home is up, or if a
                 // visited node hears it (it waits there while home is down).
@@ -475,7 +537,12 @@ impl Federation {
             if g.downlinks_per_day > 0 && self.nodes[home].is_some() {
                 for _ in 0..g.downlinks_per_day {
                     let path = format!("/v1/devices/{}/queue", self.devices[i].eui);
-                    if self.node(home)?.post_json(&path, &json!({"fport": 10, "data": "01"})).await.is_ok() {
+                    if self
+                        .node(home)?
+                        .post_json(&path, &json!({"fport": 10, "data": "01"}))
+                        .await
+                        .is_ok()
+                    {
                         self.downlinks_requested += 1;
                     }
                 }
@@ -494,7 +561,11 @@ impl Federation {
         Ok(format!(
             "day {} ({date}): {sent} uplinks sent{}",
             d + 1,
-            if notes.is_empty() { String::new() } else { format!("; {}", notes.join("; ")) }
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", notes.join("; "))
+            }
         ))
     }
 
@@ -506,7 +577,12 @@ impl Federation {
     }
 
     async fn now(&self) -> Result<DateTime<Utc>> {
-        let v = self.live().next().context("no node up")?.get_json("/v1/clock").await?;
+        let v = self
+            .live()
+            .next()
+            .context("no node up")?
+            .get_json("/v1/clock")
+            .await?;
         Ok(DateTime::parse_from_rfc3339(v["now"].as_str().unwrap_or_default())?.to_utc())
     }
 
@@ -536,7 +612,8 @@ impl Federation {
         for a in &self.sc.agreements {
             let h = self.node(self.sc.member_index(&a.host)?)?;
             for day in &self.days_run {
-                h.post_json("/v1/ledger/statements", &json!({"agreement": a.id, "day": day})).await?;
+                h.post_json("/v1/ledger/statements", &json!({"agreement": a.id, "day": day}))
+                    .await?;
             }
             let path = format!("/v1/ledger/statements?agreement={}", a.id);
             // Answers normally come back within a second; the ledger's 30 s reconciliation
@@ -552,7 +629,9 @@ impl Federation {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             };
-            out.push(json!({"agreement": a.id, "host": a.host, "guest": a.guest, "statements": v["statements"]}));
+            out.push(
+                json!({"agreement": a.id, "host": a.host, "guest": a.guest, "statements": v["statements"]}),
+            );
         }
         Ok(out)
     }
@@ -571,24 +650,37 @@ impl Federation {
             let h = self.node(self.sc.member_index(&a.host)?)?;
             let g = self.node(self.sc.member_index(&a.guest)?)?;
             let v = h
-                .post_json("/v1/ledger/invoices", &json!({"agreement": a.id, "year": next.year()}))
+                .post_json(
+                    "/v1/ledger/invoices",
+                    &json!({"agreement": a.id, "year": next.year()}),
+                )
                 .await?;
             let seq = v["record"]["seq"].as_u64().unwrap_or(0);
             let path = format!("/v1/ledger/invoices?agreement={}", a.id);
             let deadline = tokio::time::Instant::now() + WAIT;
-            while g.get_json(&path).await?["invoices"].as_array().is_none_or(|i| i.iter().all(|i| i["seq"] != seq)) {
+            while g.get_json(&path).await?["invoices"]
+                .as_array()
+                .is_none_or(|i| i.iter().all(|i| i["seq"] != seq))
+            {
                 if tokio::time::Instant::now() > deadline {
                     bail!("the invoice of {} did not reach {}", a.id, a.guest);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            g.post_json("/v1/ledger/accept", &json!({"agreement": a.id, "issuer": a.host, "seq": seq}))
-                .await?;
+            g.post_json(
+                "/v1/ledger/accept",
+                &json!({"agreement": a.id, "issuer": a.host, "seq": seq}),
+            )
+            .await?;
             let deadline = tokio::time::Instant::now() + WAIT;
             let accepted = loop {
                 let i = h.get_json(&path).await?;
-                let acc = i["invoices"].as_array().and_then(|l| l.iter().find(|x| x["seq"] == seq).cloned());
-                if acc.as_ref().is_some_and(|x| x["accepted"] == true) || tokio::time::Instant::now() > deadline {
+                let acc = i["invoices"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|x| x["seq"] == seq).cloned());
+                if acc.as_ref().is_some_and(|x| x["accepted"] == true)
+                    || tokio::time::Instant::now() > deadline
+                {
                     break acc.unwrap_or(Value::Null);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -607,11 +699,15 @@ impl Federation {
         let mut out = Vec::new();
         for (m, n) in self.nodes.iter().enumerate() {
             let Some(n) = n else { continue };
-            let entries: Vec<entente_ledger::chain::Entry> = serde_json::from_value(n.get_json("/v1/ledger").await?)?;
+            let entries: Vec<entente_ledger::chain::Entry> =
+                serde_json::from_value(n.get_json("/v1/ledger").await?)?;
             let id = &self.sc.members[m].id;
             let json_path = exports.join(format!("{id}-ledger.json"));
             std::fs::write(&json_path, serde_json::to_vec_pretty(&entries)?)?;
-            std::fs::write(exports.join(format!("{id}-ledger.csv")), entente_ledger::chain::to_csv(&entries))?;
+            std::fs::write(
+                exports.join(format!("{id}-ledger.csv")),
+                entente_ledger::chain::to_csv(&entries),
+            )?;
             let result = entente_ledger::chain::verify(&entries, &keys);
             out.push(json!({
                 "member": id, "records": entries.len(), "export": json_path.display().to_string(),
@@ -628,10 +724,17 @@ impl Federation {
         for (m, n) in self.nodes.iter().enumerate() {
             let Some(n) = n else { continue };
             let (mut total, mut day, mut fortnight) = (0u64, 0u64, 0u64);
-            for d in self.devices.iter().filter(|d| self.sc.devices[d.group].member == self.sc.members[m].id) {
+            for d in self
+                .devices
+                .iter()
+                .filter(|d| self.sc.devices[d.group].member == self.sc.members[m].id)
+            {
                 total += 1;
                 let v = n.get_json(&format!("/v1/devices/{}", d.eui)).await?;
-                if let Some(t) = v["session"]["last_seen"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
+                if let Some(t) = v["session"]["last_seen"]
+                    .as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                {
                     let age = now - t.to_utc();
                     day += (age <= chrono::TimeDelta::hours(24)) as u64;
                     fortnight += (age <= chrono::TimeDelta::days(14)) as u64;
@@ -658,10 +761,17 @@ impl Federation {
             let sum = |prefix: &str, result: &[&str]| -> BTreeMap<String, f64> {
                 let mut by_peer = BTreeMap::new();
                 for l in metrics.lines().filter(|l| l.starts_with(prefix)) {
-                    let (Some((labels, v)), true) = (l.rsplit_once(' '), result.iter().any(|r| l.contains(&format!("result=\"{r}\"")))) else {
+                    let (Some((labels, v)), true) = (
+                        l.rsplit_once(' '),
+                        result.iter().any(|r| l.contains(&format!("result=\"{r}\""))),
+                    ) else {
                         continue;
                     };
-                    let peer = labels.split("peer=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
+                    let peer = labels
+                        .split("peer=\"")
+                        .nth(1)
+                        .and_then(|s| s.split('"').next())
+                        .unwrap_or("");
                     *by_peer.entry(peer.to_string()).or_insert(0.0) += v.parse::<f64>().unwrap_or(0.0);
                 }
                 by_peer
@@ -669,7 +779,9 @@ impl Federation {
             let by_label = |prefix: &str, label: &str| -> BTreeMap<String, f64> {
                 let mut m = BTreeMap::new();
                 for l in metrics.lines().filter(|l| l.starts_with(prefix)) {
-                    let Some((labels, v)) = l.rsplit_once(' ') else { continue };
+                    let Some((labels, v)) = l.rsplit_once(' ') else {
+                        continue;
+                    };
                     let key = labels
                         .split(&format!("{label}=\""))
                         .nth(1)
@@ -710,14 +822,21 @@ impl Federation {
             let path = format!("/v1/agreements/{}", a.id);
             let v = h.post_json(&format!("{path}/review"), &json!({})).await?;
             let deadline = tokio::time::Instant::now() + WAIT;
-            while g.get_json(&format!("{path}/reviews")).await?["reviews"].as_array().is_none_or(|r| r.is_empty()) {
+            while g.get_json(&format!("{path}/reviews")).await?["reviews"]
+                .as_array()
+                .is_none_or(|r| r.is_empty())
+            {
                 if tokio::time::Instant::now() > deadline {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let c = g.post_json(&format!("{path}/review"), &json!({})).await?;
-            let md = self.base.join("exports").join(format!("{}-{}.md", a.id, v["review"]["quarter"].as_str().unwrap_or("review")));
+            let md = self.base.join("exports").join(format!(
+                "{}-{}.md",
+                a.id,
+                v["review"]["quarter"].as_str().unwrap_or("review")
+            ));
             std::fs::create_dir_all(self.base.join("exports"))?;
             std::fs::write(&md, c["markdown"].as_str().unwrap_or_default())?;
             out.push(json!({
@@ -750,7 +869,12 @@ impl Federation {
 /// Runs a scenario end to end and returns the report.
 pub async fn run_scenario(sc: Scenario, base: &Path, exe: &Path) -> Result<Value> {
     let days = sc.days;
-    step(&format!("{} — {} members, {} days", sc.title, sc.members.len(), days));
+    step(&format!(
+        "{} — {} members, {} days",
+        sc.title,
+        sc.members.len(),
+        days
+    ));
     let mut f = Federation::start(sc, base, exe).await?;
     let result = async {
         f.provision().await?;
@@ -791,7 +915,11 @@ fn text(r: &Value) -> String {
         s.push_str(&format!(
             "  {:<18} devices {:>3}  uplinks accepted {:>5}  joins {:>3}  delivered {:>5} (expected {})\n",
             n["member"].as_str().unwrap_or(""),
-            n["devices"], n["uplinks_accepted"], n["joins_accepted"], n["delivered_to_application"], n["expected_at_home"]
+            n["devices"],
+            n["uplinks_accepted"],
+            n["joins_accepted"],
+            n["delivered_to_application"],
+            n["expected_at_home"]
         ));
         for (peer, v) in n["roamed_out_as_visited"].as_object().into_iter().flatten() {
             s.push_str(&format!("      carried for {peer}: {v} frames\n"));
@@ -806,14 +934,20 @@ fn text(r: &Value) -> String {
             s.push_str(&format!("      network server refused {v} frames: {k}\n"));
         }
         for f in n["refusals"].as_array().into_iter().flatten() {
-            s.push_str(&format!("      refused ({} side, {}, {}): {} x {}\n", f["side"], f["peer"], f["flow"], f["count"], f["reason"]));
+            s.push_str(&format!(
+                "      refused ({} side, {}, {}): {} x {}\n",
+                f["side"], f["peer"], f["flow"], f["count"], f["reason"]
+            ));
         }
     }
     s.push_str("\nService levels (share of devices heard)\n");
     for x in r["sla"].as_array().into_iter().flatten() {
         s.push_str(&format!(
             "  {:<18} {} devices: {}% within 24 h (target 90), {}% within 14 days (target 95)\n",
-            x["member"].as_str().unwrap_or(""), x["devices"], x["heard_24h_pct"], x["heard_14d_pct"]
+            x["member"].as_str().unwrap_or(""),
+            x["devices"],
+            x["heard_24h_pct"],
+            x["heard_14d_pct"]
         ));
     }
     s.push_str("\nUsage statements\n");
@@ -823,7 +957,13 @@ fn text(r: &Value) -> String {
         let frames: u64 = st.iter().filter_map(|x| x["frames"].as_u64()).sum();
         s.push_str(&format!(
             "  {}: {} daily statements signed by {}, {} countersigned by {}, {} disputed; {} frames\n",
-            a["agreement"].as_str().unwrap_or(""), st.len(), a["host"], count("countersigned"), a["guest"], count("disputed"), frames
+            a["agreement"].as_str().unwrap_or(""),
+            st.len(),
+            a["host"],
+            count("countersigned"),
+            a["guest"],
+            count("disputed"),
+            frames
         ));
     }
     s.push_str("\nInvoices\n");
@@ -841,16 +981,25 @@ fn text(r: &Value) -> String {
     for v in r["reviews"].as_array().into_iter().flatten() {
         s.push_str(&format!(
             "  {} {}: {} of {} declared devices seen, signed by {} — {}\n",
-            v["agreement"].as_str().unwrap_or(""), v["quarter"].as_str().unwrap_or(""),
-            v["devices_seen"], v["devices_declared"], v["signed_by"], v["markdown"].as_str().unwrap_or("")
+            v["agreement"].as_str().unwrap_or(""),
+            v["quarter"].as_str().unwrap_or(""),
+            v["devices_seen"],
+            v["devices_declared"],
+            v["signed_by"],
+            v["markdown"].as_str().unwrap_or("")
         ));
     }
     s.push_str("\nLedgers (verified offline against the roster's keys)\n");
     for l in r["ledgers"].as_array().into_iter().flatten() {
         s.push_str(&format!(
             "  {:<18} {} records: {} — {}\n",
-            l["member"].as_str().unwrap_or(""), l["records"],
-            if l["verified"] == true { "signatures and chain verified".to_string() } else { format!("FAILED: {}", l["error"]) },
+            l["member"].as_str().unwrap_or(""),
+            l["records"],
+            if l["verified"] == true {
+                "signatures and chain verified".to_string()
+            } else {
+                format!("FAILED: {}", l["error"])
+            },
             l["export"].as_str().unwrap_or("")
         ));
     }
@@ -858,7 +1007,11 @@ fn text(r: &Value) -> String {
         "\nRun: {} joins, {} Class C downlinks requested, {} uplinks lost while their only node was down\n",
         r["run"]["joins"], r["run"]["downlinks_requested"], r["run"]["lost_to_outage"]
     ));
-    s.push_str(&format!("Data dirs under {}; roster {}\n", r["base"].as_str().unwrap_or(""), r["roster"].as_str().unwrap_or("")));
+    s.push_str(&format!(
+        "Data dirs under {}; roster {}\n",
+        r["base"].as_str().unwrap_or(""),
+        r["roster"].as_str().unwrap_or("")
+    ));
     s
 }
 
@@ -872,14 +1025,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("entente-demo-{}-{}", sc.name, std::process::id())),
     };
-    if base.exists() && std::fs::read_dir(&base).map(|mut d| d.next().is_some()).unwrap_or(false) {
+    if base.exists()
+        && std::fs::read_dir(&base)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
         bail!("{} is not empty; pass another --dir", base.display());
     }
     let exe = std::env::current_exe().context("cannot find the entente executable")?;
     let report = run_scenario(sc, &base, &exe).await?;
     println!("{}", text(&report));
     if let Some(j) = args.json {
-        std::fs::write(&j, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", j.display()))?;
+        std::fs::write(&j, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", j.display()))?;
         println!("JSON report: {}", j.display());
     }
     Ok(())

@@ -105,7 +105,10 @@ pub fn verify(roster: &Path, file: &Path) -> Result<usize> {
 
 async fn call(config: &Path, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
     let c = client(config)?;
-    let mut r = c.http.request(method, format!("{}/v1{path}", c.base)).bearer_auth(&c.token);
+    let mut r = c
+        .http
+        .request(method, format!("{}/v1{path}", c.base))
+        .bearer_auth(&c.token);
     if let Some(b) = body {
         r = r.json(&b);
     }
@@ -126,7 +129,12 @@ pub async fn run(cmd: LedgerCmd) -> Result<Option<Value>> {
             let n = verify(&roster, &file)?;
             json!({ "verified": n, "file": file.display().to_string() })
         }
-        LedgerCmd::Export { config, agreement, format, out } => {
+        LedgerCmd::Export {
+            config,
+            agreement,
+            format,
+            out,
+        } => {
             if format != "csv" && format != "json" {
                 bail!("--format must be csv or json");
             }
@@ -135,7 +143,13 @@ pub async fn run(cmd: LedgerCmd) -> Result<Option<Value>> {
             if let Some(a) = &agreement {
                 url.push_str(&format!("&agreement={}", a.replace(['&', '#', '?'], "")));
             }
-            let r = c.http.get(url).bearer_auth(&c.token).send().await.context("cannot reach the node's API")?;
+            let r = c
+                .http
+                .get(url)
+                .bearer_auth(&c.token)
+                .send()
+                .await
+                .context("cannot reach the node's API")?;
             if !r.status().is_success() {
                 bail!("export failed: {}", r.text().await.unwrap_or_default());
             }
@@ -151,23 +165,66 @@ pub async fn run(cmd: LedgerCmd) -> Result<Option<Value>> {
                 }
             }
         }
-        LedgerCmd::Statement { config, agreement, day } => {
+        LedgerCmd::Statement {
+            config,
+            agreement,
+            day,
+        } => {
             let day: chrono::NaiveDate = day.parse().context("--day is YYYY-MM-DD")?;
-            call(&config, Method::POST, "/ledger/statements", Some(json!({"agreement": agreement, "day": day}))).await?
+            call(
+                &config,
+                Method::POST,
+                "/ledger/statements",
+                Some(json!({"agreement": agreement, "day": day})),
+            )
+            .await?
         }
         LedgerCmd::Statements { config, agreement } => {
-            call(&config, Method::GET, &format!("/ledger/statements{}", query(&agreement)), None).await?
+            call(
+                &config,
+                Method::GET,
+                &format!("/ledger/statements{}", query(&agreement)),
+                None,
+            )
+            .await?
         }
-        LedgerCmd::Invoice { config, agreement, year } => {
-            call(&config, Method::POST, "/ledger/invoices", Some(json!({"agreement": agreement, "year": year}))).await?
+        LedgerCmd::Invoice {
+            config,
+            agreement,
+            year,
+        } => {
+            call(
+                &config,
+                Method::POST,
+                "/ledger/invoices",
+                Some(json!({"agreement": agreement, "year": year})),
+            )
+            .await?
         }
         LedgerCmd::Invoices { config, agreement } => {
-            call(&config, Method::GET, &format!("/ledger/invoices{}", query(&agreement)), None).await?
+            call(
+                &config,
+                Method::GET,
+                &format!("/ledger/invoices{}", query(&agreement)),
+                None,
+            )
+            .await?
         }
         LedgerCmd::Disputes { config, agreement } => {
-            call(&config, Method::GET, &format!("/ledger/disputes{}", query(&agreement)), None).await?
+            call(
+                &config,
+                Method::GET,
+                &format!("/ledger/disputes{}", query(&agreement)),
+                None,
+            )
+            .await?
         }
-        LedgerCmd::Accept { config, agreement, issuer, seq } => {
+        LedgerCmd::Accept {
+            config,
+            agreement,
+            issuer,
+            seq,
+        } => {
             call(
                 &config,
                 Method::POST,

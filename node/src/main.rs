@@ -242,7 +242,12 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Committee {
-            command: CommitteeCmd::Review { config, agreement, out },
+            command:
+                CommitteeCmd::Review {
+                    config,
+                    agreement,
+                    out,
+                },
         } => {
             let (md, js, v) = runtime()?.block_on(agreement::committee_review(&config, &agreement, &out))?;
             println!("{}", v["markdown"].as_str().unwrap_or_default());

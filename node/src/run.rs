@@ -171,7 +171,13 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             accounts.attach(started.peering.clone());
             started.peering.ready();
             let addrs = started.listening.iter().map(|a| a.to_string()).collect();
-            (Some(started.peering), started.roamed, addrs, Some(book), Some(accounts))
+            (
+                Some(started.peering),
+                started.roamed,
+                addrs,
+                Some(book),
+                Some(accounts),
+            )
         }
     };
     let listener = tokio::net::TcpListener::bind(cfg.api.bind)

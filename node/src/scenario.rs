@@ -115,8 +115,10 @@ pub struct Outage {
 
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut s: Scenario = toml::from_str(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut s: Scenario =
+            toml::from_str(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
         s.dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         s.check().with_context(|| format!("{}", path.display()))?;
         Ok(s)
@@ -147,7 +149,9 @@ impl Scenario {
             bail!("days must be 1 to 366");
         }
         for (i, g) in self.devices.iter().enumerate() {
-            let home = self.member_index(&g.member).with_context(|| format!("device group {:?}", g.name))?;
+            let home = self
+                .member_index(&g.member)
+                .with_context(|| format!("device group {:?}", g.name))?;
             if g.count == 0 || g.count > 255 {
                 bail!("device group {:?}: count must be 1 to 255", g.name);
             }
@@ -158,7 +162,8 @@ impl Scenario {
                 bail!("device group {:?}: heard_by names no member", g.name);
             }
             for m in &g.heard_by {
-                self.member_index(m).with_context(|| format!("device group {:?}", g.name))?;
+                self.member_index(m)
+                    .with_context(|| format!("device group {:?}", g.name))?;
             }
             let _ = (i, home);
         }

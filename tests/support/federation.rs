@@ -190,7 +190,9 @@ pub async fn establish_transit(nodes: &[NodeProcess]) {
             24,
             start,
         );
-        entente::agreement::establish(&nodes[1], &nodes[i], &a).await.unwrap();
+        entente::agreement::establish(&nodes[1], &nodes[i], &a)
+            .await
+            .unwrap();
     }
 }
 
@@ -234,4 +236,3 @@ pub async fn webhook(smo: &NodeProcess, rx: &Receiver) {
 pub async fn m(node: &NodeProcess, series: &str) -> f64 {
     metric(&node.metrics().await.unwrap(), series).unwrap_or(0.0)
 }
-

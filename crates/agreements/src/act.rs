@@ -18,15 +18,27 @@ pub const ACT_DOMAIN: &[u8] = b"entente/act/v1\n";
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ActKind {
     /// Version 1 proposes the agreement; a later version proposes an amendment.
-    Propose { version: u32 },
+    Propose {
+        version: u32,
+    },
     /// Countersigns that version.
-    Approve { version: u32 },
-    Reject { version: u32 },
+    Approve {
+        version: u32,
+    },
+    Reject {
+        version: u32,
+    },
     Terminate,
     Suspend,
     Resume,
-    FileAccess { request: String, user: AuthorisedUser },
-    AnswerAccess { request: String, approve: bool },
+    FileAccess {
+        request: String,
+        user: AuthorisedUser,
+    },
+    AnswerAccess {
+        request: String,
+        approve: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

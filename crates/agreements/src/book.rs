@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::act::{Act, ActKind, SignedAct};
 use crate::dossier::{Dossier, DossierError};
-use crate::lifecycle::{LifecycleError, PendingAmendment, Record, State, AccessRequest};
+use crate::lifecycle::{AccessRequest, LifecycleError, PendingAmendment, Record, State};
 use crate::model::{Agreement, AuthorisedUser};
 use crate::policy::AgreementPolicy;
 use crate::review::{Review, SignedReview};
@@ -581,7 +581,8 @@ impl Book {
                 }
                 None => r,
             };
-            if rs.get(&key) != Some(&next) && self.store.put::<Reviews>(&key, &next, Durability::Sync).is_ok() {
+            if rs.get(&key) != Some(&next) && self.store.put::<Reviews>(&key, &next, Durability::Sync).is_ok()
+            {
                 rs.insert(key, next);
                 changed += 1;
             }

@@ -90,7 +90,11 @@ impl Dossier {
     /// Adds a version (or new signatures on a version held) and keeps the order.
     pub fn put_version(&mut self, v: SignedAgreement) -> Result<(), DossierError> {
         let n = v.agreement()?.version;
-        match self.versions.iter_mut().find(|x| x.agreement().is_ok_and(|a| a.version == n)) {
+        match self
+            .versions
+            .iter_mut()
+            .find(|x| x.agreement().is_ok_and(|a| a.version == n))
+        {
             Some(held) if held.bytes != v.bytes => {
                 return Err(DossierError::Inconsistent(format!(
                     "two different documents claim to be version {n}"
@@ -123,7 +127,12 @@ impl Dossier {
     }
 
     /// The union of both dossiers, if it replays; `self` is untouched otherwise.
-    pub fn merged(&self, other: &Dossier, keys: Keys<'_>, now: DateTime<Utc>) -> Result<Dossier, DossierError> {
+    pub fn merged(
+        &self,
+        other: &Dossier,
+        keys: Keys<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Dossier, DossierError> {
         if other.id != self.id {
             return Err(DossierError::Inconsistent("different agreements".into()));
         }
@@ -160,7 +169,12 @@ impl Dossier {
         self.replay_until(keys, at, Some(at))
     }
 
-    fn replay_until(&self, keys: Keys<'_>, now: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Result<Record, DossierError> {
+    fn replay_until(
+        &self,
+        keys: Keys<'_>,
+        now: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Record, DossierError> {
         if !Self::valid_id(&self.id) {
             return Err(DossierError::Inconsistent(format!(
                 "{:?} is not an agreement id (1 to 64 of a-z, A-Z, 0-9, '-', '_', '.')",
@@ -204,7 +218,11 @@ impl Dossier {
             ActKind::Propose { version: 1 } => self
                 .version(1)
                 .ok_or_else(|| DossierError::Inconsistent("version 1 is missing".into()))?,
-            _ => return Err(DossierError::Inconsistent("the first act must propose version 1".into())),
+            _ => {
+                return Err(DossierError::Inconsistent(
+                    "the first act must propose version 1".into(),
+                ));
+            }
         };
         let mut r = Record::propose(v1.clone(), &first.by, first.at, keys)?;
         for act in it {

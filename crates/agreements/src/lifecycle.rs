@@ -147,7 +147,11 @@ impl Record {
     /// enforces and the committee reviews.
     pub fn effective(&self) -> Result<Agreement, LifecycleError> {
         let mut a = self.current()?;
-        for r in self.access_requests.iter().filter(|r| r.state == AccessState::Approved) {
+        for r in self
+            .access_requests
+            .iter()
+            .filter(|r| r.state == AccessState::Approved)
+        {
             match a.users.iter_mut().find(|u| u.name == r.user.name) {
                 Some(u) => *u = r.user.clone(),
                 None => a.users.push(r.user.clone()),
@@ -159,7 +163,10 @@ impl Record {
     fn party(&self, by: &MemberId) -> Result<Agreement, LifecycleError> {
         let a = self.current()?;
         if !a.parties().contains(&by) {
-            return Err(LifecycleError::NotAllowed(by.clone(), "not a party to this agreement"));
+            return Err(LifecycleError::NotAllowed(
+                by.clone(),
+                "not a party to this agreement",
+            ));
         }
         Ok(a)
     }
@@ -195,8 +202,10 @@ impl Record {
             answer_due: one_month_after(now),
             substantial: old.is_substantial_change(&a),
         });
-        self.history
-            .push((now, format!("amendment to version {} proposed by {by}", a.version)));
+        self.history.push((
+            now,
+            format!("amendment to version {} proposed by {by}", a.version),
+        ));
         Ok(())
     }
 
@@ -208,7 +217,10 @@ impl Record {
         now: DateTime<Utc>,
         keys: Keys<'_>,
     ) -> Result<(), LifecycleError> {
-        let p = self.pending_amendment.clone().ok_or(LifecycleError::NoPendingAmendment)?;
+        let p = self
+            .pending_amendment
+            .clone()
+            .ok_or(LifecycleError::NoPendingAmendment)?;
         if by == &p.proposer {
             return Err(LifecycleError::WrongParty(by.clone()));
         }
@@ -221,13 +233,18 @@ impl Record {
     }
 
     pub fn reject_amendment(&mut self, by: &MemberId, now: DateTime<Utc>) -> Result<(), LifecycleError> {
-        let p = self.pending_amendment.clone().ok_or(LifecycleError::NoPendingAmendment)?;
+        let p = self
+            .pending_amendment
+            .clone()
+            .ok_or(LifecycleError::NoPendingAmendment)?;
         if by == &p.proposer {
             return Err(LifecycleError::WrongParty(by.clone()));
         }
         self.pending_amendment = None;
-        self.history
-            .push((now, format!("amendment to version {} rejected by {by}", p.version)));
+        self.history.push((
+            now,
+            format!("amendment to version {} rejected by {by}", p.version),
+        ));
         Ok(())
     }
 
@@ -246,10 +263,16 @@ impl Record {
         }
         let current = self.party(by)?;
         if by != &current.guest {
-            return Err(LifecycleError::NotAllowed(by.clone(), "only the guest files access requests"));
+            return Err(LifecycleError::NotAllowed(
+                by.clone(),
+                "only the guest files access requests",
+            ));
         }
         if self.access_requests.iter().any(|r| r.id == request) {
-            return Err(LifecycleError::NotAllowed(by.clone(), "that request id is already used"));
+            return Err(LifecycleError::NotAllowed(
+                by.clone(),
+                "that request id is already used",
+            ));
         }
         let effective = self.effective()?;
         let existing = effective.users.iter().any(|u| u.name == user.name);
@@ -266,7 +289,11 @@ impl Record {
             filed_by: by.clone(),
             filed_at: now,
             answer_due: one_month_after(now),
-            state: if immediate { AccessState::Approved } else { AccessState::Pending },
+            state: if immediate {
+                AccessState::Approved
+            } else {
+                AccessState::Pending
+            },
             answered_at: immediate.then_some(now),
             substantial,
         });
@@ -290,7 +317,10 @@ impl Record {
     ) -> Result<(), LifecycleError> {
         let current = self.party(by)?;
         if by != &current.host {
-            return Err(LifecycleError::NotAllowed(by.clone(), "only the host answers access requests"));
+            return Err(LifecycleError::NotAllowed(
+                by.clone(),
+                "only the host answers access requests",
+            ));
         }
         let r = self
             .access_requests
@@ -298,9 +328,16 @@ impl Record {
             .find(|r| r.id == request)
             .ok_or_else(|| LifecycleError::UnknownRequest(request.to_string()))?;
         if r.state != AccessState::Pending {
-            return Err(LifecycleError::NotAllowed(by.clone(), "the request was already answered"));
+            return Err(LifecycleError::NotAllowed(
+                by.clone(),
+                "the request was already answered",
+            ));
         }
-        r.state = if approve { AccessState::Approved } else { AccessState::Refused };
+        r.state = if approve {
+            AccessState::Approved
+        } else {
+            AccessState::Refused
+        };
         r.answered_at = Some(now);
         self.history.push((
             now,

@@ -94,9 +94,9 @@ impl Entry {
             for d in &u.devices {
                 declared.insert(*d, (u.flows.clone(), u.messages_per_day));
             }
-            per_device
-                .entry(u.messages_per_day)
-                .or_insert_with(|| RateLimiter::hashmap_with_clock(device_quota(u.messages_per_day), clock.clone()));
+            per_device.entry(u.messages_per_day).or_insert_with(|| {
+                RateLimiter::hashmap_with_clock(device_quota(u.messages_per_day), clock.clone())
+            });
         }
         let max_per_day = a.users.iter().map(|u| u.messages_per_day).max().unwrap_or(1);
         per_device

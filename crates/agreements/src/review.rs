@@ -69,7 +69,8 @@ pub fn quarter_of(t: DateTime<Utc>) -> (String, DateTime<Utc>, DateTime<Utc>) {
     let end = if q == 3 {
         Utc.with_ymd_and_hms(t.year() + 1, 1, 1, 0, 0, 0).single()
     } else {
-        Utc.with_ymd_and_hms(t.year(), start_month + 3, 1, 0, 0, 0).single()
+        Utc.with_ymd_and_hms(t.year(), start_month + 3, 1, 0, 0, 0)
+            .single()
     }
     .unwrap_or(t);
     (format!("{}-Q{}", t.year(), q + 1), start, end)
@@ -158,20 +159,60 @@ impl Review {
 
     pub fn markdown(&self, signatures: &[MemberId]) -> String {
         let mut m = String::new();
-        let _ = writeln!(m, "# Access-rights review {} — agreement {} (version {})\n", self.quarter, self.agreement, self.version);
-        let _ = writeln!(m, "Period {} to {}; prepared by {} on {}; state **{}**.\n", self.period_start.date_naive(), self.period_end.date_naive(), self.prepared_by, self.prepared_at.format("%Y-%m-%d %H:%M UTC"), self.state);
-        let _ = writeln!(m, "## Parties\n\n- Host: {}\n- Guest: {}\n", self.host, self.guest);
+        let _ = writeln!(
+            m,
+            "# Access-rights review {} — agreement {} (version {})\n",
+            self.quarter, self.agreement, self.version
+        );
+        let _ = writeln!(
+            m,
+            "Period {} to {}; prepared by {} on {}; state **{}**.\n",
+            self.period_start.date_naive(),
+            self.period_end.date_naive(),
+            self.prepared_by,
+            self.prepared_at.format("%Y-%m-%d %H:%M UTC"),
+            self.state
+        );
+        let _ = writeln!(
+            m,
+            "## Parties\n\n- Host: {}\n- Guest: {}\n",
+            self.host, self.guest
+        );
         let _ = writeln!(m, "## Services\n");
         for s in &self.services {
             let _ = writeln!(m, "- {s:?}");
         }
-        let _ = writeln!(m, "\n## Authorised users\n\n| User | Mission | Duration | Declared | Seen this quarter | Msg/day |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            m,
+            "\n## Authorised users\n\n| User | Mission | Duration | Declared | Seen this quarter | Msg/day |\n|---|---|---|---|---|---|"
+        );
         for u in &self.users {
-            let _ = writeln!(m, "| {} | {} | {} | {} | {} | {} |", u.name, u.public_service_mission, u.duration, u.devices_declared, u.devices_seen, u.messages_per_day);
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} | {} |",
+                u.name,
+                u.public_service_mission,
+                u.duration,
+                u.devices_declared,
+                u.devices_seen,
+                u.messages_per_day
+            );
         }
-        let _ = writeln!(m, "\nDevices declared: {}; seen this quarter: {}.", self.devices_declared, self.devices_seen);
+        let _ = writeln!(
+            m,
+            "\nDevices declared: {}; seen this quarter: {}.",
+            self.devices_declared, self.devices_seen
+        );
         if !self.declared_not_seen.is_empty() {
-            let _ = writeln!(m, "Declared but not seen: {}.", self.declared_not_seen.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                m,
+                "Declared but not seen: {}.",
+                self.declared_not_seen
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         let _ = writeln!(m, "\n## Admin accounts\n");
         if self.admin_accounts.is_empty() {
@@ -192,7 +233,14 @@ impl Review {
             let _ = writeln!(m, "None.");
         }
         for p in &self.pending {
-            let _ = writeln!(m, "- {} (filed {}, answer due {}{})", p.what, p.filed_at.date_naive(), p.answer_due.date_naive(), if p.overdue { ", OVERDUE" } else { "" });
+            let _ = writeln!(
+                m,
+                "- {} (filed {}, answer due {}{})",
+                p.what,
+                p.filed_at.date_naive(),
+                p.answer_due.date_naive(),
+                if p.overdue { ", OVERDUE" } else { "" }
+            );
         }
         let _ = writeln!(m, "\n## Signatures\n");
         for s in signatures {
@@ -238,7 +286,10 @@ impl SignedReview {
     }
 
     /// Every signature present is a party's and verifies; returns the signers.
-    pub fn verify(&self, keys: &dyn Fn(&MemberId) -> Option<VerifyingKey>) -> Result<Vec<MemberId>, SignError> {
+    pub fn verify(
+        &self,
+        keys: &dyn Fn(&MemberId) -> Option<VerifyingKey>,
+    ) -> Result<Vec<MemberId>, SignError> {
         let r = self.review()?;
         for (m, sig) in &self.signatures {
             if m != &r.host && m != &r.guest {

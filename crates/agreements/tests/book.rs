@@ -55,7 +55,11 @@ fn sync(a: &Side, b: &Side) {
     let msg = |s: &Side| {
         let views = s.book.list();
         let dossiers = views.iter().map(|v| s.book.dossier(&v.id).unwrap()).collect();
-        let reviews = views.iter().flat_map(|v| s.book.reviews(&v.id)).map(|(_, r)| r).collect();
+        let reviews = views
+            .iter()
+            .flat_map(|v| s.book.reviews(&v.id))
+            .map(|(_, r)| r)
+            .collect();
         serde_json::to_vec(&SyncMsg { dossiers, reviews }).unwrap()
     };
     let answer = b.book.on_request(a.book.me(), msg(a));
@@ -137,7 +141,10 @@ fn every_transition_through_the_books_with_the_test_clock() {
     sync(&tours, &smo);
     let v = smo.book.approve(&id_).unwrap();
     assert_eq!((v.version, v.agreement.notice_months), (2, 6));
-    assert!(v.agreement.declared_devices().contains(&DevEui([0x11; 8])), "annex kept");
+    assert!(
+        v.agreement.declared_devices().contains(&DevEui([0x11; 8])),
+        "annex kept"
+    );
 
     // The two are disconnected: each acts alone, then they reconcile to the same state.
     manual.set(t("2026-06-01T00:00:00Z"));
@@ -145,12 +152,20 @@ fn every_transition_through_the_books_with_the_test_clock() {
     manual.advance(TimeDelta::seconds(1));
     let (review, _) = tours.book.review(&id_).unwrap();
     assert_eq!(review.quarter, "2026-Q2");
-    assert_eq!(tours.book.show(&id_).unwrap().state, State::Active, "not told yet");
+    assert_eq!(
+        tours.book.show(&id_).unwrap().state,
+        State::Active,
+        "not told yet"
+    );
     sync(&tours, &smo);
     for s in [&tours, &smo] {
         let v = s.book.show(&id_).unwrap();
         assert_eq!(v.state, State::Terminating);
-        assert_eq!(v.ends_at, Some(t("2026-12-01T00:00:00Z")), "six months' notice (v2)");
+        assert_eq!(
+            v.ends_at,
+            Some(t("2026-12-01T00:00:00Z")),
+            "six months' notice (v2)"
+        );
     }
     assert_eq!(smo.book.reviews(&id_).len(), 1, "the review travelled too");
     assert_eq!(
@@ -162,7 +177,13 @@ fn every_transition_through_the_books_with_the_test_clock() {
     // The notice runs out; nothing more is legal.
     manual.set(t("2026-12-01T00:00:00Z"));
     assert_eq!(tours.book.show(&id_).unwrap().state, State::Ended);
-    for illegal in [Book::terminate, Book::suspend, Book::resume, Book::approve, Book::reject] {
+    for illegal in [
+        Book::terminate,
+        Book::suspend,
+        Book::resume,
+        Book::approve,
+        Book::reject,
+    ] {
         assert!(illegal(&tours.book, &id_).is_err());
     }
     assert!(!tours.book.show(&id_).unwrap().in_force);
@@ -183,7 +204,10 @@ fn a_rejected_proposal_stays_rejected() {
     let a: Agreement = toml::from_str(EXAMPLE).unwrap();
     smo.book.propose(&a).unwrap();
     sync(&smo, &tours);
-    assert!(err(smo.book.reject(&a.id)).contains("may not do this"), "not the proposer");
+    assert!(
+        err(smo.book.reject(&a.id)).contains("may not do this"),
+        "not the proposer"
+    );
     assert_eq!(tours.book.reject(&a.id).unwrap().state, State::Rejected);
     sync(&tours, &smo);
     assert_eq!(smo.book.show(&a.id).unwrap().state, State::Rejected);

@@ -16,7 +16,9 @@ impl From<BookError> for ApiError {
     fn from(e: BookError) -> Self {
         let msg = e.to_string();
         match e {
-            BookError::NotFound(_) | BookError::NoReview(_) => Self::new(StatusCode::NOT_FOUND, "not_found", msg),
+            BookError::NotFound(_) | BookError::NoReview(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", msg)
+            }
             BookError::Exists(_) => Self::new(StatusCode::CONFLICT, "already_exists", msg),
             BookError::Lifecycle(LifecycleError::Illegal { .. })
             | BookError::NothingToAnswer(..)
@@ -62,7 +64,10 @@ pub async fn propose(
     State(s): State<ApiState>,
     Json(a): Json<Agreement>,
 ) -> Result<(StatusCode, axum::Json<View>), ApiError> {
-    Ok((StatusCode::CREATED, axum::Json(blocking(&s, move |b| b.propose(&a)).await?)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(blocking(&s, move |b| b.propose(&a)).await?),
+    ))
 }
 
 pub async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> Result<axum::Json<View>, ApiError> {
@@ -126,7 +131,9 @@ pub async fn file_access(
     Json(r): Json<NewAccessRequest>,
 ) -> Result<(StatusCode, axum::Json<View>), ApiError> {
     if r.id.is_empty() || r.id.len() > 64 {
-        return Err(ApiError::bad_request("an access request id has 1 to 64 characters"));
+        return Err(ApiError::bad_request(
+            "an access request id has 1 to 64 characters",
+        ));
     }
     Ok((
         StatusCode::CREATED,
@@ -156,7 +163,10 @@ pub async fn answer_access(
 
 /// Prepares this quarter's access-rights review (or countersigns the counterparty's)
 /// and returns it as JSON, as Markdown, and signed.
-pub async fn review(State(s): State<ApiState>, Path(id): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn review(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
     let key = id.clone();
     let (review, signed) = blocking(&s, move |b| b.review(&id)).await?;
     // Signed by both: the review becomes a ledger record too.
@@ -175,7 +185,10 @@ pub async fn review(State(s): State<ApiState>, Path(id): Path<String>) -> Result
     })))
 }
 
-pub async fn reviews(State(s): State<ApiState>, Path(id): Path<String>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn reviews(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
     let v = blocking(&s, move |b| Ok(b.reviews(&id))).await?;
     let list: Vec<Value> = v
         .into_iter()

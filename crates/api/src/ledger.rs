@@ -65,7 +65,11 @@ pub async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> Resu
     };
     let entries = blocking(&s, move |a| a.records(q.agreement.as_deref(), kind)).await?;
     Ok(match q.format.as_deref() {
-        Some("csv") => ([("content-type", "text/csv")], entente_ledger::chain::to_csv(&entries)).into_response(),
+        Some("csv") => (
+            [("content-type", "text/csv")],
+            entente_ledger::chain::to_csv(&entries),
+        )
+            .into_response(),
         None | Some("json") => axum::Json(entries).into_response(),
         Some(f) => return Err(ApiError::bad_request(format!("format {f:?}: json or csv"))),
     })
@@ -96,7 +100,10 @@ pub async fn issue_invoice(
     Json(r): Json<YearRequest>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let (inv, e) = blocking(&s, move |a| a.issue_invoice(&r.agreement, r.year)).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "invoice": inv, "record": e }))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "invoice": inv, "record": e })),
+    ))
 }
 
 pub async fn issue_device_count(
@@ -115,7 +122,10 @@ pub struct AcceptRequest {
 }
 
 /// Countersigns a counterparty's record (an invoice accepted, a device count agreed).
-pub async fn accept(State(s): State<ApiState>, Json(r): Json<AcceptRequest>) -> Result<axum::Json<Entry>, ApiError> {
+pub async fn accept(
+    State(s): State<ApiState>,
+    Json(r): Json<AcceptRequest>,
+) -> Result<axum::Json<Entry>, ApiError> {
     Ok(axum::Json(
         blocking(&s, move |a| a.accept(&r.agreement, &r.issuer, r.seq)).await?,
     ))
@@ -136,7 +146,10 @@ impl AgreementQuery {
 }
 
 /// Usage statements with where each stands: countersigned, disputed or awaiting.
-pub async fn statements(State(s): State<ApiState>, Query(q): Query<AgreementQuery>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn statements(
+    State(s): State<ApiState>,
+    Query(q): Query<AgreementQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
     let agreement = q.agreement.clone();
     let all = blocking(&s, move |a| a.records(agreement.as_deref(), None)).await?;
     let disputes: Vec<Dispute> = all
@@ -170,7 +183,10 @@ pub async fn statements(State(s): State<ApiState>, Query(q): Query<AgreementQuer
     Ok(axum::Json(json!({ "statements": v })))
 }
 
-pub async fn disputes(State(s): State<ApiState>, Query(q): Query<AgreementQuery>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn disputes(
+    State(s): State<ApiState>,
+    Query(q): Query<AgreementQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
     let agreement = q.agreement.clone();
     let all = blocking(&s, move |a| a.records(agreement.as_deref(), Some(Kind::Dispute))).await?;
     let v: Vec<Value> = all
@@ -186,9 +202,15 @@ pub async fn disputes(State(s): State<ApiState>, Query(q): Query<AgreementQuery>
     Ok(axum::Json(json!({ "disputes": v })))
 }
 
-pub async fn invoices(State(s): State<ApiState>, Query(q): Query<AgreementQuery>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn invoices(
+    State(s): State<ApiState>,
+    Query(q): Query<AgreementQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
     let agreement = q.agreement.clone();
-    let all = blocking(&s, move |a| a.records(agreement.as_deref(), Some(Kind::BillingRecord))).await?;
+    let all = blocking(&s, move |a| {
+        a.records(agreement.as_deref(), Some(Kind::BillingRecord))
+    })
+    .await?;
     let v: Vec<Value> = all
         .iter()
         .filter_map(|e| {
@@ -207,7 +229,10 @@ pub async fn invoices(State(s): State<ApiState>, Query(q): Query<AgreementQuery>
 }
 
 /// Usage counters per device under an agreement.
-pub async fn usage(State(s): State<ApiState>, Query(q): Query<AgreementQuery>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn usage(
+    State(s): State<ApiState>,
+    Query(q): Query<AgreementQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
     let Some(agreement) = q.agreement else {
         return Err(ApiError::bad_request("agreement is required"));
     };

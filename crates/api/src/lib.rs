@@ -83,9 +83,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/agreements/{id}/{action}", post(agreements::action))
         .route("/refusals", get(agreements::refusals))
         .route("/ledger", get(ledger::list))
-        .route("/ledger/statements", get(ledger::statements).post(ledger::issue_statement))
+        .route(
+            "/ledger/statements",
+            get(ledger::statements).post(ledger::issue_statement),
+        )
         .route("/ledger/disputes", get(ledger::disputes))
-        .route("/ledger/invoices", get(ledger::invoices).post(ledger::issue_invoice))
+        .route(
+            "/ledger/invoices",
+            get(ledger::invoices).post(ledger::issue_invoice),
+        )
         .route("/ledger/device-counts", post(ledger::issue_device_count))
         .route("/ledger/accept", post(ledger::accept))
         .route("/usage", get(ledger::usage))

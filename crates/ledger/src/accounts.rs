@@ -89,7 +89,11 @@ fn device_key(phy_payload: &[u8]) -> Option<(String, FrameKind)> {
             let down = matches!(d.mtype, MType::UnconfirmedDown | MType::ConfirmedDown);
             Some((
                 format!("addr:{}", d.dev_addr),
-                if down { FrameKind::Downlink } else { FrameKind::Uplink },
+                if down {
+                    FrameKind::Downlink
+                } else {
+                    FrameKind::Uplink
+                },
             ))
         }
     }
@@ -170,7 +174,12 @@ impl Accounts {
         Ok(e)
     }
 
-    fn statement_for(&self, agreement: &str, issuer: &MemberId, day: NaiveDate) -> Result<Option<Entry>, AccountsError> {
+    fn statement_for(
+        &self,
+        agreement: &str,
+        issuer: &MemberId,
+        day: NaiveDate,
+    ) -> Result<Option<Entry>, AccountsError> {
         Ok(self
             .ledger
             .entries(Some(agreement))?
@@ -199,7 +208,11 @@ impl Accounts {
         if s.counterparty != self.me || s.serving != e.issuer || s.agreement != e.agreement {
             return Err(AccountsError::Invalid("the statement names other parties".into()));
         }
-        let tolerance = self.book.record(&e.agreement)?.effective()?.count_tolerance_per_mille;
+        let tolerance = self
+            .book
+            .record(&e.agreement)?
+            .effective()?
+            .count_tolerance_per_mille;
         let ours = self.usage.day(&e.agreement, s.day)?;
         if statement::within_tolerance(&s.summary, &ours, tolerance) {
             self.ledger.countersign(&e.agreement, &e.issuer, e.seq)?;
@@ -215,11 +228,16 @@ impl Accounts {
 
     // ---- billing -------------------------------------------------------------------
 
-    fn policy_of(&self, agreement: &str) -> Result<(BillingPolicy, entente_agreements::Agreement), AccountsError> {
+    fn policy_of(
+        &self,
+        agreement: &str,
+    ) -> Result<(BillingPolicy, entente_agreements::Agreement), AccountsError> {
         let a = self.book.record(agreement)?.effective()?;
         match &a.billing {
             Billing::Policy { reference } => Ok((BillingPolicy::load(&self.policies, reference)?, a)),
-            Billing::Free => Err(AccountsError::Invalid(format!("agreement {agreement} is free of charge"))),
+            Billing::Free => Err(AccountsError::Invalid(format!(
+                "agreement {agreement} is free of charge"
+            ))),
         }
     }
 
@@ -227,7 +245,10 @@ impl Accounts {
     pub fn issue_invoice(&self, agreement: &str, year: i32) -> Result<(Invoice, Entry), AccountsError> {
         let (policy, a) = self.policy_of(agreement)?;
         if a.host != self.me {
-            return Err(AccountsError::Invalid(format!("{} bills agreement {agreement}", a.host)));
+            return Err(AccountsError::Invalid(format!(
+                "{} bills agreement {agreement}",
+                a.host
+            )));
         }
         let now = self.clock.now();
         let inv = match policy.rule {
@@ -269,7 +290,11 @@ impl Accounts {
         let counted: std::collections::BTreeSet<_> = v.iter().map(|d| d.dev_eui).collect();
         for eui in a.declared_devices().into_iter().filter(|e| !counted.contains(e)) {
             let Ok(d) = self.lns.device(&eui) else { continue };
-            let first = self.lns.uplinks(&eui, 0, 1).ok().and_then(|u| u.first().map(|u| u.received_at));
+            let first = self
+                .lns
+                .uplinks(&eui, 0, 1)
+                .ok()
+                .and_then(|u| u.first().map(|u| u.received_at));
             let last = self.lns.session(&eui).ok().flatten().and_then(|s| s.last_seen);
             v.push(DeviceUse {
                 dev_eui: eui,
@@ -288,13 +313,10 @@ impl Accounts {
     fn roamed_device_uses(&self, agreement: &str) -> Result<Vec<DeviceUse>, AccountsError> {
         let mut v = Vec::new();
         for (key, c) in self.usage.devices(agreement)? {
-            let eui = key
-                .strip_prefix("eui:")
-                .and_then(|e| e.parse().ok())
-                .or_else(|| {
-                    let addr = key.strip_prefix("addr:")?.parse().ok()?;
-                    self.lns.devices_at(addr).ok()?.first().copied()
-                });
+            let eui = key.strip_prefix("eui:").and_then(|e| e.parse().ok()).or_else(|| {
+                let addr = key.strip_prefix("addr:")?.parse().ok()?;
+                self.lns.devices_at(addr).ok()?.first().copied()
+            });
             let Some(dev_eui) = eui else { continue };
             let (use_case, quantities) = match self.lns.device(&dev_eui) {
                 Ok(d) => (
@@ -352,13 +374,18 @@ impl Accounts {
     }
 
     /// Keeps a committee review in the ledger once both parties signed it.
-    pub fn record_review(&self, agreement: &str, review: &entente_agreements::SignedReview) -> Result<Option<Entry>, AccountsError> {
+    pub fn record_review(
+        &self,
+        agreement: &str,
+        review: &entente_agreements::SignedReview,
+    ) -> Result<Option<Entry>, AccountsError> {
         if review.signatures.len() < 2 {
             return Ok(None);
         }
         let held = self.ledger.entries(Some(agreement))?.into_iter().any(|e| {
             e.kind == Kind::CommitteeReview
-                && e.body_json::<entente_agreements::SignedReview>().is_ok_and(|r| r.bytes == review.bytes)
+                && e.body_json::<entente_agreements::SignedReview>()
+                    .is_ok_and(|r| r.bytes == review.bytes)
         });
         if held {
             return Ok(None);
@@ -392,12 +419,14 @@ impl Accounts {
     pub fn merge_from(&self, from: &MemberId, msg: LedgerMsg) -> bool {
         let mut changed = false;
         for e in msg.entries {
-            let parties_ok = self
-                .book
-                .show(&e.agreement)
-                .is_ok_and(|v| (v.host == *from || v.guest == *from) && (v.host == self.me || v.guest == self.me));
+            let parties_ok = self.book.show(&e.agreement).is_ok_and(|v| {
+                (v.host == *from || v.guest == *from) && (v.host == self.me || v.guest == self.me)
+            });
             if !parties_ok {
-                self.reject(format!("{} #{} from {from}: not an agreement between us", e.agreement, e.seq));
+                self.reject(format!(
+                    "{} #{} from {from}: not an agreement between us",
+                    e.agreement, e.seq
+                ));
                 continue;
             }
             let (agreement, issuer, seq) = (e.agreement.clone(), e.issuer.clone(), e.seq);
@@ -512,7 +541,10 @@ impl UsageHook for Accounts {
         let Some((device, kind)) = device_key(c.phy_payload) else {
             return;
         };
-        if let Err(e) = self.usage.record(&agreement, &device, kind, c.phy_payload, c.airtime_us, c.at) {
+        if let Err(e) = self
+            .usage
+            .record(&agreement, &device, kind, c.phy_payload, c.airtime_us, c.at)
+        {
             warn!(%agreement, error = %e, "usage not counted");
         }
     }

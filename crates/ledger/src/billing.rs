@@ -133,7 +133,10 @@ pub fn annual_declared(
     declared_on_1_january: u64,
     issued: DateTime<Utc>,
 ) -> Result<Invoice, BillingError> {
-    let Rule::AnnualDeclared { tariff_per_object_cents } = policy.rule else {
+    let Rule::AnnualDeclared {
+        tariff_per_object_cents,
+    } = policy.rule
+    else {
         return Err(BillingError::WrongRule(policy.id.clone(), "annual_declared"));
     };
     let tao = Cents(tariff_per_object_cents);
@@ -170,7 +173,10 @@ pub struct UnitMonths {
 
 impl UnitMonths {
     pub fn new(policy: &BillingPolicy, year: i32) -> Result<UnitMonths, BillingError> {
-        let Rule::Catalogue { quantities_per_unit, .. } = policy.rule else {
+        let Rule::Catalogue {
+            quantities_per_unit, ..
+        } = policy.rule
+        else {
             return Err(BillingError::WrongRule(policy.id.clone(), "catalogue"));
         };
         Ok(UnitMonths {
@@ -255,11 +261,19 @@ pub fn catalogue_year(
 }
 
 /// Penalties owed by the operator, capped at the policy's share of the year's amount.
-pub fn penalties(policy: &BillingPolicy, year_amount: Cents, non_conformities: u32, weeks_of_delay: u32) -> Cents {
+pub fn penalties(
+    policy: &BillingPolicy,
+    year_amount: Cents,
+    non_conformities: u32,
+    weeks_of_delay: u32,
+) -> Cents {
     let Some(p) = &policy.penalties else {
         return Cents(0);
     };
-    let raw = Cents(p.per_non_conformity_cents * non_conformities as i64 + p.per_week_of_delay_cents * weeks_of_delay as i64);
+    let raw = Cents(
+        p.per_non_conformity_cents * non_conformities as i64
+            + p.per_week_of_delay_cents * weeks_of_delay as i64,
+    );
     raw.min(year_amount.percent_bp(p.cap_bp))
 }
 
@@ -280,7 +294,9 @@ pub fn penalty_line(amount: Cents, non_conformities: u32, weeks_of_delay: u32) -
 /// A non-member's yearly subscription: a rate per inhabitant, capped.
 pub fn subscription(policy: &BillingPolicy, inhabitants: u64) -> Cents {
     match &policy.subscription {
-        Some(s) => Cents((s.cents_per_inhabitant as i128 * inhabitants as i128).min(s.cap_cents as i128) as i64),
+        Some(s) => {
+            Cents((s.cents_per_inhabitant as i128 * inhabitants as i128).min(s.cap_cents as i128) as i64)
+        }
         None => Cents(0),
     }
 }

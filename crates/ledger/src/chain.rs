@@ -96,7 +96,13 @@ pub fn hash_of(agreement: &str, issuer: &MemberId, seq: u64, kind: Kind, prev: &
 
 impl Entry {
     /// The next record after `prev` (None: the agreement's first).
-    pub fn next(prev: Option<&Entry>, agreement: &str, issuer: &MemberId, kind: Kind, body: Vec<u8>) -> Entry {
+    pub fn next(
+        prev: Option<&Entry>,
+        agreement: &str,
+        issuer: &MemberId,
+        kind: Kind,
+        body: Vec<u8>,
+    ) -> Entry {
         let (seq, prev_hash) = match prev {
             Some(p) => (p.seq + 1, p.hash.clone()),
             None => (0, GENESIS.to_string()),
@@ -170,7 +176,9 @@ pub fn verify(
             )));
         }
         if e.prev != want_prev {
-            return Err(bad("does not follow the previous record's hash (removed, reordered or altered before it)".into()));
+            return Err(bad(
+                "does not follow the previous record's hash (removed, reordered or altered before it)".into(),
+            ));
         }
         if hash_of(&e.agreement, &e.issuer, e.seq, e.kind, &e.prev, &e.body) != e.hash {
             return Err(bad("its content does not match its hash (modified)".into()));

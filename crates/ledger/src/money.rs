@@ -29,7 +29,11 @@ pub fn round_div(n: i128, d: i128) -> i128 {
         return 0;
     }
     let (n, d) = if d < 0 { (-n, -d) } else { (n, d) };
-    if n >= 0 { (n + d / 2) / d } else { -((-n + d / 2) / d) }
+    if n >= 0 {
+        (n + d / 2) / d
+    } else {
+        -((-n + d / 2) / d)
+    }
 }
 
 impl std::ops::Add for Cents {

@@ -89,10 +89,15 @@ impl BillingPolicy {
             return Err(bad("vat_rate_bp is over 100 %"));
         }
         match &p.rule {
-            Rule::AnnualDeclared { tariff_per_object_cents } if *tariff_per_object_cents < 0 => {
+            Rule::AnnualDeclared {
+                tariff_per_object_cents,
+            } if *tariff_per_object_cents < 0 => {
                 return Err(bad("a tariff cannot be negative"));
             }
-            Rule::Catalogue { quantities_per_unit: 0, .. } => {
+            Rule::Catalogue {
+                quantities_per_unit: 0,
+                ..
+            } => {
                 return Err(bad("quantities_per_unit must be at least 1"));
             }
             Rule::Catalogue { prices, .. } if prices.iter().any(|p| p.cents_per_year < 0) => {
@@ -105,9 +110,11 @@ impl BillingPolicy {
 
     /// `policies/<creditor>/<name>.toml` for the reference `creditor/name`.
     pub fn load(dir: &Path, reference: &str) -> Result<BillingPolicy, PolicyError> {
-        let ok = reference
-            .split('/')
-            .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        let ok = reference.split('/').all(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
         if !ok || reference.split('/').count() != 2 {
             return Err(PolicyError::Unknown(reference.into()));
         }

@@ -23,12 +23,20 @@ pub fn fixed_keys(total: Cents, keys_bp: &[u32]) -> Result<Vec<Cents>, SharingEr
     if sum != 10_000 {
         return Err(SharingError::KeysNot100(sum));
     }
-    Ok(split(total, &keys_bp.iter().map(|k| *k as u64).collect::<Vec<_>>()))
+    Ok(split(
+        total,
+        &keys_bp.iter().map(|k| *k as u64).collect::<Vec<_>>(),
+    ))
 }
 
 /// `rate x quantity`, the rate in micro-euros (0.033 EUR = 33 000), rounded to the cent,
 /// then clamped to [floor, ceiling].
-pub fn clamped(rate_micro_eur: i64, quantity: u64, floor: Cents, ceiling: Cents) -> Result<Cents, SharingError> {
+pub fn clamped(
+    rate_micro_eur: i64,
+    quantity: u64,
+    floor: Cents,
+    ceiling: Cents,
+) -> Result<Cents, SharingError> {
     if floor > ceiling {
         return Err(SharingError::FloorAboveCeiling(floor, ceiling));
     }

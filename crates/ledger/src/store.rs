@@ -106,7 +106,12 @@ impl Ledger {
     /// the issuer's signature check), or adds valid signatures to a record held. Returns
     /// whether anything changed.
     pub fn merge(&self, e: Entry) -> Result<bool, LedgerError> {
-        let refuse = |r: String| Err(LedgerError::Refused(format!("{} #{} of {}: {r}", e.agreement, e.seq, e.issuer)));
+        let refuse = |r: String| {
+            Err(LedgerError::Refused(format!(
+                "{} #{} of {}: {r}",
+                e.agreement, e.seq, e.issuer
+            )))
+        };
         if hash_of(&e.agreement, &e.issuer, e.seq, e.kind, &e.prev, &e.body) != e.hash {
             return refuse("content does not match its hash".into());
         }

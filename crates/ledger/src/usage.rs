@@ -203,7 +203,9 @@ impl Usage {
         let mut n = 0;
         for kv in self.store.range_from::<Devices>(&prefix)? {
             let (k, c) = kv?;
-            let Some(device) = k.strip_prefix(&prefix) else { break };
+            let Some(device) = k.strip_prefix(&prefix) else {
+                break;
+            };
             f(device, &c);
             n += 1;
         }
@@ -216,7 +218,9 @@ impl Usage {
         let mut v = Vec::new();
         for kv in self.store.range_from::<Devices>(&prefix)? {
             let (k, c) = kv?;
-            let Some(device) = k.strip_prefix(&prefix) else { break };
+            let Some(device) = k.strip_prefix(&prefix) else {
+                break;
+            };
             v.push((device.to_string(), c));
         }
         Ok(v)

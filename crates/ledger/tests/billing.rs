@@ -30,7 +30,15 @@ fn device(i: u8, case: &str, q: u32, first: DateTime<Utc>, last: DateTime<Utc>) 
 fn the_tours_yearly_fee_is_nbo_times_tao_plus_vat() {
     let p = BillingPolicy::load(&policies(), "tours-metropole/annual-declared").unwrap();
     // 137 objects declared on 1 January 2027, taO = 4.80 EUR.
-    let inv = annual_declared(&p, "tours-smo-2026", "SMO Val de Loire Numérique", 2027, 137, at(2027, 1, 5)).unwrap();
+    let inv = annual_declared(
+        &p,
+        "tours-smo-2026",
+        "SMO Val de Loire Numérique",
+        2027,
+        137,
+        at(2027, 1, 5),
+    )
+    .unwrap();
     assert_eq!(inv.amount_excl_vat, Cents(65_760), "137 x 4.80 = 657.60 EUR");
     assert_eq!(inv.vat, Cents(13_152));
     assert_eq!(inv.amount_incl_vat, Cents(78_912));
@@ -42,11 +50,31 @@ fn the_tours_yearly_fee_is_nbo_times_tao_plus_vat() {
 #[test]
 fn pro_rata_from_the_first_full_month_and_every_started_month() {
     // First frame 15 March: billed from April. Silent from 10 June: June still due.
-    assert_eq!(billable_months(at(2026, 3, 15), at(2026, 12, 31), 2026), 9, "April..December");
-    assert_eq!(billable_months(at(2026, 3, 15), at(2026, 6, 10), 2026), 3, "April, May, June");
-    assert_eq!(billable_months(at(2026, 3, 1), at(2026, 3, 31), 2026), 0, "never a full month");
-    assert_eq!(billable_months(at(2025, 11, 20), at(2027, 2, 1), 2026), 12, "all of 2026");
-    assert_eq!(billable_months(at(2025, 12, 20), at(2026, 1, 2), 2026), 1, "January started");
+    assert_eq!(
+        billable_months(at(2026, 3, 15), at(2026, 12, 31), 2026),
+        9,
+        "April..December"
+    );
+    assert_eq!(
+        billable_months(at(2026, 3, 15), at(2026, 6, 10), 2026),
+        3,
+        "April, May, June"
+    );
+    assert_eq!(
+        billable_months(at(2026, 3, 1), at(2026, 3, 31), 2026),
+        0,
+        "never a full month"
+    );
+    assert_eq!(
+        billable_months(at(2025, 11, 20), at(2027, 2, 1), 2026),
+        12,
+        "all of 2026"
+    );
+    assert_eq!(
+        billable_months(at(2025, 12, 20), at(2026, 1, 2), 2026),
+        1,
+        "January started"
+    );
     assert_eq!(billable_months(at(2026, 12, 2), at(2026, 12, 30), 2026), 0);
 
     let p = BillingPolicy::load(&policies(), "smo-vdln/catalogue-2025-09").unwrap();
@@ -55,8 +83,23 @@ fn pro_rata_from_the_first_full_month_and_every_started_month() {
         device(2, "water_metering", 1, at(2026, 3, 15), at(2026, 6, 10)),  // 3 months
         device(3, "other", 7, at(2025, 6, 1), at(2026, 12, 31)),           // 2 units x 12
     ];
-    let inv = catalogue_year(&p, "smo-agglopolys", "Agglopolys", 2026, &["network_access", "platform_transmission"], &devices, at(2027, 1, 10)).unwrap();
-    let amount = |s: &str, c: &str| inv.lines.iter().find(|l| l.service == s && l.use_case == c).unwrap().amount;
+    let inv = catalogue_year(
+        &p,
+        "smo-agglopolys",
+        "Agglopolys",
+        2026,
+        &["network_access", "platform_transmission"],
+        &devices,
+        at(2027, 1, 10),
+    )
+    .unwrap();
+    let amount = |s: &str, c: &str| {
+        inv.lines
+            .iter()
+            .find(|l| l.service == s && l.use_case == c)
+            .unwrap()
+            .amount
+    };
     // 12 unit-months x 4.20 / 12 = 4.20; 24 x 4.80 / 12 = 9.60; 12 x 2.30 / 12 = 2.30; 24 x 9.60 / 12 = 19.20
     assert_eq!(amount("network_access", "water_metering"), Cents(420));
     assert_eq!(amount("network_access", "other"), Cents(960));
@@ -70,7 +113,10 @@ fn pro_rata_from_the_first_full_month_and_every_started_month() {
 #[test]
 fn counting_units_penalties_and_subscription() {
     assert_eq!(units(7, 5), 2, "7 quantities = 2 units");
-    assert_eq!((units(0, 5), units(1, 5), units(5, 5), units(6, 5), units(11, 5)), (1, 1, 1, 2, 3));
+    assert_eq!(
+        (units(0, 5), units(1, 5), units(5, 5), units(6, 5), units(11, 5)),
+        (1, 1, 1, 2, 3)
+    );
     let p = BillingPolicy::load(&policies(), "smo-vdln/catalogue-2025-09").unwrap();
     // 2 non-conformities and 1 week late on a 10 000 EUR year: 250 EUR, under the cap.
     assert_eq!(penalties(&p, Cents::euros(10_000), 2, 1), Cents::euros(250));

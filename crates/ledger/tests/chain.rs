@@ -28,7 +28,12 @@ fn ledger(member: &str, seed: u8) -> (Ledger, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), entente_ledger::store::TABLES).unwrap());
     (
-        Ledger::new(id(member), SigningKey::from_bytes(&[seed; 32]), store, Arc::new(key)),
+        Ledger::new(
+            id(member),
+            SigningKey::from_bytes(&[seed; 32]),
+            store,
+            Arc::new(key),
+        ),
         dir,
     )
 }
@@ -37,11 +42,21 @@ fn ledger(member: &str, seed: u8) -> (Ledger, tempfile::TempDir) {
 fn five() -> Vec<Entry> {
     let (tours, _d1) = ledger("tours-metropole", 1);
     let (smo, _d2) = ledger("smo-vdln", 2);
-    let kinds = [Kind::UsageStatement, Kind::UsageStatement, Kind::Dispute, Kind::BillingRecord, Kind::DeviceCountStatement];
+    let kinds = [
+        Kind::UsageStatement,
+        Kind::UsageStatement,
+        Kind::Dispute,
+        Kind::BillingRecord,
+        Kind::DeviceCountStatement,
+    ];
     for (i, k) in kinds.into_iter().enumerate() {
-        let e = tours.append("tours-smo-2026", k, &json!({"n": i, "amount_cents": 65760})).unwrap();
+        let e = tours
+            .append("tours-smo-2026", k, &json!({"n": i, "amount_cents": 65760}))
+            .unwrap();
         assert!(smo.merge(e.clone()).unwrap());
-        let c = smo.countersign("tours-smo-2026", &id("tours-metropole"), e.seq).unwrap();
+        let c = smo
+            .countersign("tours-smo-2026", &id("tours-metropole"), e.seq)
+            .unwrap();
         assert!(tours.merge(c).unwrap(), "the countersignature travels back");
     }
     let v = tours.entries(None).unwrap();
@@ -84,7 +99,14 @@ fn modified_removed_reordered_and_forged_records_are_named() {
     // A record rebuilt with a new hash: its successor no longer follows it.
     let mut rehashed = v.clone();
     rehashed[1].body = br#"{"n":1,"amount_cents":0}"#.to_vec();
-    rehashed[1].hash = chain::hash_of(&rehashed[1].agreement, &rehashed[1].issuer, 1, rehashed[1].kind, &rehashed[1].prev, &rehashed[1].body);
+    rehashed[1].hash = chain::hash_of(
+        &rehashed[1].agreement,
+        &rehashed[1].issuer,
+        1,
+        rehashed[1].kind,
+        &rehashed[1].prev,
+        &rehashed[1].body,
+    );
     let e = chain::verify(&rehashed, &key).unwrap_err();
     assert_eq!(e.index, 1, "its signatures no longer verify: {e}");
 
@@ -98,7 +120,12 @@ fn modified_removed_reordered_and_forged_records_are_named() {
 
     let mut stranger = v.clone();
     stranger[0].signatures.insert(id("rogue"), "00".repeat(64));
-    assert!(chain::verify(&stranger, &key).unwrap_err().reason.contains("not a known signer"));
+    assert!(
+        chain::verify(&stranger, &key)
+            .unwrap_err()
+            .reason
+            .contains("not a known signer")
+    );
     assert!(chain::from_csv("agreement,issuer\nx,y,z\n").is_err());
 }
 
@@ -106,9 +133,16 @@ fn modified_removed_reordered_and_forged_records_are_named() {
 fn the_stored_ledger_refuses_what_does_not_extend_a_chain() {
     let (tours, _d1) = ledger("tours-metropole", 1);
     let (smo, _d2) = ledger("smo-vdln", 2);
-    let a = tours.append("tours-smo-2026", Kind::UsageStatement, &json!({"day": 1})).unwrap();
-    let b = tours.append("tours-smo-2026", Kind::UsageStatement, &json!({"day": 2})).unwrap();
-    assert!(matches!(smo.merge(b.clone()), Err(LedgerError::Refused(_))), "a gap");
+    let a = tours
+        .append("tours-smo-2026", Kind::UsageStatement, &json!({"day": 1}))
+        .unwrap();
+    let b = tours
+        .append("tours-smo-2026", Kind::UsageStatement, &json!({"day": 2}))
+        .unwrap();
+    assert!(
+        matches!(smo.merge(b.clone()), Err(LedgerError::Refused(_))),
+        "a gap"
+    );
     assert!(smo.merge(a.clone()).unwrap());
     let mut altered = b.clone();
     altered.body = br#"{"day":3}"#.to_vec();
@@ -119,7 +153,13 @@ fn the_stored_ledger_refuses_what_does_not_extend_a_chain() {
     assert!(smo.merge(b.clone()).unwrap());
     assert!(!smo.merge(b).unwrap(), "nothing new");
     // A record in the SMO's own name that the SMO did not write.
-    let mut fake = Entry::next(None, "tours-smo-2026", &id("smo-vdln"), Kind::Dispute, b"{}".to_vec());
+    let mut fake = Entry::next(
+        None,
+        "tours-smo-2026",
+        &id("smo-vdln"),
+        Kind::Dispute,
+        b"{}".to_vec(),
+    );
     fake.sign(&id("smo-vdln"), &SigningKey::from_bytes(&[2; 32]));
     assert!(smo.merge(fake).is_err());
 }

@@ -130,6 +130,10 @@ impl RoamingPolicy for RosterPolicy {
             .0
             .member(&f.home)
             .is_some_and(|m| m.roams_on.contains(&f.visited));
-        if allowed { Ok(()) } else { Err(Refusal::NoAgreement) }
+        if allowed {
+            Ok(())
+        } else {
+            Err(Refusal::NoAgreement)
+        }
     }
 }

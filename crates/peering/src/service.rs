@@ -146,7 +146,9 @@ fn airtime_us(dr: entente_region::DataRate, len: usize, downlink: bool) -> u32 {
     } else {
         entente_region::Modulation::uplink(dr)
     };
-    entente_region::time_on_air(m, len).as_micros().min(u32::MAX as u128) as u32
+    entente_region::time_on_air(m, len)
+        .as_micros()
+        .min(u32::MAX as u128) as u32
 }
 
 /// One refusal count as the API shows it.
@@ -485,7 +487,14 @@ impl Peering {
         *self.usage.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
     }
 
-    fn carried(&self, home: &MemberId, visited: &MemberId, phy_payload: &[u8], downlink: bool, airtime_us: u32) {
+    fn carried(
+        &self,
+        home: &MemberId,
+        visited: &MemberId,
+        phy_payload: &[u8],
+        downlink: bool,
+        airtime_us: u32,
+    ) {
         let hook = self.usage.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(h) = hook {
             h.carried(&Carried {
@@ -506,14 +515,21 @@ impl Peering {
         };
         for (f, a) in frames.iter().zip(answers) {
             if *a == UplinkAnswer::Accepted {
-                let air = f.rx.first().map_or(0, |r| airtime_us(r.info.data_rate, f.phy_payload.len(), false));
+                let air =
+                    f.rx.first()
+                        .map_or(0, |r| airtime_us(r.info.data_rate, f.phy_payload.len(), false));
                 self.carried(&home.id, &self.me, &f.phy_payload, false, air);
             }
         }
     }
 
     /// Sends sync bytes on `channel` to a roster member and waits for its answer.
-    pub async fn sync_request(&self, member: &MemberId, channel: &'static str, body: Vec<u8>) -> Result<Vec<u8>, String> {
+    pub async fn sync_request(
+        &self,
+        member: &MemberId,
+        channel: &'static str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
         let peer = self
             .roster
             .member(member)
@@ -1148,7 +1164,9 @@ impl Peering {
                     }
                 }
             },
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
                 if let Some(tx) = pending.remove(&request_id) {
                     let _ = tx.send(Err(error.to_string()));
                 }

@@ -62,14 +62,21 @@ pub fn billing(a: BillingArgs) -> Result<Value> {
     let agreement = "smo-tenants";
     let load_start = Instant::now();
     let year = 2026;
-    let base = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().context("date")?;
+    let base = Utc
+        .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+        .single()
+        .context("date")?;
     let mut batch = store.batch();
     for i in 0..a.devices {
         let first = base + TimeDelta::hours((i % 17_000) as i64);
         let last = if i % 10 == 0 {
-            Utc.with_ymd_and_hms(2026, 6, 10, 8, 0, 0).single().context("date")?
+            Utc.with_ymd_and_hms(2026, 6, 10, 8, 0, 0)
+                .single()
+                .context("date")?
         } else {
-            Utc.with_ymd_and_hms(2026, 12, 31, 8, 0, 0).single().context("date")?
+            Utc.with_ymd_and_hms(2026, 12, 31, 8, 0, 0)
+                .single()
+                .context("date")?
         };
         let c = DeviceCounters {
             first_seen: Some(first),
@@ -106,7 +113,10 @@ pub fn billing(a: BillingArgs) -> Result<Value> {
         let t = Instant::now();
         let mut sums = UnitMonths::new(&policy, year)?;
         let mut declared_on_1_january = 0u64;
-        let jan1 = Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).single().context("date")?;
+        let jan1 = Utc
+            .with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+            .single()
+            .context("date")?;
         usage.for_each_device(agreement, |device, c| {
             let (case, q) = match device.split(':').next() {
                 Some("water_metering") => ("water_metering", 1),
@@ -145,7 +155,11 @@ pub fn billing(a: BillingArgs) -> Result<Value> {
     }
     let mut secs: Vec<f64> = runs.iter().filter_map(|r| r["seconds"].as_f64()).collect();
     secs.sort_by(f64::total_cmp);
-    let peak = runs.iter().filter_map(|r| r["peak_rss_mb"].as_u64()).max().unwrap_or(0);
+    let peak = runs
+        .iter()
+        .filter_map(|r| r["peak_rss_mb"].as_u64())
+        .max()
+        .unwrap_or(0);
     let (inv, fee) = last_invoice.context("no run")?;
     Ok(json!({
         "bench": "billing",

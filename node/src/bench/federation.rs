@@ -90,7 +90,9 @@ pub async fn federation(a: FederationArgs) -> Result<Value> {
         let mut all = true;
         for n in &nodes {
             let v = n.get_json("/v1/peers").await?;
-            let up = v["peers"].as_array().map_or(0, |p| p.iter().filter(|p| p["connected"] == true).count());
+            let up = v["peers"]
+                .as_array()
+                .map_or(0, |p| p.iter().filter(|p| p["connected"] == true).count());
             if up < want {
                 all = false;
                 break;

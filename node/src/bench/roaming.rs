@@ -53,7 +53,10 @@ fn configure(dir: &Path, block: &str, port: u16, roster: &Path, window: u64, vis
     let text = std::fs::read_to_string(&p)?;
     let cfg = crate::init::federate(&text, block, roster, &format!("/ip4/127.0.0.1/tcp/{port}"))
         .replace("# dedup_window_ms = 200", &format!("dedup_window_ms = {window}"))
-        .replace("# visited_dedup_window_ms = 50", &format!("visited_dedup_window_ms = {visited}"))
+        .replace(
+            "# visited_dedup_window_ms = 50",
+            &format!("visited_dedup_window_ms = {visited}"),
+        )
         .replace("# peer_rate_per_sec = 1000", "peer_rate_per_sec = 100000")
         .replace("# peer_burst = 5000", "peer_burst = 100000")
         .replace("level = \"info\"", "level = \"warn\"")
@@ -233,7 +236,11 @@ pub async fn roaming(a: RoamingArgs) -> Result<Value> {
     // Background load through the first gateway while the round trips are sampled through
     // the second: the devices beyond the first 50 send unconfirmed uplinks at the rate.
     const RTT_DEVICES: usize = 50;
-    let load_sims = if sims.len() > RTT_DEVICES { sims.split_off(RTT_DEVICES) } else { Vec::new() };
+    let load_sims = if sims.len() > RTT_DEVICES {
+        sims.split_off(RTT_DEVICES)
+    } else {
+        Vec::new()
+    };
     let stop_load = tokio_util::sync::CancellationToken::new();
     let load_sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let load_task = (a.load_per_sec > 0 && !load_sims.is_empty()).then(|| {
@@ -252,8 +259,13 @@ pub async fn roaming(a: RoamingArgs) -> Result<Value> {
                     let d = &mut sims[i % n];
                     i += 1;
                     tmst = tmst.wrapping_add(10);
-                    let Ok(phy) = d.uplink(1, &[0x5a], false, 5, 0) else { continue };
-                    let body = PushData { rxpk: vec![rxpk(&phy, 868.1, "SF7BW125", -90, 5.0, tmst)], stat: None };
+                    let Ok(phy) = d.uplink(1, &[0x5a], false, 5, 0) else {
+                        continue;
+                    };
+                    let body = PushData {
+                        rxpk: vec![rxpk(&phy, 868.1, "SF7BW125", -90, 5.0, tmst)],
+                        stat: None,
+                    };
                     if gw.push_no_wait(&body).await.is_ok() {
                         sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
