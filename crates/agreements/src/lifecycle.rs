@@ -186,12 +186,7 @@ impl Record {
             return Err(self.illegal("propose a second amendment to"));
         }
         let old = self.party(by)?;
-        let a = new.agreement()?;
-        if a.id != old.id || a.host != old.host || a.guest != old.guest || a.version != old.version + 1 {
-            return Err(LifecycleError::BadAmendment {
-                expected: old.version + 1,
-            });
-        }
+        let a = self.next_version(new)?;
         if !new.verify(keys)?.contains(by) {
             return Err(SignError::Missing(by.clone()).into());
         }
@@ -416,6 +411,19 @@ impl Record {
         Ok(())
     }
 
+    /// The document `new` holds, if it is the next version of this agreement: same id and
+    /// parties, version number one up.
+    fn next_version(&self, new: &SignedAgreement) -> Result<Agreement, LifecycleError> {
+        let old = self.current()?;
+        let a = new.agreement()?;
+        if a.id != old.id || a.host != old.host || a.guest != old.guest || a.version != old.version + 1 {
+            return Err(LifecycleError::BadAmendment {
+                expected: old.version + 1,
+            });
+        }
+        Ok(a)
+    }
+
     /// A new version both parties signed; same id and parties, next version number.
     pub fn amend(
         &mut self,
@@ -426,13 +434,7 @@ impl Record {
         if !matches!(self.state, State::Approved | State::Active | State::Suspended) {
             return Err(self.illegal("amend"));
         }
-        let old = self.current()?;
-        let a = new.agreement()?;
-        if a.id != old.id || a.host != old.host || a.guest != old.guest || a.version != old.version + 1 {
-            return Err(LifecycleError::BadAmendment {
-                expected: old.version + 1,
-            });
-        }
+        let a = self.next_version(&new)?;
         new.verify_both(keys)?;
         self.versions.push(new);
         self.history
