@@ -140,37 +140,23 @@ impl Federation {
         let mut dirs = Vec::new();
         for m in &sc.members {
             let dir = base.join(m.id.as_str());
-            crate::init::run(&crate::init::InitArgs {
-                dir: &dir,
-                member: &m.id,
-                name: &m.name,
-                gateway_port: 0,
-                api_port: 0,
-            })?;
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            let cfg = dir.join("node.toml");
-            let t = std::fs::read_to_string(&cfg)?;
-            let t = crate::init::federate(
-                &t,
+            text.push_str(&crate::roster::loopback_member(
+                &dir,
+                &m.id,
+                &m.name,
+                &m.kind,
                 &m.dev_addr_block,
+                vec![m.join_eui_range.clone()],
                 &roster,
-                &format!("/ip4/127.0.0.1/tcp/{port}"),
-            )
-            .replace("[node]\n", "[node]\ntest_clock = true\n")
-            .replace(
-                "# policies = \"policies\"",
-                &format!("policies = {:?}", policies.display().to_string()),
-            )
-            .replace("# dedup_window_ms = 200", "dedup_window_ms = 100");
-            std::fs::write(&cfg, t)?;
-            text.push_str(&crate::roster::member(&crate::roster::MemberArgs {
-                config: cfg,
-                kind: m.kind.clone(),
-                addresses: vec![format!("/ip4/127.0.0.1/tcp/{port}")],
-                dev_addr_blocks: vec![m.dev_addr_block.clone()],
-                join_eui_ranges: vec![m.join_eui_range.clone()],
-                roams_on: vec![],
-            })?);
+                |t| {
+                    t.replace("[node]\n", "[node]\ntest_clock = true\n")
+                        .replace(
+                            "# policies = \"policies\"",
+                            &format!("policies = {:?}", policies.display().to_string()),
+                        )
+                        .replace("# dedup_window_ms = 200", "dedup_window_ms = 100")
+                },
+            )?);
             dirs.push(dir);
         }
         std::fs::write(&roster, &text)?;

@@ -124,3 +124,42 @@ pub fn show(file: &Path) -> Result<(String, bool)> {
     };
     Ok((out, valid))
 }
+
+/// A member for a federation on 127.0.0.1 (the demo and the benches): a node directory
+/// from `init`, federated on a free port under `roster`, its `node.toml` passed through
+/// `edit`; returns the member's roster entry.
+#[allow(clippy::too_many_arguments)]
+pub fn loopback_member(
+    dir: &std::path::Path,
+    member: &entente_model::MemberId,
+    name: &str,
+    kind: &str,
+    dev_addr_block: &str,
+    join_eui_ranges: Vec<String>,
+    roster: &std::path::Path,
+    edit: impl FnOnce(String) -> String,
+) -> Result<String> {
+    crate::init::run(&crate::init::InitArgs {
+        dir,
+        member,
+        name,
+        gateway_port: 0,
+        api_port: 0,
+    })?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let address = format!("/ip4/127.0.0.1/tcp/{port}");
+    let cfg = dir.join("node.toml");
+    let text = std::fs::read_to_string(&cfg)?;
+    std::fs::write(
+        &cfg,
+        edit(crate::init::federate(&text, dev_addr_block, roster, &address)),
+    )?;
+    self::member(&MemberArgs {
+        config: cfg,
+        kind: kind.into(),
+        addresses: vec![address],
+        dev_addr_blocks: vec![dev_addr_block.into()],
+        join_eui_ranges,
+        roams_on: vec![],
+    })
+}

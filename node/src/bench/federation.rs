@@ -46,29 +46,16 @@ pub async fn federation(a: FederationArgs) -> Result<Value> {
     let setup = Instant::now();
     for i in 0..a.nodes {
         let dir = tmp.path().join(format!("node-{i:03}"));
-        let member = format!("member-{i:03}").parse()?;
-        crate::init::run(&crate::init::InitArgs {
-            dir: &dir,
-            member: &member,
-            name: &format!("Member {i}"),
-            gateway_port: 0,
-            api_port: 0,
-        })?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let cfg = dir.join("node.toml");
-        let t = std::fs::read_to_string(&cfg)?;
-        std::fs::write(
-            &cfg,
-            crate::init::federate(&t, &block(i), &roster, &format!("/ip4/127.0.0.1/tcp/{port}")),
-        )?;
-        text.push_str(&crate::roster::member(&crate::roster::MemberArgs {
-            config: cfg,
-            kind: "commune".into(),
-            addresses: vec![format!("/ip4/127.0.0.1/tcp/{port}")],
-            dev_addr_blocks: vec![block(i)],
-            join_eui_ranges: vec![],
-            roams_on: vec![],
-        })?);
+        text.push_str(&crate::roster::loopback_member(
+            &dir,
+            &format!("member-{i:03}").parse()?,
+            &format!("Member {i}"),
+            "commune",
+            &block(i),
+            vec![],
+            &roster,
+            |t| t,
+        )?);
         dirs.push(dir);
     }
     std::fs::write(&roster, &text)?;
