@@ -342,6 +342,13 @@ impl Accounts {
     /// The yearly device-count statement of the guest's devices known to this node.
     pub fn issue_device_count(&self, agreement: &str, year: i32) -> Result<Entry, AccountsError> {
         let a = self.book.record(agreement)?.effective()?;
+        // First frames of the devices counted under this agreement, read once.
+        let first_seen: std::collections::HashMap<String, DateTime<Utc>> = self
+            .usage
+            .devices(agreement)?
+            .into_iter()
+            .filter_map(|(k, c)| Some((k, c.first_seen?)))
+            .collect();
         let mut devices = Vec::new();
         for eui in a.declared_devices() {
             let d = self.lns.device(&eui).ok();
@@ -351,13 +358,7 @@ impl Accounts {
                 model: d.as_ref().map(|d| d.reference.clone()).unwrap_or_default(),
                 address: d.as_ref().map(|d| d.address.clone()).unwrap_or_default(),
                 commune: d.as_ref().map(|d| d.sub_group.clone()).unwrap_or_default(),
-                commissioned: self
-                    .usage
-                    .devices(agreement)?
-                    .iter()
-                    .find(|(k, _)| k == &format!("eui:{eui}"))
-                    .and_then(|(_, c)| c.first_seen)
-                    .map(|t| t.date_naive()),
+                commissioned: first_seen.get(&format!("eui:{eui}")).map(|t| t.date_naive()),
             });
         }
         let e = self.ledger.append(
