@@ -350,3 +350,61 @@ async fn uplinks_wait_at_the_visited_node_while_home_is_down() {
         n.stop().await.unwrap();
     }
 }
+
+/// Every step on both nodes (dedup, routing, policy, usage, forwarding, the network
+/// server) reads the frame parsed where it entered: one parse at the visited gateway, one
+/// as the home node decodes the peer's request, whatever the frame goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roamed_uplink_is_parsed_once_on_each_node() {
+    let f = federation().await;
+    let (tours, smo, agglo) = (&f.nodes[0], &f.nodes[1], &f.nodes[2]);
+    let gw_tours = gw(tours, 1).await;
+    let _gw_smo = gw(smo, 3).await;
+    let eui = DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 9, 2]);
+    import(smo, &[otaa_row(eui, MacVersion::V1_0_3, "A")]).await;
+    let mut d = SimDevice::otaa(
+        MacVersion::V1_0_3,
+        DeviceClass::A,
+        eui,
+        JOIN_EUI.parse::<JoinEui>().unwrap(),
+        APP_KEY.parse().unwrap(),
+        NWK_KEY.parse().unwrap(),
+    );
+    let t0 = 50_000_000u32;
+    push(&gw_tours, &d.join_request(), t0, 8.0).await;
+    let dl = gw_tours.next_downlink(WAIT).await.expect("a join accept");
+    d.accept_join(&dl.phy_payload).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let parses = "entente_uplink_parses_total";
+    let before = [
+        m(tours, parses).await,
+        m(smo, parses).await,
+        m(agglo, parses).await,
+    ];
+    assert!(
+        before[0] >= 1.0 && before[1] >= 1.0,
+        "the join was parsed: {before:?}"
+    );
+    push(
+        &gw_tours,
+        &d.uplink(2, &[0x42], false, 5, 0).unwrap(),
+        t0 + 30_000_000,
+        8.0,
+    )
+    .await;
+    uplinks(smo, eui, 1).await;
+    // Let anything that could still read the frame (usage on both sides, delivery) run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = [
+        m(tours, parses).await,
+        m(smo, parses).await,
+        m(agglo, parses).await,
+    ];
+    assert_eq!(after[0] - before[0], 1.0, "visited node: {before:?} -> {after:?}");
+    assert_eq!(after[1] - before[1], 1.0, "home node: {before:?} -> {after:?}");
+    assert_eq!(after[2] - before[2], 0.0, "a member that never heard it");
+    for n in f.nodes {
+        n.stop().await.unwrap();
+    }
+}

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod device;
+pub mod directory;
 pub mod init;
 pub mod keys;
 pub mod ledger;

@@ -81,6 +81,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
 
     let mut metrics_registry = prometheus_client::registry::Registry::default();
     let gateway_metrics = GatewayMetrics::register(&mut metrics_registry);
+    metrics_registry.register_collector(Box::new(UplinkParses));
 
     let server_cfg = ServerConfig {
         bind: cfg.gateway.bind,
@@ -164,7 +165,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 )),
                 Arc::new(entente_ledger::usage::Usage::new(store.clone())),
                 book.clone(),
-                lns.clone(),
+                Arc::new(crate::directory::LnsDirectory(lns.clone())),
                 clock.clone(),
                 cfg.policies_dir(),
             );
@@ -296,6 +297,26 @@ fn agreements(
     }));
     book.attach(peering.clone());
     Ok(book)
+}
+
+/// `entente_uplink_parses_total`: uplink PHYPayloads this process parsed. Each reception
+/// is parsed once where it enters the node (a gateway, or a peer's forward) and every
+/// later step reads the parsed value; the end-to-end tests hold the node to that.
+#[derive(Debug)]
+struct UplinkParses;
+
+impl prometheus_client::collector::Collector for UplinkParses {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        let parses = prometheus_client::metrics::counter::ConstCounter::new(entente_frame::uplink_parses());
+        let metric = encoder.encode_descriptor(
+            "entente_uplink_parses",
+            "Uplink PHYPayloads parsed by this process",
+            None,
+            parses.metric_type(),
+        )?;
+        parses.encode(metric)
+    }
 }
 
 /// The test clock's offset survives a restart, so a test's "48 h later" stays later.

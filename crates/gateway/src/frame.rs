@@ -44,6 +44,13 @@ pub struct RxInfo {
     pub snr: f32,
 }
 
+impl RxInfo {
+    /// The backend's reference to this reception, handed back to time a downlink.
+    pub fn context(&self) -> crate::seam::RxContext {
+        crate::seam::RxContext(u64::from(self.tmst))
+    }
+}
+
 /// A frame received by a gateway, validated and decoded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RxFrame {

@@ -146,3 +146,45 @@ pub struct TxPkAck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn: Option<String>,
 }
+
+impl TxPk {
+    /// The Semtech form of a protocol-free downlink: the reception context is the
+    /// concentrator's `tmst`, the frequency is in MHz, the payload in base64.
+    pub fn from_downlink(d: &crate::seam::Downlink) -> TxPk {
+        use base64::Engine;
+        use entente_region::DataRate;
+        let (imme, tmst) = match d.timing {
+            crate::seam::Timing::Immediately => (true, None),
+            crate::seam::Timing::AfterReception { context, delay } => {
+                let delay_us = u32::try_from(delay.as_micros()).unwrap_or(u32::MAX);
+                (false, Some((context.0 as u32).wrapping_add(delay_us)))
+            }
+        };
+        let (modu, datr, codr, fdev) = match d.data_rate {
+            DataRate::Lora { .. } => (
+                "LORA",
+                Datr::Lora(d.data_rate.to_string()),
+                Some("4/5".into()),
+                None,
+            ),
+            DataRate::Fsk { bitrate } => ("FSK", Datr::Fsk(bitrate), None, Some(bitrate / 2)),
+        };
+        TxPk {
+            imme,
+            tmst,
+            tmms: None,
+            freq: f64::from(d.frequency_hz) / 1e6,
+            rfch: 0,
+            powe: d.power_dbm,
+            modu: modu.into(),
+            datr,
+            codr,
+            fdev,
+            ipol: matches!(d.data_rate, DataRate::Lora { .. }),
+            prea: None,
+            size: d.phy_payload.len() as u16,
+            data: base64::engine::general_purpose::STANDARD.encode(&d.phy_payload),
+            ncrc: true,
+        }
+    }
+}

@@ -1,14 +1,21 @@
-//! Semtech UDP packet-forwarder protocol (GWMP v2) server: acks, uplink frames, downlinks
-//! with TX_ACK, and the registry of the gateways this node accepts.
+//! The gateway seam (`seam`: uplinks parsed once, protocol-free downlinks, typed TX
+//! outcomes, the federation's `Roaming`) and its first backend, the Semtech UDP
+//! packet-forwarder protocol (GWMP v2) server: acks, uplink frames, downlinks with TX_ACK,
+//! and the registry of the gateways this node accepts.
 
 mod frame;
 pub mod json;
 mod metrics;
 pub mod protocol;
 mod registry;
+pub mod seam;
 mod server;
 
 pub use frame::{CrcStatus, FrameError, RxFrame, RxInfo};
 pub use metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
 pub use registry::{GatewayRecord, GatewayStatus, GatewayView, NewGateway, Registry, RegistryError};
-pub use server::{DownlinkError, GatewayServer, ServerConfig, TxAckError, TxOutcome};
+pub use seam::{
+    Downlink, DownlinkError, GatewayBackend, Roaming, Route, RxContext, Timing, TxAckError, TxFuture,
+    TxOutcome, Uplink,
+};
+pub use server::{GatewayServer, ServerConfig};

@@ -54,16 +54,19 @@ pub enum FrameDrop {
     BadRxpk,
     /// The network server behind this gateway server is not keeping up.
     Backpressure,
+    /// Not a LoRaWAN uplink (too short, bad FOpts, a downlink or proprietary frame).
+    BadPhy,
 }
 
 impl FrameDrop {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::BadBase64,
         Self::SizeMismatch,
         Self::CrcFailed,
         Self::NoCrc,
         Self::BadRxpk,
         Self::Backpressure,
+        Self::BadPhy,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,6 +76,7 @@ impl FrameDrop {
             Self::NoCrc => "no_crc",
             Self::BadRxpk => "bad_rxpk",
             Self::Backpressure => "backpressure",
+            Self::BadPhy => "bad_phy",
         }
     }
 }
@@ -103,7 +107,7 @@ pub struct GatewayMetrics {
     pub tx_ack: Counter,
     pub frames_received: Counter,
     pub frames_accepted: Counter,
-    frames_dropped: [Counter; 6],
+    frames_dropped: [Counter; 7],
     pub downlinks_sent: Counter,
     pub tx_ack_ok: Counter,
     pub tx_ack_error: Counter,

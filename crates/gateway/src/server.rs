@@ -10,11 +10,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use entente_frame::UplinkFrame;
+
 use crate::frame::RxFrame;
 use crate::json::{PullResp, PushData, TxAckBody, TxPk};
 use crate::metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
 use crate::protocol::{self, Downstream, Token, Upstream};
 use crate::registry::{Live, Registry};
+use crate::seam::{Downlink, DownlinkError, GatewayBackend, TxAckError, TxFuture, TxOutcome, Uplink};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -39,92 +42,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// Error reported by a gateway in TX_ACK.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TxAckError {
-    TooLate,
-    TooEarly,
-    CollisionPacket,
-    CollisionBeacon,
-    TxFreq,
-    TxPower,
-    GpsUnlocked,
-    Other(String),
-}
-
-impl TxAckError {
-    /// A metric label for the error.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::TooLate => "too_late",
-            Self::TooEarly => "too_early",
-            Self::CollisionPacket => "collision_packet",
-            Self::CollisionBeacon => "collision_beacon",
-            Self::TxFreq => "tx_freq",
-            Self::TxPower => "tx_power",
-            Self::GpsUnlocked => "gps_unlocked",
-            Self::Other(_) => "other",
-        }
-    }
-
-    /// The inverse of [`TxAckError::as_str`], for errors reported by a federation peer.
-    pub fn from_label(s: &str) -> Self {
-        match s {
-            "too_late" => Self::TooLate,
-            "too_early" => Self::TooEarly,
-            "collision_packet" => Self::CollisionPacket,
-            "collision_beacon" => Self::CollisionBeacon,
-            "tx_freq" => Self::TxFreq,
-            "tx_power" => Self::TxPower,
-            "gps_unlocked" => Self::GpsUnlocked,
-            other => Self::Other(other.chars().take(64).collect()),
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "TOO_LATE" => Self::TooLate,
-            "TOO_EARLY" => Self::TooEarly,
-            "COLLISION_PACKET" => Self::CollisionPacket,
-            "COLLISION_BEACON" => Self::CollisionBeacon,
-            "TX_FREQ" => Self::TxFreq,
-            "TX_POWER" => Self::TxPower,
-            "GPS_UNLOCKED" => Self::GpsUnlocked,
-            other => Self::Other(other.chars().take(64).collect()),
-        }
-    }
-}
-
-/// What the gateway said about a downlink.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum TxOutcome {
-    /// Scheduled for transmission; a warning (e.g. power lowered) may come with it.
-    Ok {
-        warning: Option<String>,
-    },
-    Error(TxAckError),
-    /// Protocol v1 gateways never send TX_ACK.
-    NotAcknowledged,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DownlinkError {
-    #[error("gateway {0} is not registered")]
-    UnknownGateway(GatewayEui),
-    #[error("gateway {0} has not sent PULL_DATA yet, so it cannot be reached")]
-    NotConnected(GatewayEui),
-    #[error("gateway {0} sent no TX_ACK within {1:?}")]
-    Timeout(GatewayEui, Duration),
-    #[error("cannot encode downlink: {0}")]
-    Encode(String),
-    #[error("cannot send to gateway: {0}")]
-    Io(#[from] io::Error),
-    /// The gateway is a federation peer's and the peer could not be asked.
-    #[error("peer gateway {0}: {1}")]
-    Peer(GatewayEui, String),
-}
-
 type Pending = HashMap<(GatewayEui, Token), oneshot::Sender<TxOutcome>>;
 
 /// The UDP server gateways' packet forwarders talk to.
@@ -132,7 +49,7 @@ pub struct GatewayServer {
     socket: UdpSocket,
     registry: Arc<Registry>,
     metrics: GatewayMetrics,
-    frames: mpsc::Sender<RxFrame>,
+    frames: mpsc::Sender<Uplink>,
     pending: Mutex<Pending>,
     max_datagram: usize,
 }
@@ -144,7 +61,7 @@ impl GatewayServer {
         cfg: &ServerConfig,
         registry: Arc<Registry>,
         metrics: GatewayMetrics,
-    ) -> io::Result<(Arc<Self>, mpsc::Receiver<RxFrame>)> {
+    ) -> io::Result<(Arc<Self>, mpsc::Receiver<Uplink>)> {
         let domain = socket2::Domain::for_address(cfg.bind);
         let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
         if let Err(e) = sock.set_recv_buffer_size(cfg.recv_buffer_bytes) {
@@ -277,7 +194,12 @@ impl GatewayServer {
         live.frames_received.fetch_add(1, ordering);
         let result = RxFrame::from_rxpk(live.record.eui, pk, now)
             .map_err(|e| e.reason)
-            .and_then(|f| self.frames.try_send(f).map_err(|_| FrameDrop::Backpressure));
+            .and_then(|f| {
+                // The one parse of this reception: every later step reads `Uplink::frame`.
+                let frame = UplinkFrame::parse(f.phy_payload).map_err(|_| FrameDrop::BadPhy)?;
+                Ok(Uplink { frame, rx: f.rx })
+            })
+            .and_then(|u| self.frames.try_send(u).map_err(|_| FrameDrop::Backpressure));
         match result {
             Ok(()) => {
                 self.metrics.frames_accepted.inc();
@@ -357,6 +279,12 @@ impl GatewayServer {
                 Err(DownlinkError::Timeout(eui, wait))
             }
         }
+    }
+}
+
+impl GatewayBackend for GatewayServer {
+    fn transmit(&self, gateway: GatewayEui, downlink: Downlink, timeout: Duration) -> TxFuture<'_> {
+        Box::pin(self.send_downlink(gateway, TxPk::from_downlink(&downlink), timeout))
     }
 }
 

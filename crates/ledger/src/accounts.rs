@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use entente_agreements::{Billing, Book};
-use entente_lns::phy::{self, MType, Phy};
-use entente_model::{MemberId, SharedClock};
-use entente_peering::{Carried, Peering, SyncHandler, UsageHook};
+use entente_frame::UplinkKind;
+use entente_model::{DevAddr, DevEui, MemberId, SharedClock};
+use entente_peering::{Carried, CarriedFrame, Peering, SyncHandler, UsageHook};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -70,7 +70,7 @@ pub struct Accounts {
     pub ledger: Arc<Ledger>,
     pub usage: Arc<Usage>,
     book: Arc<Book>,
-    lns: Arc<entente_lns::NetworkServer>,
+    devices: Arc<dyn DeviceDirectory>,
     clock: SharedClock,
     policies: PathBuf,
     peering: RwLock<Option<Arc<Peering>>>,
@@ -78,24 +78,41 @@ pub struct Accounts {
     rejections: std::sync::Mutex<Vec<String>>,
 }
 
-fn device_key(phy_payload: &[u8]) -> Option<(String, FrameKind)> {
-    let mhdr = *phy_payload.first()?;
-    if MType::from_mhdr(mhdr) == MType::JoinAccept {
-        return Some(("join-accept".into(), FrameKind::Downlink));
-    }
-    match phy::parse(phy_payload).ok()? {
-        Phy::JoinRequest(j) => Some((format!("eui:{}", j.dev_eui), FrameKind::Join)),
-        Phy::Data(d) => {
-            let down = matches!(d.mtype, MType::UnconfirmedDown | MType::ConfirmedDown);
-            Some((
-                format!("addr:{}", d.dev_addr),
-                if down {
-                    FrameKind::Downlink
-                } else {
-                    FrameKind::Uplink
-                },
-            ))
-        }
+/// This node's devices as the accounts read them; the network server provides them (the
+/// node wires it), so the ledger does not depend on it.
+pub trait DeviceDirectory: Send + Sync {
+    fn device(&self, eui: &DevEui) -> Option<DeviceFacts>;
+    /// When the device's first kept uplink was received.
+    fn first_uplink(&self, eui: &DevEui) -> Option<DateTime<Utc>>;
+    /// When its session last heard it.
+    fn last_seen(&self, eui: &DevEui) -> Option<DateTime<Utc>>;
+    /// The device holding this DevAddr, when one does.
+    fn device_at(&self, addr: DevAddr) -> Option<DevEui>;
+}
+
+/// What billing and device counts need of one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// `water_metering` or `other`, as the billing policies name use cases.
+    pub use_case: &'static str,
+    pub quantities: u32,
+    pub equipment: String,
+    pub reference: String,
+    pub address: String,
+    pub sub_group: String,
+}
+
+/// Devices are keyed by what both sides see: the DevEUI of a join, the DevAddr of data.
+fn device_key(frame: &CarriedFrame<'_>) -> (String, FrameKind) {
+    match frame {
+        CarriedFrame::Uplink(f) => match f.kind() {
+            UplinkKind::Join(j) => (format!("eui:{}", j.dev_eui), FrameKind::Join),
+            UplinkKind::Data(d) => (format!("addr:{}", d.dev_addr), FrameKind::Uplink),
+        },
+        CarriedFrame::Downlink {
+            dev_addr: Some(a), ..
+        } => (format!("addr:{a}"), FrameKind::Downlink),
+        CarriedFrame::Downlink { dev_addr: None, .. } => ("join-accept".into(), FrameKind::Downlink),
     }
 }
 
@@ -104,7 +121,7 @@ impl Accounts {
         ledger: Arc<Ledger>,
         usage: Arc<Usage>,
         book: Arc<Book>,
-        lns: Arc<entente_lns::NetworkServer>,
+        devices: Arc<dyn DeviceDirectory>,
         clock: SharedClock,
         policies: PathBuf,
     ) -> Arc<Accounts> {
@@ -113,7 +130,7 @@ impl Accounts {
             ledger,
             usage,
             book,
-            lns,
+            devices,
             clock,
             policies,
             peering: RwLock::new(None),
@@ -289,20 +306,15 @@ impl Accounts {
         let a = self.book.record(agreement)?.effective()?;
         let counted: std::collections::BTreeSet<_> = v.iter().map(|d| d.dev_eui).collect();
         for eui in a.declared_devices().into_iter().filter(|e| !counted.contains(e)) {
-            let Ok(d) = self.lns.device(&eui) else { continue };
-            let first = self
-                .lns
-                .uplinks(&eui, 0, 1)
-                .ok()
-                .and_then(|u| u.first().map(|u| u.received_at));
-            let last = self.lns.session(&eui).ok().flatten().and_then(|s| s.last_seen);
+            let Some(d) = self.devices.device(&eui) else {
+                continue;
+            };
+            let first = self.devices.first_uplink(&eui);
+            let last = self.devices.last_seen(&eui);
             v.push(DeviceUse {
                 dev_eui: eui,
-                use_case: match d.profile.use_case {
-                    entente_lns::UseCase::WaterMetering => "water_metering".into(),
-                    entente_lns::UseCase::Other => "other".into(),
-                },
-                quantities: d.profile.measured_quantities as u32,
+                use_case: d.use_case.into(),
+                quantities: d.quantities,
                 first_seen: first,
                 last_seen: last,
             });
@@ -315,18 +327,12 @@ impl Accounts {
         for (key, c) in self.usage.devices(agreement)? {
             let eui = key.strip_prefix("eui:").and_then(|e| e.parse().ok()).or_else(|| {
                 let addr = key.strip_prefix("addr:")?.parse().ok()?;
-                self.lns.devices_at(addr).ok()?.first().copied()
+                self.devices.device_at(addr)
             });
             let Some(dev_eui) = eui else { continue };
-            let (use_case, quantities) = match self.lns.device(&dev_eui) {
-                Ok(d) => (
-                    match d.profile.use_case {
-                        entente_lns::UseCase::WaterMetering => "water_metering",
-                        entente_lns::UseCase::Other => "other",
-                    },
-                    d.profile.measured_quantities as u32,
-                ),
-                Err(_) => ("other", 1),
+            let (use_case, quantities) = match self.devices.device(&dev_eui) {
+                Some(d) => (d.use_case, d.quantities),
+                None => ("other", 1),
             };
             v.push(DeviceUse {
                 dev_eui,
@@ -351,7 +357,7 @@ impl Accounts {
             .collect();
         let mut devices = Vec::new();
         for eui in a.declared_devices() {
-            let d = self.lns.device(&eui).ok();
+            let d = self.devices.device(&eui);
             devices.push(CountedDevice {
                 dev_eui: eui.to_string(),
                 brand: d.as_ref().map(|d| d.equipment.clone()).unwrap_or_default(),
@@ -539,12 +545,10 @@ impl UsageHook for Accounts {
         let Some(agreement) = self.book.policy.agreement_of(c.home, c.visited) else {
             return;
         };
-        let Some((device, kind)) = device_key(c.phy_payload) else {
-            return;
-        };
+        let (device, kind) = device_key(&c.frame);
         if let Err(e) = self
             .usage
-            .record(&agreement, &device, kind, c.phy_payload, c.airtime_us, c.at)
+            .record(&agreement, &device, kind, c.frame.bytes(), c.airtime_us, c.at)
         {
             warn!(%agreement, error = %e, "usage not counted");
         }

@@ -12,6 +12,7 @@ pub mod statement;
 pub mod store;
 pub mod usage;
 
+pub use accounts::{DeviceDirectory, DeviceFacts};
 pub use billing::{DeviceUse, Invoice, Line};
 pub use money::Cents;
 pub use policy::BillingPolicy;

@@ -3,10 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use entente_gateway::RxInfo;
-use entente_gateway::json::{Datr, TxPk};
-use entente_gateway::{DownlinkError, TxOutcome};
+use entente_gateway::{Downlink, DownlinkError, RxInfo, Timing, TxOutcome};
 use entente_model::DevEui;
 use entente_region::Eu868;
 use entente_region::{Modulation, time_on_air};
@@ -194,36 +191,28 @@ impl NetworkServer {
                 .inc();
             return Ok(false);
         }
-        let txpk = TxPk {
-            imme: immediately,
-            tmst: if immediately {
-                None
-            } else {
-                Some(info.tmst.wrapping_add(w.delay.as_micros() as u32))
+        let downlink = Downlink {
+            phy_payload: plan.phy_payload.clone(),
+            frequency_hz: freq,
+            data_rate: dr,
+            power_dbm: w.power_dbm,
+            timing: match immediately {
+                true => Timing::Immediately,
+                false => Timing::AfterReception {
+                    context: info.context(),
+                    delay: w.delay,
+                },
             },
-            tmms: None,
-            freq: freq as f64 / 1e6,
-            rfch: 0,
-            powe: w.power_dbm,
-            modu: "LORA".into(),
-            datr: Datr::Lora(dr.to_string()),
-            codr: Some("4/5".into()),
-            fdev: None,
-            ipol: true,
-            prea: None,
-            size: plan.phy_payload.len() as u16,
-            data: base64::engine::general_purpose::STANDARD.encode(&plan.phy_payload),
-            ncrc: true,
         };
         let outcome = match self.roaming.get() {
             Some(r) if r.is_remote_gateway(&info.gateway) => {
                 // A peer's gateway: its TX_ACK comes back over the federation.
-                r.send_downlink(info.gateway, txpk, self.cfg.tx_ack_timeout * 2)
+                r.send_downlink(info.gateway, downlink, self.cfg.tx_ack_timeout * 2)
                     .await?
             }
             _ => {
                 self.gateways
-                    .send_downlink(info.gateway, txpk, self.cfg.tx_ack_timeout)
+                    .transmit(info.gateway, downlink, self.cfg.tx_ack_timeout)
                     .await?
             }
         };

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entente_gateway::GatewayServer;
+use entente_gateway::{GatewayBackend, Roaming};
 use entente_model::{DevAddr, DevEui, SharedClock};
 use entente_region::Eu868;
 use entente_store::{Durability, Store, StoreError};
@@ -17,48 +17,7 @@ use crate::tables::{
     DevAddrIndex, Devices, DownlinkQueue, JoinState, QueueItem, Sessions, UplinkRecord, Uplinks,
     UsedDevNonces,
 };
-
-/// A contiguous block of DevAddrs owned by this member (prefix/length, as in the roster).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DevAddrBlock {
-    pub prefix: u32,
-    pub len: u8,
-}
-
-impl DevAddrBlock {
-    pub fn contains(&self, a: DevAddr) -> bool {
-        self.len == 0 || (a.0 ^ self.prefix) >> (32 - self.len as u32) == 0
-    }
-    pub fn random(&self) -> DevAddr {
-        let host_bits = 32 - self.len as u32;
-        let mask = if host_bits == 32 {
-            u32::MAX
-        } else {
-            (1u32 << host_bits) - 1
-        };
-        DevAddr((self.prefix & !mask) | (fastrand::u32(..) & mask))
-    }
-}
-
-impl std::str::FromStr for DevAddrBlock {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (p, l) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not PREFIX/LENGTH, e.g. 26011000/20"))?;
-        let prefix: DevAddr = p.parse().map_err(|e| format!("{e}"))?;
-        let len: u8 = l
-            .parse()
-            .map_err(|_| format!("prefix length {l:?} is not a number"))?;
-        if len > 32 {
-            return Err(format!("prefix length {len} is over 32"));
-        }
-        Ok(DevAddrBlock {
-            prefix: prefix.0,
-            len,
-        })
-    }
-}
+pub use entente_frame::DevAddrBlock;
 
 #[derive(Debug, Clone)]
 pub struct LnsConfig {
@@ -126,7 +85,7 @@ pub trait UplinkHook: Send + Sync {
 /// The LoRaWAN network server of one node.
 pub struct NetworkServer {
     pub(crate) store: Arc<Store>,
-    pub(crate) gateways: Arc<GatewayServer>,
+    pub(crate) gateways: Arc<dyn GatewayBackend>,
     pub(crate) cfg: LnsConfig,
     pub(crate) clock: SharedClock,
     pub metrics: LnsMetrics,
@@ -135,13 +94,13 @@ pub struct NetworkServer {
     pub(crate) next_seq: AtomicU64,
     pub(crate) duty: crate::dutycycle::DutyCycle,
     pub(crate) hook: std::sync::OnceLock<Arc<dyn UplinkHook>>,
-    pub(crate) roaming: std::sync::OnceLock<Arc<dyn crate::Roaming>>,
+    pub(crate) roaming: std::sync::OnceLock<Arc<dyn Roaming>>,
 }
 
 impl NetworkServer {
     pub fn new(
         store: Arc<Store>,
-        gateways: Arc<GatewayServer>,
+        gateways: Arc<dyn GatewayBackend>,
         cfg: LnsConfig,
         clock: SharedClock,
     ) -> Result<Self, LnsError> {
@@ -173,7 +132,7 @@ impl NetworkServer {
     }
 
     /// Installs the federation (once, before traffic starts).
-    pub fn set_roaming(&self, roaming: Arc<dyn crate::Roaming>) -> bool {
+    pub fn set_roaming(&self, roaming: Arc<dyn Roaming>) -> bool {
         self.roaming.set(roaming).is_ok()
     }
 
@@ -351,10 +310,6 @@ impl NetworkServer {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
-    }
-
-    pub fn gateways(&self) -> &Arc<GatewayServer> {
-        &self.gateways
     }
 }
 

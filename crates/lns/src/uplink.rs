@@ -3,7 +3,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use entente_gateway::{RxFrame, RxInfo};
+use entente_frame::{UplinkFrame, UplinkKind};
+use entente_gateway::{Route, RxInfo, Uplink};
 use entente_model::{DevEui, GatewayEui};
 use entente_region::Eu868;
 use entente_store::Durability;
@@ -18,7 +19,7 @@ use crate::downlink::{DownlinkPlan, Window};
 use crate::join::{self, JoinAcceptParams};
 use crate::mac::{self, DownCommand, UpCommand};
 use crate::metrics::{KindLabel, Rejection};
-use crate::phy::{self, DataFrame, JoinRequest, Phy};
+use crate::phy::{self, DataFrame, JoinRequest};
 use crate::server::{LnsError, NetworkServer};
 use crate::session::{FCntCheck, Session};
 use crate::tables::{
@@ -64,14 +65,14 @@ impl NetworkServer {
     /// frame once with every copy's metadata, wherever it was heard.
     pub async fn run(
         self: Arc<Self>,
-        mut frames: mpsc::Receiver<RxFrame>,
-        mut roamed: mpsc::Receiver<RxFrame>,
+        mut frames: mpsc::Receiver<Uplink>,
+        mut roamed: mpsc::Receiver<Uplink>,
         shutdown: CancellationToken,
     ) {
         let mut pending: HashMap<Vec<u8>, Vec<RxInfo>> = HashMap::new();
         // Two FIFOs of deadlines, one per window length, so each stays in order.
-        let mut home: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
-        let mut visited: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        let mut home: VecDeque<(Instant, UplinkFrame)> = VecDeque::new();
+        let mut visited: VecDeque<(Instant, UplinkFrame)> = VecDeque::new();
         let mut roamed_open = true;
         loop {
             let next = match (home.front(), visited.front()) {
@@ -90,9 +91,9 @@ impl NetworkServer {
                     let now = Instant::now();
                     for (q, forward) in [(&mut home, false), (&mut visited, true)] {
                         while q.front().is_some_and(|(t, _)| *t <= now) {
-                            if let Some((_, key)) = q.pop_front() {
-                                if let Some(rx) = pending.remove(&key) {
-                                    self.dispatch(&key, rx, forward);
+                            if let Some((_, frame)) = q.pop_front() {
+                                if let Some(rx) = pending.remove(frame.bytes()) {
+                                    self.dispatch(frame, rx, forward);
                                 }
                             }
                         }
@@ -100,29 +101,26 @@ impl NetworkServer {
                     continue;
                 }
             };
-            match pending.get_mut(&f.phy_payload) {
+            match pending.get_mut(f.frame.bytes()) {
                 Some(rx) => {
                     self.metrics.duplicate_copies.inc();
                     rx.push(f.rx);
                 }
                 None => {
-                    if self.forwards(&f.phy_payload) {
-                        visited.push_back((
-                            Instant::now() + self.cfg.visited_dedup_window,
-                            f.phy_payload.clone(),
-                        ));
+                    pending.insert(f.frame.bytes().to_vec(), vec![f.rx]);
+                    if self.forwards(&f.frame) {
+                        visited.push_back((Instant::now() + self.cfg.visited_dedup_window, f.frame));
                     } else {
-                        home.push_back((Instant::now() + self.cfg.dedup_window, f.phy_payload.clone()));
+                        home.push_back((Instant::now() + self.cfg.dedup_window, f.frame));
                     }
-                    pending.insert(f.phy_payload, vec![f.rx]);
                 }
             }
         }
         // Frames still in their window are processed rather than lost.
         for (q, forward) in [(&mut home, false), (&mut visited, true)] {
-            while let Some((_, key)) = q.pop_front() {
-                if let Some(rx) = pending.remove(&key) {
-                    self.dispatch(&key, rx, forward);
+            while let Some((_, frame)) = q.pop_front() {
+                if let Some(rx) = pending.remove(frame.bytes()) {
+                    self.dispatch(frame, rx, forward);
                 }
             }
         }
@@ -130,45 +128,41 @@ impl NetworkServer {
 
     /// The routing decision was taken once, when the frame's first copy arrived: the
     /// queue it waited in says whether it is ours or forwarded.
-    fn dispatch(self: &Arc<Self>, phy_payload: &[u8], rx: Vec<RxInfo>, forward: bool) {
+    fn dispatch(self: &Arc<Self>, frame: UplinkFrame, rx: Vec<RxInfo>, forward: bool) {
         match (forward, self.roaming.get()) {
             (true, Some(r)) => {
                 self.metrics.frames_deduplicated.inc();
                 self.metrics.forwarded.inc();
-                r.forward(phy_payload.to_vec(), best_first(rx));
+                r.forward(frame, best_first(rx));
             }
-            _ => self.process(phy_payload, rx),
+            _ => self.process(&frame, rx),
         }
     }
 
     /// Whether this frame belongs to another member and is only forwarded from here.
-    fn forwards(&self, phy_payload: &[u8]) -> bool {
+    fn forwards(&self, frame: &UplinkFrame) -> bool {
         let Some(r) = self.roaming.get() else {
             return false;
         };
-        match phy::parse(phy_payload) {
-            Ok(Phy::Data(d)) => {
-                !self.cfg.dev_addr_block.contains(d.dev_addr)
-                    && r.route_data(d.dev_addr) == crate::Route::Forward
+        match frame.kind() {
+            UplinkKind::Data(d) => {
+                !self.cfg.dev_addr_block.contains(d.dev_addr) && r.route_data(d.dev_addr) == Route::Forward
             }
-            Ok(Phy::JoinRequest(j)) => {
+            UplinkKind::Join(j) => {
                 !matches!(self.store.get::<Devices>(&j.dev_eui), Ok(Some(_)))
-                    && r.route_join(j.join_eui, j.dev_eui) == crate::Route::Forward
+                    && r.route_join(j.join_eui, j.dev_eui) == Route::Forward
             }
-            _ => false,
         }
     }
 
     /// Processes one deduplicated frame with every gateway's reception metadata.
-    pub fn process(self: &Arc<Self>, phy_payload: &[u8], rx: Vec<RxInfo>) {
+    pub fn process(self: &Arc<Self>, frame: &UplinkFrame, rx: Vec<RxInfo>) {
         self.metrics.frames_deduplicated.inc();
         let rx = best_first(rx);
-        let result = match phy::parse(phy_payload) {
-            Ok(Phy::JoinRequest(j)) => self.process_join(phy_payload, j, rx),
-            Ok(Phy::Data(d)) if matches!(d.mtype, phy::MType::UnconfirmedUp | phy::MType::ConfirmedUp) => {
-                self.process_data(d, rx)
-            }
-            Ok(_) | Err(_) => Err(Rejection::BadPhy),
+        let result = match (frame.kind(), frame.data()) {
+            (UplinkKind::Join(j), _) => self.process_join(frame.signed(), *j, rx),
+            (UplinkKind::Data(_), Some(d)) => self.process_data(d, rx),
+            (UplinkKind::Data(_), None) => Err(Rejection::BadPhy),
         };
         if let Err(r) = result {
             debug!(reason = r.as_str(), "uplink rejected");
@@ -178,7 +172,7 @@ impl NetworkServer {
 
     fn process_join(
         self: &Arc<Self>,
-        bytes: &[u8],
+        signed: &[u8],
         j: JoinRequest,
         rx: Vec<RxInfo>,
     ) -> Result<(), Rejection> {
@@ -197,7 +191,6 @@ impl NetworkServer {
         let v11 = device.profile.mac_version.is_11();
         let root = if v11 { device.nwk_key } else { device.app_key }.ok_or(Rejection::NoKey)?;
         // MIC first: a forged request must not consume a DevNonce.
-        let signed = &bytes[..bytes.len() - 4];
         if crypto::join_request_mic(&root, signed) != j.mic {
             return Err(Rejection::MicFailed);
         }

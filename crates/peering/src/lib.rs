@@ -13,5 +13,6 @@ pub use policy::{FrameFacts, Refusal, RoamingPolicy, RosterPolicy, Terms};
 pub use roster::{Member, MemberKind, Roster, RosterError};
 pub use routing::RoutingTable;
 pub use service::{
-    Carried, PeerStatus, Peering, PeeringConfig, PeeringError, RefusalCount, Started, SyncHandler, UsageHook,
+    Carried, CarriedFrame, PeerStatus, Peering, PeeringConfig, PeeringError, RefusalCount, Started,
+    SyncHandler, UsageHook,
 };

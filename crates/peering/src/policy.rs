@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use entente_lns::phy::{self, MType, Phy};
+use entente_frame::phy::{self, MType, Phy};
+use entente_frame::{UplinkFrame, UplinkKind};
 use entente_model::{DevAddr, DevEui, Flow, MemberId};
 
 use crate::roster::Roster;
@@ -23,8 +24,34 @@ pub struct FrameFacts {
 }
 
 impl FrameFacts {
-    /// Classifies an uplink or a downlink PHYPayload; `None` when it is neither.
-    pub fn classify(home: MemberId, visited: MemberId, phy_payload: &[u8]) -> Option<FrameFacts> {
+    /// What a parsed uplink shows.
+    pub fn of_uplink(home: MemberId, visited: MemberId, frame: &UplinkFrame) -> FrameFacts {
+        match frame.kind() {
+            UplinkKind::Join(j) => FrameFacts {
+                home,
+                visited,
+                flow: Flow::Join,
+                dev_eui: Some(j.dev_eui),
+                dev_addr: None,
+                downlink: false,
+            },
+            UplinkKind::Data(d) => FrameFacts {
+                home,
+                visited,
+                flow: match d.fport {
+                    None | Some(0) => Flow::Mac,
+                    Some(_) => Flow::UplinkData,
+                },
+                dev_eui: None,
+                dev_addr: Some(d.dev_addr),
+                downlink: false,
+            },
+        }
+    }
+
+    /// What a downlink PHYPayload (a join accept or a data downlink) shows; `None` when it
+    /// is neither.
+    pub fn of_downlink(home: MemberId, visited: MemberId, phy_payload: &[u8]) -> Option<FrameFacts> {
         let mhdr = *phy_payload.first()?;
         if MType::from_mhdr(mhdr) == MType::JoinAccept {
             return Some(FrameFacts {
@@ -37,30 +64,20 @@ impl FrameFacts {
             });
         }
         match phy::parse(phy_payload).ok()? {
-            Phy::JoinRequest(j) => Some(FrameFacts {
-                home,
-                visited,
-                flow: Flow::Join,
-                dev_eui: Some(j.dev_eui),
-                dev_addr: None,
-                downlink: false,
-            }),
-            Phy::Data(d) => {
-                let down = matches!(d.mtype, MType::UnconfirmedDown | MType::ConfirmedDown);
-                let flow = match (d.fport, down) {
-                    (None | Some(0), _) => Flow::Mac,
-                    (Some(_), false) => Flow::UplinkData,
-                    (Some(_), true) => Flow::DownlinkData,
-                };
+            Phy::Data(d) if matches!(d.mtype, MType::UnconfirmedDown | MType::ConfirmedDown) => {
                 Some(FrameFacts {
                     home,
                     visited,
-                    flow,
+                    flow: match d.fport {
+                        None | Some(0) => Flow::Mac,
+                        Some(_) => Flow::DownlinkData,
+                    },
                     dev_eui: None,
                     dev_addr: Some(d.dev_addr),
-                    downlink: down,
+                    downlink: true,
                 })
             }
+            _ => None,
         }
     }
 }

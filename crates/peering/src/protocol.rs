@@ -1,8 +1,8 @@
 //! `/entente/roaming/1`: request-response messages between a visited and a home node.
 //! CBOR, size-capped by the codec; every field is untrusted and checked on arrival.
 
-use entente_gateway::RxInfo;
-use entente_gateway::json::TxPk;
+use entente_frame::UplinkFrame;
+use entente_gateway::{Downlink, RxInfo, TxAckError};
 use entente_model::GatewayEui;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,8 @@ pub enum Response {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UplinkForward {
-    pub phy_payload: Vec<u8>,
+    /// Parsed (and so checked) once by the receiver as it decodes the request.
+    pub frame: UplinkFrame,
     pub rx: Vec<RoamedRx>,
     /// Buffered while the home node was unreachable: too late for any downlink.
     pub late: bool,
@@ -60,7 +61,7 @@ pub enum UplinkAnswer {
 pub struct DownlinkRequest {
     pub gateway: GatewayEui,
     pub token: Vec<u8>,
-    pub txpk: TxPk,
+    pub downlink: Downlink,
 }
 
 /// What the visited gateway said, never synthesised: `Ok` only after its TX_ACK.
@@ -71,7 +72,7 @@ pub enum TxResult {
     },
     /// The gateway's TX_ACK error (TOO_LATE, COLLISION_PACKET, ...).
     GatewayError {
-        error: String,
+        error: TxAckError,
     },
     /// A protocol v1 gateway, which sends no TX_ACK.
     NotAcknowledged,

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use entente_lns::DevAddrBlock;
+use entente_frame::DevAddrBlock;
 use entente_model::{JoinEui, MemberId};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entente_gateway::json::TxPk;
-use entente_gateway::{DownlinkError, GatewayServer, Registry, RxFrame, RxInfo, TxOutcome};
-use entente_lns::phy::{self, Phy};
-use entente_lns::{Roaming, Route, TxFuture};
+use entente_frame::{UplinkFrame, UplinkKind};
+use entente_gateway::{
+    Downlink, DownlinkError, GatewayBackend, Registry, Roaming, Route, RxInfo, Timing, TxFuture, TxOutcome,
+    Uplink,
+};
 use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui, MemberId, SharedClock};
 use futures::StreamExt;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -121,23 +122,34 @@ pub trait SyncHandler: Send + Sync {
 pub struct Carried<'a> {
     pub home: &'a MemberId,
     pub visited: &'a MemberId,
-    pub phy_payload: &'a [u8],
-    pub downlink: bool,
+    pub frame: CarriedFrame<'a>,
     pub airtime_us: u32,
     pub at: DateTime<Utc>,
 }
 
-pub trait UsageHook: Send + Sync {
-    fn carried(&self, c: &Carried<'_>);
+/// The frame a [`Carried`] is about, as parsed where it entered this node.
+#[derive(Debug, Clone, Copy)]
+pub enum CarriedFrame<'a> {
+    Uplink(&'a UplinkFrame),
+    /// A downlink (built here, or relayed for a home node); its DevAddr when it is a data
+    /// frame, `None` for a join accept.
+    Downlink {
+        phy_payload: &'a [u8],
+        dev_addr: Option<DevAddr>,
+    },
 }
 
-fn txpk_airtime_us(txpk: &TxPk, len: usize) -> u32 {
-    match &txpk.datr {
-        entente_gateway::json::Datr::Lora(s) => s
-            .parse::<entente_region::DataRate>()
-            .map_or(0, |dr| airtime_us(dr, len, true)),
-        _ => 0,
+impl CarriedFrame<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            CarriedFrame::Uplink(f) => f.bytes(),
+            CarriedFrame::Downlink { phy_payload, .. } => phy_payload,
+        }
     }
+}
+
+pub trait UsageHook: Send + Sync {
+    fn carried(&self, c: &Carried<'_>);
 }
 
 fn airtime_us(dr: entente_region::DataRate, len: usize, downlink: bool) -> u32 {
@@ -200,8 +212,8 @@ pub struct Peering {
     epoch: Instant,
     held: Mutex<HashMap<GatewayEui, VecDeque<HeldToken>>>,
     local_gateways: Arc<Registry>,
-    gateways: Arc<GatewayServer>,
-    roamed_tx: mpsc::Sender<RxFrame>,
+    gateways: Arc<dyn GatewayBackend>,
+    roamed_tx: mpsc::Sender<Uplink>,
     status: RwLock<HashMap<PeerId, PeerStatus>>,
     /// Frames waiting for a home peer, keyed by the order they were heard in, so a batch
     /// that failed in flight goes back before what was buffered after it.
@@ -226,7 +238,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Started {
     pub peering: Arc<Peering>,
     /// Frames of this node's devices heard by peers' gateways, for the network server.
-    pub roamed: mpsc::Receiver<RxFrame>,
+    pub roamed: mpsc::Receiver<Uplink>,
     pub listening: Vec<Multiaddr>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -241,7 +253,7 @@ impl Peering {
         cfg: PeeringConfig,
         clock: SharedClock,
         local_gateways: Arc<Registry>,
-        gateways: Arc<GatewayServer>,
+        gateways: Arc<dyn GatewayBackend>,
         shutdown: CancellationToken,
     ) -> Result<Started, PeeringError> {
         roster.verify()?;
@@ -435,9 +447,9 @@ impl Peering {
         side: &'static str,
         home: &MemberId,
         visited: &MemberId,
-        phy_payload: &[u8],
+        facts: Option<FrameFacts>,
     ) -> Result<(), Refusal> {
-        let (flow, verdict) = match FrameFacts::classify(home.clone(), visited.clone(), phy_payload) {
+        let (flow, verdict) = match facts {
             Some(f) => (
                 f.flow.as_str(),
                 self.policy.read().unwrap_or_else(|p| p.into_inner()).check(&f),
@@ -487,21 +499,13 @@ impl Peering {
         *self.usage.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
     }
 
-    fn carried(
-        &self,
-        home: &MemberId,
-        visited: &MemberId,
-        phy_payload: &[u8],
-        downlink: bool,
-        airtime_us: u32,
-    ) {
+    fn carried(&self, home: &MemberId, visited: &MemberId, frame: CarriedFrame<'_>, airtime_us: u32) {
         let hook = self.usage.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(h) = hook {
             h.carried(&Carried {
                 home,
                 visited,
-                phy_payload,
-                downlink,
+                frame,
                 airtime_us,
                 at: self.clock.now(),
             });
@@ -517,8 +521,8 @@ impl Peering {
             if *a == UplinkAnswer::Accepted {
                 let air =
                     f.rx.first()
-                        .map_or(0, |r| airtime_us(r.info.data_rate, f.phy_payload.len(), false));
-                self.carried(&home.id, &self.me, &f.phy_payload, false, air);
+                        .map_or(0, |r| airtime_us(r.info.data_rate, f.frame.len(), false));
+                self.carried(&home.id, &self.me, CarriedFrame::Uplink(&f.frame), air);
             }
         }
     }
@@ -571,12 +575,11 @@ impl Peering {
         self.epoch.elapsed().as_millis() as i64
     }
 
-    fn home_of(&self, phy_payload: &[u8]) -> Option<MemberId> {
+    fn home_of(&self, frame: &UplinkFrame) -> Option<MemberId> {
         let r = self.routing();
-        match phy::parse(phy_payload) {
-            Ok(Phy::Data(d)) => r.dev_addr(d.dev_addr).cloned(),
-            Ok(Phy::JoinRequest(j)) => r.join(j.join_eui, j.dev_eui).cloned(),
-            _ => None,
+        match frame.kind() {
+            UplinkKind::Data(d) => r.dev_addr(d.dev_addr).cloned(),
+            UplinkKind::Join(j) => r.join(j.join_eui, j.dev_eui).cloned(),
         }
     }
 
@@ -805,14 +808,15 @@ impl Peering {
         if self.limiter.check_key(&peer).is_err() {
             return reject("rate_limited");
         }
-        if fwd.rx.is_empty() || fwd.rx.len() > MAX_RX_PER_FRAME || fwd.phy_payload.len() > 255 {
+        if fwd.rx.is_empty() || fwd.rx.len() > MAX_RX_PER_FRAME {
             return reject("malformed");
         }
-        match self.home_of(&fwd.phy_payload) {
+        match self.home_of(&fwd.frame) {
             Some(h) if h == self.me => {}
             _ => return reject("not_home"),
         }
-        if let Err(r) = self.check_policy("home", &self.me, visited, &fwd.phy_payload) {
+        let facts = FrameFacts::of_uplink(self.me.clone(), visited.clone(), &fwd.frame);
+        if let Err(r) = self.check_policy("home", &self.me, visited, Some(facts)) {
             return reject(r.as_str());
         }
         let mut frames = Vec::new();
@@ -842,15 +846,15 @@ impl Peering {
                 });
             }
             drop(held);
-            frames.push(RxFrame {
-                phy_payload: fwd.phy_payload.clone(),
+            frames.push(Uplink {
+                frame: fwd.frame.clone(),
                 rx: r.info,
             });
         }
         if frames.is_empty() {
             return reject("malformed");
         }
-        let air = airtime_us(frames[0].rx.data_rate, fwd.phy_payload.len(), false);
+        let air = airtime_us(frames[0].rx.data_rate, fwd.frame.len(), false);
         for f in frames {
             if self.roamed_tx.try_send(f).is_err() {
                 return reject("busy");
@@ -858,7 +862,7 @@ impl Peering {
         }
         // Counted before the answer leaves: if this node dies now, the visited node
         // sends the frame again and the count, keyed by the frame, does not double.
-        self.carried(&self.me, visited, &fwd.phy_payload, false, air);
+        self.carried(&self.me, visited, CarriedFrame::Uplink(&fwd.frame), air);
         count(if fwd.late { "accepted_late" } else { "accepted" });
         UplinkAnswer::Accepted
     }
@@ -892,48 +896,55 @@ impl Peering {
             return TxResult::BadToken;
         }
         let age_ms = self.now_ms() - t.issued_ms;
-        if req.txpk.imme {
+        match req.downlink.timing {
             // Class C: through the gateway that heard the device last, for an hour.
-            if !(0..=TOKEN_MEMORY.as_millis() as i64).contains(&age_ms) {
-                return TxResult::BadToken;
+            Timing::Immediately => {
+                if !(0..=TOKEN_MEMORY.as_millis() as i64).contains(&age_ms) {
+                    return TxResult::BadToken;
+                }
             }
-        } else {
-            let Some(at) = req.txpk.tmst else {
-                return TxResult::BadToken;
-            };
-            let delay_us = at.wrapping_sub(t.tmst) as i64;
-            // RX1 is at least 1 s after the uplink and RX2 at most 16 s.
-            if !(900_000..=16_000_000).contains(&delay_us) {
-                return TxResult::BadToken;
-            }
-            if age_ms * 1000 + self.cfg.tx_margin.as_micros() as i64 > delay_us {
-                return TxResult::TooLate;
+            Timing::AfterReception { context, delay } => {
+                let delay_us = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
+                // RX1 is at least 1 s after the uplink and RX2 at most 16 s.
+                if context.0 != u64::from(t.tmst) || !(900_000..=16_000_000).contains(&delay_us) {
+                    return TxResult::BadToken;
+                }
+                if age_ms * 1000 + self.cfg.tx_margin.as_micros() as i64 > delay_us {
+                    return TxResult::TooLate;
+                }
             }
         }
         let Some(home) = self.member_of(&peer).map(|m| m.id.clone()) else {
             return TxResult::BadToken;
         };
-        let phy = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &req.txpk.data)
-            .unwrap_or_default();
-        if let Err(r) = self.check_policy("visited", &home, &self.me, &phy) {
+        let phy = req.downlink.phy_payload.clone();
+        let facts = FrameFacts::of_downlink(home.clone(), self.me.clone(), &phy);
+        let dev_addr = facts.as_ref().and_then(|f| f.dev_addr);
+        if let Err(r) = self.check_policy("visited", &home, &self.me, facts) {
             return TxResult::Refused {
                 reason: r.as_str().to_string(),
             };
         }
-        let air = txpk_airtime_us(&req.txpk, phy.len());
+        let air = airtime_us(req.downlink.data_rate, phy.len(), true);
         match self
             .gateways
-            .send_downlink(req.gateway, req.txpk, Duration::from_millis(800))
+            .transmit(req.gateway, req.downlink, Duration::from_millis(800))
             .await
         {
             Ok(TxOutcome::Ok { warning }) => {
-                self.carried(&home, &self.me, &phy, true, air);
+                self.carried(
+                    &home,
+                    &self.me,
+                    CarriedFrame::Downlink {
+                        phy_payload: &phy,
+                        dev_addr,
+                    },
+                    air,
+                );
                 TxResult::Ok { warning }
             }
             Ok(TxOutcome::NotAcknowledged) => TxResult::NotAcknowledged,
-            Ok(TxOutcome::Error(e)) => TxResult::GatewayError {
-                error: e.as_str().to_string(),
-            },
+            Ok(TxOutcome::Error(error)) => TxResult::GatewayError { error },
             Err(e) => TxResult::Failed {
                 reason: e.to_string(),
             },
@@ -1196,14 +1207,15 @@ impl Roaming for Peering {
         }
     }
 
-    fn forward(&self, phy_payload: Vec<u8>, rx: Vec<RxInfo>) {
-        let Some(home) = self.home_of(&phy_payload) else {
+    fn forward(&self, frame: UplinkFrame, rx: Vec<RxInfo>) {
+        let Some(home) = self.home_of(&frame) else {
             return;
         };
         let Some(peer) = self.roster.member(&home).map(|m| m.peer_id) else {
             return;
         };
-        if let Err(r) = self.check_policy("visited", &home, &self.me, &phy_payload) {
+        let facts = FrameFacts::of_uplink(home.clone(), self.me.clone(), &frame);
+        if let Err(r) = self.check_policy("visited", &home, &self.me, Some(facts)) {
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), r.as_str());
             return;
         }
@@ -1224,7 +1236,7 @@ impl Roaming for Peering {
             })
             .collect();
         let fwd = UplinkForward {
-            phy_payload,
+            frame,
             rx,
             late: false,
         };
@@ -1267,7 +1279,7 @@ impl Roaming for Peering {
         lock(&self.held).get(gateway).is_some_and(|q| !q.is_empty())
     }
 
-    fn send_downlink(&self, gateway: GatewayEui, txpk: TxPk, timeout: Duration) -> TxFuture {
+    fn send_downlink(&self, gateway: GatewayEui, downlink: Downlink, timeout: Duration) -> TxFuture<'_> {
         let chosen = {
             let mut held = lock(&self.held);
             let Some(q) = held.get_mut(&gateway) else {
@@ -1276,13 +1288,13 @@ impl Roaming for Peering {
                 });
             };
             q.retain(|h| h.at.elapsed() < TOKEN_MEMORY);
-            match txpk.tmst {
-                Some(at) if !txpk.imme => q
+            match downlink.timing {
+                Timing::AfterReception { context, .. } => q
                     .iter()
                     .rev()
-                    .find(|h| (900_000..=16_000_000).contains(&at.wrapping_sub(h.tmst)))
+                    .find(|h| u64::from(h.tmst) == context.0)
                     .map(|h| (h.peer, h.member.clone(), h.token.clone())),
-                _ => q.back().map(|h| (h.peer, h.member.clone(), h.token.clone())),
+                Timing::Immediately => q.back().map(|h| (h.peer, h.member.clone(), h.token.clone())),
             }
         };
         let me = self.self_arc();
@@ -1296,17 +1308,22 @@ impl Roaming for Peering {
             let Some(p) = me else {
                 return Err(DownlinkError::Peer(gateway, "federation stopped".into()));
             };
-            let phy = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &txpk.data)
-                .unwrap_or_default();
-            let air = txpk_airtime_us(&txpk, phy.len());
-            if let Err(r) = p.check_policy("home", &p.me, &member, &phy) {
+            let phy = downlink.phy_payload.clone();
+            let air = airtime_us(downlink.data_rate, phy.len(), true);
+            let facts = FrameFacts::of_downlink(p.me.clone(), member.clone(), &phy);
+            let dev_addr = facts.as_ref().and_then(|f| f.dev_addr);
+            if let Err(r) = p.check_policy("home", &p.me, &member, facts) {
                 PeeringMetrics::count(&p.metrics.downlinks, member.as_str(), r.as_str());
                 return Err(DownlinkError::Peer(
                     gateway,
                     format!("no agreement lets this downlink through {member}: {}", r.as_str()),
                 ));
             }
-            let req = Request::Downlink(DownlinkRequest { gateway, token, txpk });
+            let req = Request::Downlink(DownlinkRequest {
+                gateway,
+                token,
+                downlink,
+            });
             let resp = tokio::time::timeout(timeout, p.request(peer, req))
                 .await
                 .map_err(|_| DownlinkError::Timeout(gateway, timeout))?;
@@ -1328,14 +1345,20 @@ impl Roaming for Peering {
             };
             PeeringMetrics::count(&p.metrics.downlinks, member.as_str(), label);
             if matches!(out, TxResult::Ok { .. }) {
-                p.carried(&p.me, &member, &phy, true, air);
+                p.carried(
+                    &p.me,
+                    &member,
+                    CarriedFrame::Downlink {
+                        phy_payload: &phy,
+                        dev_addr,
+                    },
+                    air,
+                );
             }
             match out {
                 TxResult::Ok { warning } => Ok(TxOutcome::Ok { warning }),
                 TxResult::NotAcknowledged => Ok(TxOutcome::NotAcknowledged),
-                TxResult::GatewayError { error } => {
-                    Ok(TxOutcome::Error(entente_gateway::TxAckError::from_label(&error)))
-                }
+                TxResult::GatewayError { error } => Ok(TxOutcome::Error(error)),
                 TxResult::TooLate => Ok(TxOutcome::Error(entente_gateway::TxAckError::TooLate)),
                 TxResult::BadToken => Err(DownlinkError::Peer(gateway, "the peer refused our token".into())),
                 TxResult::Refused { reason } => Err(DownlinkError::Peer(

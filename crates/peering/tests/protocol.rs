@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ed25519_dalek::SigningKey;
-use entente_gateway::json::{Datr, TxPk};
-use entente_gateway::{GatewayMetrics, GatewayServer, Registry, RxInfo, ServerConfig};
+use entente_frame::UplinkFrame;
+use entente_gateway::{
+    Downlink, GatewayMetrics, GatewayServer, Registry, RxContext, RxInfo, ServerConfig, Timing,
+};
 use entente_model::{GatewayEui, SharedClock, SystemClock};
 use entente_peering::protocol::{DownlinkRequest, ROAMING_PROTOCOL, Request, Response, TxResult};
 use entente_peering::{Peering, PeeringConfig, Roster};
@@ -52,7 +54,7 @@ struct Node {
     peering: Arc<Peering>,
     _dir: tempfile::TempDir,
     /// Kept open so frames handed to the network server are not refused as "busy".
-    _roamed: tokio::sync::mpsc::Receiver<entente_gateway::RxFrame>,
+    _roamed: tokio::sync::mpsc::Receiver<entente_gateway::Uplink>,
 }
 
 async fn node(i: usize, key: &SigningKey, roster_text: &str, port: u16, stop: &CancellationToken) -> Node {
@@ -138,24 +140,18 @@ fn rx_info(gw: GatewayEui, tmst: u32) -> RxInfo {
     }
 }
 
-fn txpk(tmst: u32) -> TxPk {
-    TxPk {
-        imme: false,
-        tmst: Some(tmst),
-        tmms: None,
-        freq: 868.1,
-        rfch: 0,
-        powe: 14,
-        modu: "LORA".into(),
-        datr: Datr::Lora("SF7BW125".into()),
-        codr: Some("4/5".into()),
-        fdev: None,
-        ipol: true,
-        prea: None,
-        size: 14,
+/// A downlink timed `at` on the concentrator clock of the reception at tmst 10 000 000.
+fn downlink(at: u32) -> Downlink {
+    Downlink {
         // An unconfirmed data downlink on FPort 1: a flow the roster policy lets through.
-        data: "YAEAASYAAAABqgAAAAA=".into(),
-        ncrc: true,
+        phy_payload: vec![96, 1, 0, 1, 38, 0, 0, 0, 1, 170, 0, 0, 0, 0],
+        frequency_hz: 868_100_000,
+        data_rate: DataRate::lora(7, Bandwidth::Khz125),
+        power_dbm: 14,
+        timing: Timing::AfterReception {
+            context: RxContext(10_000_000),
+            delay: Duration::from_micros(u64::from(at.wrapping_sub(10_000_000))),
+        },
     }
 }
 
@@ -181,7 +177,7 @@ async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
         Request::Downlink(DownlinkRequest {
             gateway: gw,
             token: t,
-            txpk: txpk(at),
+            downlink: downlink(at),
         })
     };
     let stolen = agglo
@@ -285,7 +281,7 @@ async fn a_peer_over_its_rate_is_refused_frame_by_frame() {
         let mut phy = vec![0x40, 0x01, 0x00, 0x02, 0x26, 0x80, fcnt, 0x00, 0x01, 0xaa];
         phy.extend_from_slice(&[0, 0, 0, 0]);
         UplinkForward {
-            phy_payload: phy,
+            frame: UplinkFrame::parse(phy).unwrap(),
             rx: vec![RoamedRx {
                 info: rx_info(GatewayEui([0, 0x80, 0, 0, 0, 0, 0xc0, 2]), 1_000),
                 token: vec![],

@@ -3,10 +3,10 @@
 //! It builds the frames a device would put on the air and checks and answers what the
 //! network sends back, the way a device's LoRaWAN stack does.
 
-use entente_lns::crypto::{self, Dir, Uplink11Ctx};
-use entente_lns::mac::{self, DownCommand};
-use entente_lns::phy::{self, MType, Phy};
-use entente_lns::{AesKey, DeviceClass, MacVersion};
+use entente_frame::crypto::{self, Dir, Uplink11Ctx};
+use entente_frame::mac::{self, DownCommand};
+use entente_frame::phy::{self, MType, Phy};
+use entente_frame::{AesKey, DeviceClass, MacVersion};
 use entente_model::{DevAddr, DevEui, JoinEui};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 struct Harness {
     server: Arc<GatewayServer>,
-    frames: tokio::sync::mpsc::Receiver<entente_gateway::RxFrame>,
+    frames: tokio::sync::mpsc::Receiver<entente_gateway::Uplink>,
     metrics: GatewayMetrics,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
@@ -128,9 +128,10 @@ async fn downlink_reaches_the_gateway_and_its_tx_ack_comes_back() {
         (2, 1, 1)
     );
 
-    // Uplinks still flow alongside.
+    // Uplinks still flow alongside (the seam parses them: a minimal data uplink, 12 bytes).
+    let up = [0x40, 1, 2, 3, 4, 0, 0, 0, 0xa, 0xb, 0xc, 0xd];
     let body = PushData {
-        rxpk: vec![rxpk(&[0x40, 1, 2, 3, 4], 868.1, "SF7BW125", -80, 7.5, 42)],
+        rxpk: vec![rxpk(&up, 868.1, "SF7BW125", -80, 7.5, 42)],
         stat: None,
     };
     gw.push(&body, WAIT).await.unwrap();
@@ -138,7 +139,7 @@ async fn downlink_reaches_the_gateway_and_its_tx_ack_comes_back() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(f.phy_payload, vec![0x40, 1, 2, 3, 4]);
+    assert_eq!(f.frame.bytes(), up);
     assert_eq!(f.rx.gateway, eui);
     assert_eq!(f.rx.frequency_hz, 868_100_000);
     h.stop.cancel();

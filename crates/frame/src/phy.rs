@@ -141,6 +141,12 @@ pub fn parse(b: &[u8]) -> Result<Phy<'_>, PhyError> {
         return Err(PhyError::Major(mhdr & 0x03));
     }
     let mtype = MType::from_mhdr(mhdr);
+    if matches!(
+        mtype,
+        MType::JoinRequest | MType::UnconfirmedUp | MType::ConfirmedUp
+    ) {
+        crate::uplink::count_uplink_parse();
+    }
     match mtype {
         MType::JoinRequest => {
             if b.len() != 23 {

@@ -1,0 +1,189 @@
+//! The seam between the network server and whatever carries its frames: gateway
+//! backends (Semtech UDP today, Basics Station next) and federation peers. Nothing here
+//! speaks a gateway protocol: an uplink is a parsed frame with its reception metadata, a
+//! downlink is a PHYPayload with a frequency in Hz, a data rate, a power and a timing,
+//! and a transmission ends in a typed [`TxOutcome`].
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+
+use entente_frame::UplinkFrame;
+use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui};
+use entente_region::DataRate;
+use serde::{Deserialize, Serialize};
+
+use crate::frame::RxInfo;
+
+/// One gateway's reception of an uplink, parsed once where it entered the node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uplink {
+    pub frame: UplinkFrame,
+    pub rx: RxInfo,
+}
+
+/// A backend's reference to one reception, opaque to the network server, which only
+/// hands it back to time a downlink after it. Semtech UDP: the concentrator's `tmst`
+/// (µs); Basics Station: its `xtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RxContext(pub u64);
+
+/// When a gateway transmits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Timing {
+    /// As soon as possible (Class C).
+    Immediately,
+    /// `delay` after the reception `context` names (Class A RX1 and RX2).
+    AfterReception { context: RxContext, delay: Duration },
+}
+
+/// A transmission the network server asks of a gateway, in no gateway's protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Downlink {
+    #[serde(with = "bytes")]
+    pub phy_payload: Vec<u8>,
+    pub frequency_hz: u32,
+    pub data_rate: DataRate,
+    pub power_dbm: i8,
+    pub timing: Timing,
+}
+
+/// Error reported by a gateway in TX_ACK.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TxAckError {
+    TooLate,
+    TooEarly,
+    CollisionPacket,
+    CollisionBeacon,
+    TxFreq,
+    TxPower,
+    GpsUnlocked,
+    Other(String),
+}
+
+impl TxAckError {
+    /// A metric label for the error.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::TooLate => "too_late",
+            Self::TooEarly => "too_early",
+            Self::CollisionPacket => "collision_packet",
+            Self::CollisionBeacon => "collision_beacon",
+            Self::TxFreq => "tx_freq",
+            Self::TxPower => "tx_power",
+            Self::GpsUnlocked => "gps_unlocked",
+            Self::Other(_) => "other",
+        }
+    }
+
+    /// The inverse of [`TxAckError::as_str`], for errors reported by a federation peer.
+    pub fn from_label(s: &str) -> Self {
+        match s {
+            "too_late" => Self::TooLate,
+            "too_early" => Self::TooEarly,
+            "collision_packet" => Self::CollisionPacket,
+            "collision_beacon" => Self::CollisionBeacon,
+            "tx_freq" => Self::TxFreq,
+            "tx_power" => Self::TxPower,
+            "gps_unlocked" => Self::GpsUnlocked,
+            other => Self::Other(other.chars().take(64).collect()),
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Self {
+        match s {
+            "TOO_LATE" => Self::TooLate,
+            "TOO_EARLY" => Self::TooEarly,
+            "COLLISION_PACKET" => Self::CollisionPacket,
+            "COLLISION_BEACON" => Self::CollisionBeacon,
+            "TX_FREQ" => Self::TxFreq,
+            "TX_POWER" => Self::TxPower,
+            "GPS_UNLOCKED" => Self::GpsUnlocked,
+            other => Self::Other(other.chars().take(64).collect()),
+        }
+    }
+}
+
+/// What the gateway said about a downlink.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TxOutcome {
+    /// Scheduled for transmission; a warning (e.g. power lowered) may come with it.
+    Ok {
+        warning: Option<String>,
+    },
+    Error(TxAckError),
+    /// Protocol v1 gateways never send TX_ACK.
+    NotAcknowledged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownlinkError {
+    #[error("gateway {0} is not registered")]
+    UnknownGateway(GatewayEui),
+    #[error("gateway {0} has not sent PULL_DATA yet, so it cannot be reached")]
+    NotConnected(GatewayEui),
+    #[error("gateway {0} sent no TX_ACK within {1:?}")]
+    Timeout(GatewayEui, Duration),
+    #[error("cannot encode downlink: {0}")]
+    Encode(String),
+    #[error("cannot send to gateway: {0}")]
+    Io(#[from] io::Error),
+    /// The gateway is a federation peer's and the peer could not be asked.
+    #[error("peer gateway {0}: {1}")]
+    Peer(GatewayEui, String),
+}
+
+pub type TxFuture<'a> = Pin<Box<dyn Future<Output = Result<TxOutcome, DownlinkError>> + Send + 'a>>;
+
+/// A gateway backend: sends a downlink through one of its gateways and reports that
+/// gateway's own answer.
+pub trait GatewayBackend: Send + Sync {
+    fn transmit(&self, gateway: GatewayEui, downlink: Downlink, timeout: Duration) -> TxFuture<'_>;
+}
+
+/// Where a frame is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Ours: processed here.
+    Home,
+    /// Another member's: forwarded to it.
+    Forward,
+    /// Nobody's we know: processed here, where it is rejected and counted.
+    Unknown,
+}
+
+/// The federation as the network server sees it: the visited side hands over frames whose
+/// device lives elsewhere; the home side sends downlinks through gateways that belong to
+/// a peer. Implemented by `entente-peering`; the network server knows nothing of libp2p.
+pub trait Roaming: Send + Sync {
+    /// Data uplinks are routed by DevAddr (longest-prefix match over the roster's blocks).
+    fn route_data(&self, dev_addr: DevAddr) -> Route;
+    /// Joins by JoinEUI range or a DevEUI declared under an agreement.
+    fn route_join(&self, join_eui: JoinEui, dev_eui: DevEui) -> Route;
+    /// Visited side: takes a deduplicated frame with every local gateway's metadata.
+    fn forward(&self, frame: UplinkFrame, rx: Vec<RxInfo>);
+    /// Home side: is this gateway a peer's, reached through the federation?
+    fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool;
+    /// Home side: sends a downlink through a peer's gateway; the outcome is that gateway's
+    /// own answer as reported by the peer.
+    fn send_downlink(&self, gateway: GatewayEui, downlink: Downlink, timeout: Duration) -> TxFuture<'_>;
+}
+
+/// PHYPayloads as the format's byte strings (CBOR bytes, not arrays of numbers).
+mod bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let b = serde_bytes::ByteBuf::deserialize(d)?.into_vec();
+        if b.len() > 255 {
+            return Err(serde::de::Error::custom("a PHYPayload is at most 255 bytes"));
+        }
+        Ok(b)
+    }
+}
