@@ -14,3 +14,4 @@ pub mod process;
 pub mod roster;
 pub mod run;
 pub mod scenario;
+pub mod tasks;

@@ -209,6 +209,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             runtime()?.block_on(run::run(cfg))
         }

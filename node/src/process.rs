@@ -25,6 +25,11 @@ impl NodeProcess {
     /// Starts `exe node --config DIR/node.toml` and waits until it listens.
     /// Its log goes to `DIR/node.log`.
     pub async fn start(exe: &Path, dir: &Path) -> Result<Self> {
+        Self::start_with_env(exe, dir, &[]).await
+    }
+
+    /// As [`NodeProcess::start`], with extra environment variables for the node.
+    pub async fn start_with_env(exe: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let cfg = crate::config::NodeConfig::load(&dir.join("node.toml"))?;
         let data_dir = cfg.data_dir();
         let listening_path = data_dir.join(LISTENING_FILE);
@@ -40,6 +45,7 @@ impl NodeProcess {
             .arg("node")
             .arg("--config")
             .arg(dir.join("node.toml"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -126,6 +132,17 @@ impl NodeProcess {
             Err(_) => {
                 let _ = self.child.kill().await;
                 bail!("node ignored SIGTERM for 30 s; log:\n{}", tail(&self.log))
+            }
+        }
+    }
+
+    /// Waits up to `within` for the node to exit by itself.
+    pub async fn exited(mut self, within: Duration) -> Result<ExitStatus> {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                bail!("node still running after {within:?}; log:\n{}", tail(&self.log))
             }
         }
     }

@@ -13,10 +13,11 @@ use entente_model::{OffsetClock, SharedClock, SystemClock};
 use entente_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::NodeConfig;
 use crate::keys;
+use crate::tasks::Tasks;
 
 /// Written to `DATA_DIR/listening.json` once the node listens, so scripts and tests that
 /// asked for port 0 learn the real ports. Removed on a clean stop.
@@ -107,80 +108,43 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             .context("cannot load the network server's state")?,
     );
     lns.metrics.register(&mut metrics_registry);
-    let shutdown = CancellationToken::new();
+    // Delivery workers and the federation's swarm run on tokens of their own, cancelled
+    // in turn by the ordered stop.
+    let delivery_stop = CancellationToken::new();
+    let federation_stop = CancellationToken::new();
     let delivery = entente_delivery::Delivery::load(
         store.clone(),
         clock.clone(),
         cfg.delivery.to_config(),
-        shutdown.clone(),
+        delivery_stop.clone(),
     )
     .context("cannot load the delivery queues")?;
     delivery.metrics.register(&mut metrics_registry);
     lns.set_uplink_hook(delivery.clone());
 
-    let (peering, roamed, p2p, book, accounts) = match cfg.roster_file() {
-        None => (None, tokio::sync::mpsc::channel(1).1, vec![], None, None),
+    let fed = match cfg.roster_file() {
+        None => Federated::none(),
         Some(path) => {
-            let roster = entente_peering::Roster::load(&path)?;
-            roster
-                .verify()
-                .with_context(|| format!("{} is not a valid roster", path.display()))?;
-            let listen = cfg
-                .federation
-                .listen
-                .iter()
-                .map(|a| a.parse())
-                .collect::<Result<Vec<libp2p::Multiaddr>, _>>()
-                .context("federation.listen")?;
-            let pcfg = entente_peering::PeeringConfig {
-                listen,
-                peer_rate_per_sec: cfg.federation.peer_rate_per_sec,
-                peer_burst: cfg.federation.peer_burst,
-                buffer_max: cfg.federation.buffer_max,
-                hold_until_ready: true,
-                ..entente_peering::PeeringConfig::default()
+            let parts = Parts {
+                cfg: &cfg,
+                key: &key,
+                store: &store,
+                clock: &clock,
+                registry: &registry,
+                server: &server,
+                lns: &lns,
             };
-            let started = entente_peering::Peering::start(
-                cfg.node.member.clone(),
-                key.to_bytes(),
-                roster,
-                pcfg,
-                clock.clone(),
-                registry.clone(),
-                server.clone(),
-                shutdown.clone(),
-            )
-            .await
-            .with_context(|| format!("cannot join the federation of {}", path.display()))?;
-            started.peering.metrics.register(&mut metrics_registry);
-            lns.metrics.register_roaming(&mut metrics_registry);
-            lns.set_roaming(started.peering.clone());
-            let book = agreements(&key, &store, &clock, &started.peering, &lns)?;
-            let accounts = entente_ledger::accounts::Accounts::new(
-                Arc::new(entente_ledger::Ledger::new(
-                    cfg.node.member.clone(),
-                    key.clone(),
-                    store.clone(),
-                    book.keys().clone(),
-                )),
-                Arc::new(entente_ledger::usage::Usage::new(store.clone())),
-                book.clone(),
-                Arc::new(crate::directory::LnsDirectory(lns.clone())),
-                clock.clone(),
-                cfg.policies_dir(),
-            );
-            accounts.attach(started.peering.clone());
-            started.peering.ready();
-            let addrs = started.listening.iter().map(|a| a.to_string()).collect();
-            (
-                Some(started.peering),
-                started.roamed,
-                addrs,
-                Some(book),
-                Some(accounts),
-            )
+            federate(parts, &path, federation_stop.clone(), &mut metrics_registry).await?
         }
     };
+    let Federated {
+        peering,
+        roamed,
+        p2p,
+        book,
+        accounts,
+        task: federation_task,
+    } = fed;
     let listener = tokio::net::TcpListener::bind(cfg.api.bind)
         .await
         .with_context(|| format!("cannot bind the API port {} (api.bind)", cfg.api.bind))?;
@@ -224,34 +188,56 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             }
         })),
     };
-    delivery.start();
-    let gateway_task = tokio::spawn(server.clone().run(shutdown.clone()));
-    let api_task = tokio::spawn(entente_api::serve(listener, state, shutdown.clone()));
-    let lns_task = tokio::spawn(lns.clone().run(frames, roamed, shutdown.clone()));
-    let book_task = book.clone().map(|b| tokio::spawn(b.run(shutdown.clone())));
-    let accounts_task = accounts.clone().map(|a| tokio::spawn(a.run(shutdown.clone())));
-    let flush_task = tokio::spawn(flush_periodically(
-        registry.clone(),
-        Duration::from_secs(cfg.gateway.status_flush_secs),
-        shutdown.clone(),
-    ));
+    let mut tasks = Tasks::default();
+    tasks.start("delivery", {
+        let delivery = delivery.clone();
+        move |stop| async move {
+            delivery.start();
+            stop.cancelled().await;
+            delivery_stop.cancel();
+        }
+    });
+    tasks.start("lns", {
+        let lns = lns.clone();
+        move |stop| lns.run(frames, roamed, stop)
+    });
+    tasks.start("gateway", {
+        let server = server.clone();
+        move |stop| server.run(stop)
+    });
+    if let Some(handle) = federation_task {
+        tasks.start("federation", move |stop| supervise_federation(handle, federation_stop, stop));
+    }
+    if let Some(b) = book.clone() {
+        tasks.start("agreements", move |stop| b.run(stop));
+    }
+    if let Some(a) = accounts.clone() {
+        tasks.start("accounts", move |stop| a.run(stop));
+    }
+    tasks.start("gateway-status", {
+        let registry = registry.clone();
+        let every = Duration::from_secs(cfg.gateway.status_flush_secs);
+        move |stop| flush_periodically(registry, every, stop)
+    });
+    tasks.start("api", move |stop| async move {
+        if let Err(e) = entente_api::serve(listener, state, stop).await {
+            error!("API server ended with an error: {e}");
+        }
+    });
 
-    wait_for_signal().await;
-    info!("stopping");
-    shutdown.cancel();
-    let _ = gateway_task.await;
-    match api_task.await {
-        Ok(Err(e)) => warn!("API server ended with an error: {e}"),
-        Err(e) => warn!("API task failed: {e}"),
-        Ok(Ok(())) => {}
+    let outcome = tasks.supervise(wait_for_signal()).await;
+    match &outcome {
+        Ok(()) => info!("stopping"),
+        Err(failure) => error!("{failure}; stopping the node"),
     }
-    let _ = flush_task.await;
-    let _ = lns_task.await;
-    if let Some(t) = book_task {
-        let _ = t.await;
+    tasks.stop().await;
+    // Nothing runs any more: break the links the federation's handlers make between the
+    // parts, so each is dropped and the database can close.
+    if let Some(b) = &book {
+        b.detach();
     }
-    if let Some(t) = accounts_task {
-        let _ = t.await;
+    if let Some(a) = &accounts {
+        a.detach();
     }
     drop(accounts);
     drop(book);
@@ -266,8 +252,147 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         Ok(store) => store.close().context("cannot close the database")?,
         Err(_) => warn!("database still referenced at shutdown; it closes with the process"),
     }
-    info!("stopped cleanly");
-    Ok(())
+    match outcome {
+        Ok(()) => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+        Err(failure) => Err(failure.into()),
+    }
+}
+
+/// The federation's swarm task runs on its own token: stopping it is asked in turn, and
+/// a swarm task that ends early (or panics) is reported as this task's end.
+async fn supervise_federation(
+    mut handle: tokio::task::JoinHandle<()>,
+    federation_stop: CancellationToken,
+    stop: CancellationToken,
+) {
+    let ended = tokio::select! {
+        _ = stop.cancelled() => {
+            federation_stop.cancel();
+            (&mut handle).await
+        }
+        ended = &mut handle => ended,
+    };
+    if let Err(e) = ended {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+/// What the node holds when it federates.
+struct Federated {
+    peering: Option<Arc<entente_peering::Peering>>,
+    /// Receptions of this node's frames by peers' gateways, for the network server.
+    roamed: tokio::sync::mpsc::Receiver<entente_gateway::Uplink>,
+    p2p: Vec<String>,
+    book: Option<Arc<entente_agreements::Book>>,
+    accounts: Option<Arc<entente_ledger::accounts::Accounts>>,
+    /// The swarm's event loop.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Federated {
+    fn none() -> Federated {
+        Federated {
+            peering: None,
+            roamed: tokio::sync::mpsc::channel(1).1,
+            p2p: vec![],
+            book: None,
+            accounts: None,
+            task: None,
+        }
+    }
+}
+
+/// The parts of the node the federation is built on.
+struct Parts<'a> {
+    cfg: &'a NodeConfig,
+    key: &'a ed25519_dalek::SigningKey,
+    store: &'a Arc<Store>,
+    clock: &'a SharedClock,
+    registry: &'a Arc<Registry>,
+    server: &'a Arc<GatewayServer>,
+    lns: &'a Arc<entente_lns::NetworkServer>,
+}
+
+/// Joins the federation the roster at `path` describes, with the agreements and the
+/// accounts on top of it.
+async fn federate(
+    p: Parts<'_>,
+    path: &std::path::Path,
+    stop: CancellationToken,
+    metrics_registry: &mut prometheus_client::registry::Registry,
+) -> Result<Federated> {
+    let Parts {
+        cfg,
+        key,
+        store,
+        clock,
+        registry,
+        server,
+        lns,
+    } = p;
+    let roster = entente_peering::Roster::load(path)?;
+    roster
+        .verify()
+        .with_context(|| format!("{} is not a valid roster", path.display()))?;
+    let listen = cfg
+        .federation
+        .listen
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<Vec<libp2p::Multiaddr>, _>>()
+        .context("federation.listen")?;
+    let pcfg = entente_peering::PeeringConfig {
+        listen,
+        peer_rate_per_sec: cfg.federation.peer_rate_per_sec,
+        peer_burst: cfg.federation.peer_burst,
+        buffer_max: cfg.federation.buffer_max,
+        hold_until_ready: true,
+        ..entente_peering::PeeringConfig::default()
+    };
+    let started = entente_peering::Peering::start(
+        cfg.node.member.clone(),
+        key.to_bytes(),
+        roster,
+        pcfg,
+        clock.clone(),
+        registry.clone(),
+        server.clone(),
+        stop,
+    )
+    .await
+    .with_context(|| format!("cannot join the federation of {}", path.display()))?;
+    started.peering.metrics.register(metrics_registry);
+    lns.metrics.register_roaming(metrics_registry);
+    lns.set_roaming(started.peering.clone());
+    let book = agreements(key, store, clock, &started.peering, lns)?;
+    let accounts = entente_ledger::accounts::Accounts::new(
+        Arc::new(entente_ledger::Ledger::new(
+            cfg.node.member.clone(),
+            key.clone(),
+            store.clone(),
+            book.keys().clone(),
+        )),
+        Arc::new(entente_ledger::usage::Usage::new(store.clone())),
+        book.clone(),
+        Arc::new(crate::directory::LnsDirectory(lns.clone())),
+        clock.clone(),
+        cfg.policies_dir(),
+    );
+    accounts.attach(started.peering.clone());
+    started.peering.ready();
+    Ok(Federated {
+        p2p: started.listening.iter().map(|a| a.to_string()).collect(),
+        peering: Some(started.peering),
+        roamed: started.roamed,
+        book: Some(book),
+        accounts: Some(accounts),
+        task: Some(started.task),
+    })
 }
 
 /// The agreements this member is party to: loaded from the store, enforced on every

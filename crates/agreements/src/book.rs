@@ -176,6 +176,12 @@ impl Book {
         self.reconcile_all();
     }
 
+    /// Lets go of the federation at shutdown, so the book and the federation (which holds
+    /// the book as a handler) do not keep each other, and the database, alive.
+    pub fn detach(&self) {
+        *self.peering.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Sends every counterparty that is connected what it shares with this member.
     fn reconcile_all(&self) {
         let Some(p) = self.peering() else { return };

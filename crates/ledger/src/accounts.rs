@@ -147,6 +147,12 @@ impl Accounts {
         *self.peering.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
     }
 
+    /// Lets go of the federation at shutdown, so the book and the federation (which holds
+    /// the book as a handler) do not keep each other, and the database, alive.
+    pub fn detach(&self) {
+        *self.peering.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn peering(&self) -> Option<Arc<Peering>> {
         self.peering.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
