@@ -1,13 +1,24 @@
 //! Federation over libp2p: the signed roster and admission, the routing table, the
 //! roaming protocol (`/entente/roaming/1`) on the visited and the home side.
 
+mod buffer;
+mod client;
+mod dispatch;
+mod event_loop;
+mod home;
 pub mod metrics;
+mod peers;
 pub mod policy;
 pub mod protocol;
+mod refusals;
 pub mod roster;
 pub mod routing;
 pub mod service;
+mod swarm;
+mod sync;
 pub mod token;
+mod usage;
+mod visited;
 
 pub use policy::{FrameFacts, Refusal, RoamingPolicy, RosterPolicy, Terms};
 pub use roster::{Member, MemberKind, Roster, RosterError};

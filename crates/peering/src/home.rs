@@ -1,0 +1,278 @@
+//! The home role: frames of our devices forwarded by visited nodes are checked and handed
+//! to the network server; the tokens that came with them are held, and our downlinks go
+//! back through the visited gateway they name.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use entente_gateway::{Downlink, DownlinkError, Registry, RxInfo, Timing, TxAckError, TxOutcome, Uplink};
+use entente_model::{GatewayEui, MemberId};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use crate::metrics::PeeringMetrics;
+use crate::policy::FrameFacts;
+use crate::protocol::*;
+use crate::service::{Peering, PeeringConfig, Side, lock};
+use crate::usage::{CarriedFrame, Direction, airtime_us};
+use crate::visited::TOKEN_MEMORY;
+
+const TOKENS_PER_GATEWAY: usize = 64;
+const MAX_HELD_GATEWAYS: usize = 50_000;
+
+/// A token a visited node gave us with one reception: our way back through its gateway.
+struct HeldToken {
+    tmst: u32,
+    token: Vec<u8>,
+    peer: PeerId,
+    member: MemberId,
+    at: Instant,
+}
+
+/// The visited peer and the token a downlink goes through.
+pub(crate) struct Path {
+    peer: PeerId,
+    member: MemberId,
+    token: Vec<u8>,
+}
+
+pub(crate) struct Home {
+    /// Tokens peers gave us, per gateway of theirs, newest last (at most 64 each).
+    held: Mutex<HashMap<GatewayEui, VecDeque<HeldToken>>>,
+    /// Our own gateways: a peer cannot pass one of them off as its own.
+    local_gateways: Arc<Registry>,
+    /// Where the roamed uplinks we accept go, for the network server.
+    roamed_tx: mpsc::Sender<Uplink>,
+    /// Frames each peer may forward per second (and burst) before being refused.
+    limiter: DefaultKeyedRateLimiter<PeerId>,
+}
+
+impl Home {
+    pub(crate) fn new(
+        cfg: &PeeringConfig,
+        local_gateways: Arc<Registry>,
+        roamed_tx: mpsc::Sender<Uplink>,
+    ) -> Self {
+        let quota =
+            Quota::per_second(NonZeroU32::new(cfg.peer_rate_per_sec.max(1)).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(cfg.peer_burst.max(1)).unwrap_or(NonZeroU32::MIN));
+        Home {
+            held: Mutex::new(HashMap::new()),
+            local_gateways,
+            roamed_tx,
+            limiter: RateLimiter::keyed(quota),
+        }
+    }
+
+    pub(crate) fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool {
+        lock(&self.held).get(gateway).is_some_and(|q| !q.is_empty())
+    }
+
+    /// When the table is full and `gateway` is new, forgets the gateways whose latest
+    /// token expired.
+    fn sweep_if_full(&self, gateway: &GatewayEui) {
+        let mut held = lock(&self.held);
+        if held.len() >= MAX_HELD_GATEWAYS && !held.contains_key(gateway) {
+            held.retain(|_, q| q.back().is_some_and(|h| h.at.elapsed() < TOKEN_MEMORY));
+        }
+    }
+
+    /// Holds the token of one reception. A peer inventing gateway EUIs cannot grow this
+    /// without bound: when full, the frame still goes home, without a downlink path
+    /// through that gateway.
+    fn hold(&self, rx: &RxInfo, token: Vec<u8>, peer: PeerId, member: &MemberId) {
+        let mut held = lock(&self.held);
+        if held.len() >= MAX_HELD_GATEWAYS && !held.contains_key(&rx.gateway) {
+            return;
+        }
+        let q = held.entry(rx.gateway).or_default();
+        if q.len() >= TOKENS_PER_GATEWAY {
+            q.pop_front();
+        }
+        q.push_back(HeldToken {
+            tmst: rx.tmst,
+            token,
+            peer,
+            member: member.clone(),
+            at: Instant::now(),
+        });
+    }
+
+    /// The token for a downlink through `gateway`: the one of the reception it answers,
+    /// or the latest for a Class C downlink.
+    pub(crate) fn path(&self, gateway: GatewayEui, timing: &Timing) -> Result<Path, DownlinkError> {
+        let mut held = lock(&self.held);
+        let Some(q) = held.get_mut(&gateway) else {
+            return Err(DownlinkError::Peer(gateway, "no token for this gateway".into()));
+        };
+        q.retain(|h| h.at.elapsed() < TOKEN_MEMORY);
+        let chosen = match timing {
+            Timing::AfterReception { context, .. } => q.iter().rev().find(|h| u64::from(h.tmst) == context.0),
+            Timing::Immediately => q.back(),
+        };
+        chosen
+            .map(|h| Path {
+                peer: h.peer,
+                member: h.member.clone(),
+                token: h.token.clone(),
+            })
+            .ok_or_else(|| DownlinkError::Peer(gateway, "no token for this gateway and time".into()))
+    }
+}
+
+fn valid_rx(i: &RxInfo) -> bool {
+    (863_000_000..=870_000_000).contains(&i.frequency_hz)
+        && (-200..=0).contains(&i.rssi)
+        && i.snr.is_finite()
+        && (-40.0..=40.0).contains(&i.snr)
+}
+
+impl Peering {
+    /// A visited node forwards a batch of our devices' frames.
+    pub(crate) async fn on_uplinks(&self, peer: PeerId, batch: Vec<UplinkForward>) -> Response {
+        let Some(visited) = self.member_of(&peer).map(|m| m.id.clone()) else {
+            return Response::Refused {
+                reason: "not a roster member".into(),
+            };
+        };
+        if batch.len() > MAX_BATCH {
+            return Response::Refused {
+                reason: format!("more than {MAX_BATCH} frames in one request"),
+            };
+        }
+        let answers = batch
+            .into_iter()
+            .map(|f| self.on_uplink(peer, &visited, f))
+            .collect();
+        Response::Uplinks(answers)
+    }
+
+    fn on_uplink(&self, peer: PeerId, visited: &MemberId, fwd: UplinkForward) -> UplinkAnswer {
+        let count = |r: &'static str| PeeringMetrics::count(&self.metrics.received, visited.as_str(), r);
+        let reject = |r: &'static str| {
+            count(r);
+            UplinkAnswer::Rejected { reason: r.into() }
+        };
+        if self.home.limiter.check_key(&peer).is_err() {
+            return reject("rate_limited");
+        }
+        if fwd.rx.is_empty() || fwd.rx.len() > MAX_RX_PER_FRAME {
+            return reject("malformed");
+        }
+        match self.home_of(&fwd.frame) {
+            Some(h) if h == self.me => {}
+            _ => return reject("not_home"),
+        }
+        let facts = FrameFacts::of_uplink(self.me.clone(), visited.clone(), &fwd.frame);
+        if let Err(r) = self.check_policy(Side::Home, &self.me, visited, Some(facts)) {
+            return reject(r.as_str());
+        }
+        let mut frames = Vec::new();
+        for r in fwd.rx {
+            // A peer cannot pass one of our own gateways off as its own.
+            if !valid_rx(&r.info) || self.home.local_gateways.get(&r.info.gateway).is_some() {
+                continue;
+            }
+            self.home.sweep_if_full(&r.info.gateway);
+            if !fwd.late {
+                self.home.hold(&r.info, r.token, peer, visited);
+            }
+            frames.push(Uplink {
+                frame: fwd.frame.clone(),
+                rx: r.info,
+            });
+        }
+        if frames.is_empty() {
+            return reject("malformed");
+        }
+        let air = airtime_us(frames[0].rx.data_rate, fwd.frame.len(), Direction::Uplink);
+        for f in frames {
+            if self.home.roamed_tx.try_send(f).is_err() {
+                return reject("busy");
+            }
+        }
+        // Counted before the answer leaves: if this node dies now, the visited node
+        // sends the frame again and the count, keyed by the frame, does not double.
+        self.carried(&self.me, visited, CarriedFrame::Uplink(&fwd.frame), air);
+        count(if fwd.late { "accepted_late" } else { "accepted" });
+        UplinkAnswer::Accepted
+    }
+
+    /// Sends one of our downlinks through a peer's gateway (the `Roaming` seam) on the
+    /// `path` held for it, if the policy lets it through that peer.
+    pub(crate) async fn send_downlink_via_peer(
+        &self,
+        path: Path,
+        gateway: GatewayEui,
+        downlink: Downlink,
+        timeout: Duration,
+    ) -> Result<TxOutcome, DownlinkError> {
+        let Path { peer, member, token } = path;
+        let phy = downlink.phy_payload.clone();
+        let air = airtime_us(downlink.data_rate, phy.len(), Direction::Downlink);
+        let facts = FrameFacts::of_downlink(self.me.clone(), member.clone(), &phy);
+        let dev_addr = facts.as_ref().and_then(|f| f.dev_addr);
+        if let Err(r) = self.check_policy(Side::Home, &self.me, &member, facts) {
+            PeeringMetrics::count(&self.metrics.downlinks, member.as_str(), r.as_str());
+            return Err(DownlinkError::Peer(
+                gateway,
+                format!("no agreement lets this downlink through {member}: {}", r.as_str()),
+            ));
+        }
+        let req = Request::Downlink(DownlinkRequest {
+            gateway,
+            token,
+            downlink,
+        });
+        let resp = tokio::time::timeout(timeout, self.client.request(peer, req))
+            .await
+            .map_err(|_| DownlinkError::Timeout(gateway, timeout))?;
+        let out = match resp {
+            Ok(Response::Downlink(r)) => r,
+            Ok(other) => TxResult::Failed {
+                reason: format!("unexpected answer {other:?}"),
+            },
+            Err(e) => TxResult::Failed { reason: e },
+        };
+        PeeringMetrics::count(&self.metrics.downlinks, member.as_str(), sent_label(&out));
+        if matches!(out, TxResult::Ok { .. }) {
+            let frame = CarriedFrame::Downlink {
+                phy_payload: &phy,
+                dev_addr,
+            };
+            self.carried(&self.me, &member, frame, air);
+        }
+        outcome(gateway, out)
+    }
+}
+
+fn sent_label(r: &TxResult) -> &'static str {
+    match r {
+        TxResult::Ok { .. } => "sent_ok",
+        TxResult::GatewayError { .. } => "sent_gateway_error",
+        TxResult::NotAcknowledged => "sent_not_acknowledged",
+        TxResult::TooLate => "sent_too_late",
+        TxResult::BadToken => "sent_bad_token",
+        TxResult::Refused { .. } => "sent_refused",
+        TxResult::Failed { .. } => "sent_failed",
+    }
+}
+
+/// The visited gateway's answer as the network server takes it.
+fn outcome(gateway: GatewayEui, r: TxResult) -> Result<TxOutcome, DownlinkError> {
+    match r {
+        TxResult::Ok { warning } => Ok(TxOutcome::Ok { warning }),
+        TxResult::NotAcknowledged => Ok(TxOutcome::NotAcknowledged),
+        TxResult::GatewayError { error } => Ok(TxOutcome::Error(error)),
+        TxResult::TooLate => Ok(TxOutcome::Error(TxAckError::TooLate)),
+        TxResult::BadToken => Err(DownlinkError::Peer(gateway, "the peer refused our token".into())),
+        TxResult::Refused { reason } => Err(DownlinkError::Peer(
+            gateway,
+            format!("the peer's agreement policy refused it: {reason}"),
+        )),
+        TxResult::Failed { reason } => Err(DownlinkError::Peer(gateway, reason)),
+    }
+}

@@ -1,0 +1,282 @@
+//! The visited role: frames our gateways heard for a peer's devices go to their home node
+//! (in order, batched, buffered while it is away), with a token per reception that lets
+//! the home node send a downlink back through that gateway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use entente_frame::UplinkFrame;
+use entente_gateway::{GatewayBackend, RxInfo, Timing, TxOutcome};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::buffer::Seq;
+use crate::metrics::PeeringMetrics;
+use crate::policy::{FrameFacts, Terms};
+use crate::protocol::*;
+use crate::service::{Peering, Side, lock};
+use crate::token::{Token, TokenKey};
+use crate::usage::{CarriedFrame, Direction, airtime_us};
+
+/// How long a home node may use a token for a Class C downlink (`Timing::Immediately`).
+pub(crate) const TOKEN_MEMORY: Duration = Duration::from_secs(3600);
+
+pub(crate) struct Visited {
+    /// Signs the tokens home nodes show to send a downlink through our gateways.
+    token_key: TokenKey,
+    /// Process start: token times are monotonic milliseconds since then.
+    epoch: Instant,
+    /// Our gateways, which the downlinks home nodes ask for go out through.
+    gateways: Arc<dyn GatewayBackend>,
+    /// Safety margin kept before a downlink's RX window when deciding TOO_LATE.
+    tx_margin: Duration,
+    /// One queue per home peer, drained in order by that peer's sender task.
+    senders: Mutex<HashMap<PeerId, mpsc::Sender<(Seq, UplinkForward)>>>,
+}
+
+impl Visited {
+    pub(crate) fn new(token_key: TokenKey, gateways: Arc<dyn GatewayBackend>, tx_margin: Duration) -> Self {
+        Visited {
+            token_key,
+            epoch: Instant::now(),
+            gateways,
+            tx_margin,
+            senders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch.elapsed().as_millis() as i64
+    }
+}
+
+/// Whether forwarded frames went out as they were heard or from the late buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Live,
+    Late,
+}
+
+impl Peering {
+    /// The token that lets `home` ask for a downlink through this reception's gateway.
+    pub fn issue_token(&self, home: &PeerId, info: &RxInfo) -> Vec<u8> {
+        let token = Token {
+            gateway: info.gateway,
+            tmst: info.tmst,
+            issued_ms: self.visited.now_ms(),
+        };
+        self.visited.token_key.issue(home, token)
+    }
+
+    /// Sends a frame to its home node if the policy lets it go: through the peer's sender,
+    /// or into the late buffer while the peer is away or older frames still wait.
+    pub(crate) fn forward_uplink(&self, frame: UplinkFrame, rx: Vec<RxInfo>) {
+        let Some(home) = self.home_of(&frame) else { return };
+        let Some(peer) = self.roster.member(&home).map(|m| m.peer_id) else {
+            return;
+        };
+        let facts = FrameFacts::of_uplink(home.clone(), self.me.clone(), &frame);
+        if let Err(r) = self.check_policy(Side::Visited, &home, &self.me, Some(facts)) {
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), r.as_str());
+            return;
+        }
+        let terms = self.terms(&home);
+        let rx = self.copies(&peer, rx, &terms);
+        let fwd = UplinkForward {
+            frame,
+            rx,
+            late: false,
+        };
+        let seq = self.buffer.next_seq();
+        // While older frames wait for this peer, newer ones queue behind them: the home
+        // node's frame counters would refuse anything that overtook them.
+        if !self.peers.is_connected(&peer) || self.buffer.has(&peer) {
+            if !terms.buffer_when_unreachable {
+                PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "dropped_unreachable");
+                return;
+            }
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
+            self.buffer(peer, seq, fwd);
+            return;
+        }
+        if let Err(e) = self.sender_of(peer).try_send((seq, fwd)) {
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
+            let (seq, f) = match e {
+                mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
+            };
+            self.buffer(peer, seq, f);
+        }
+    }
+
+    /// The receptions shared with the home node: the best ones, as many as the agreement
+    /// lets through, each with its token.
+    fn copies(&self, peer: &PeerId, mut rx: Vec<RxInfo>, terms: &Terms) -> Vec<RoamedRx> {
+        rx.sort_by(|a, b| b.snr.total_cmp(&a.snr));
+        rx.into_iter()
+            .take(terms.max_copies.clamp(1, MAX_RX_PER_FRAME))
+            .map(|info| RoamedRx {
+                token: self.issue_token(peer, &info),
+                info,
+            })
+            .collect()
+    }
+
+    /// The queue of `peer`'s sender task, started if there is none running.
+    fn sender_of(&self, peer: PeerId) -> mpsc::Sender<(Seq, UplinkForward)> {
+        let mut senders = lock(&self.visited.senders);
+        match senders.get(&peer) {
+            Some(tx) if !tx.is_closed() => tx.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(65_536);
+                if let Some(me) = self.self_arc() {
+                    tokio::spawn(me.sender(peer, rx));
+                }
+                senders.insert(peer, tx.clone());
+                tx
+            }
+        }
+    }
+
+    /// One sender per home peer: takes whatever frames queued meanwhile (up to a batch),
+    /// sends them in one request, waits for the answer, and so on; order is kept. A
+    /// failed request leaves its frames in the late buffer.
+    async fn sender(self: Arc<Self>, peer: PeerId, mut rx: mpsc::Receiver<(Seq, UplinkForward)>) {
+        let member = self
+            .member_of(&peer)
+            .map(|m| m.id.to_string())
+            .unwrap_or_default();
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
+                }
+            }
+            if self.peers.is_connected(&peer) && !self.buffer.has(&peer) {
+                let frames: Vec<UplinkForward> = batch.iter().map(|(_, f)| f.clone()).collect();
+                match self.client.request(peer, Request::Uplinks(frames.clone())).await {
+                    Ok(resp) => {
+                        self.count_answers(&member, &resp, batch.len(), Delivery::Live);
+                        self.count_carried(&peer, &frames, &resp);
+                        continue;
+                    }
+                    Err(e) => debug!(peer = %member, error = %e, "forward failed; frames wait for the peer"),
+                }
+            }
+            for (seq, f) in batch {
+                PeeringMetrics::count(&self.metrics.forwarded, &member, "buffered");
+                self.buffer(peer, seq, f);
+            }
+        }
+    }
+
+    /// Counts the home node's answers to `n` forwarded frames.
+    pub(crate) fn count_answers(&self, member: &str, resp: &Response, n: usize, delivery: Delivery) {
+        let answers: &[UplinkAnswer] = match resp {
+            Response::Uplinks(a) => a,
+            _ => &[],
+        };
+        for i in 0..n {
+            let label = match (answers.get(i), delivery) {
+                (Some(UplinkAnswer::Accepted), Delivery::Live) => "accepted",
+                (Some(UplinkAnswer::Accepted), Delivery::Late) => "late_accepted",
+                (Some(UplinkAnswer::Rejected { .. }), Delivery::Live) => "rejected",
+                (Some(UplinkAnswer::Rejected { .. }), Delivery::Late) => "late_rejected",
+                (None, _) => "refused",
+            };
+            PeeringMetrics::count(&self.metrics.forwarded, member, label);
+        }
+    }
+
+    /// A home node asks for a downlink through one of our gateways.
+    pub(crate) async fn on_downlink(&self, peer: PeerId, req: DownlinkRequest) -> Response {
+        let member = self
+            .member_of(&peer)
+            .map(|m| m.id.to_string())
+            .unwrap_or_default();
+        let result = self.downlink_result(peer, req).await;
+        let label = match &result {
+            TxResult::Ok { .. } => "ok",
+            TxResult::GatewayError { .. } => "gateway_error",
+            TxResult::NotAcknowledged => "not_acknowledged",
+            TxResult::TooLate => "too_late",
+            TxResult::BadToken => "bad_token",
+            TxResult::Refused { .. } => "refused",
+            TxResult::Failed { .. } => "failed",
+        };
+        PeeringMetrics::count(&self.metrics.downlinks, &member, label);
+        Response::Downlink(result)
+    }
+
+    async fn downlink_result(&self, peer: PeerId, req: DownlinkRequest) -> TxResult {
+        if let Err(refused) = self.check_token(&peer, &req) {
+            return refused;
+        }
+        let Some(home) = self.member_of(&peer).map(|m| m.id.clone()) else {
+            return TxResult::BadToken;
+        };
+        let phy = req.downlink.phy_payload.clone();
+        let facts = FrameFacts::of_downlink(home.clone(), self.me.clone(), &phy);
+        let dev_addr = facts.as_ref().and_then(|f| f.dev_addr);
+        if let Err(r) = self.check_policy(Side::Visited, &home, &self.me, facts) {
+            return TxResult::Refused {
+                reason: r.as_str().to_string(),
+            };
+        }
+        let air = airtime_us(req.downlink.data_rate, phy.len(), Direction::Downlink);
+        let sent = self
+            .visited
+            .gateways
+            .transmit(req.gateway, req.downlink, Duration::from_millis(800))
+            .await;
+        match sent {
+            Ok(TxOutcome::Ok { warning }) => {
+                let frame = CarriedFrame::Downlink {
+                    phy_payload: &phy,
+                    dev_addr,
+                };
+                self.carried(&home, &self.me, frame, air);
+                TxResult::Ok { warning }
+            }
+            Ok(TxOutcome::NotAcknowledged) => TxResult::NotAcknowledged,
+            Ok(TxOutcome::Error(error)) => TxResult::GatewayError { error },
+            Err(e) => TxResult::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// The token must be ours, issued to this peer for this gateway, and still usable for
+    /// the downlink's timing.
+    fn check_token(&self, peer: &PeerId, req: &DownlinkRequest) -> Result<(), TxResult> {
+        let Some(t) = self.visited.token_key.check(peer, &req.token) else {
+            return Err(TxResult::BadToken);
+        };
+        if t.gateway != req.gateway {
+            return Err(TxResult::BadToken);
+        }
+        let age_ms = self.visited.now_ms() - t.issued_ms;
+        match req.downlink.timing {
+            // Class C: through the gateway that heard the device last, for an hour.
+            Timing::Immediately => {
+                if !(0..=TOKEN_MEMORY.as_millis() as i64).contains(&age_ms) {
+                    return Err(TxResult::BadToken);
+                }
+            }
+            Timing::AfterReception { context, delay } => {
+                let delay_us = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
+                // RX1 is at least 1 s after the uplink and RX2 at most 16 s.
+                if context.0 != u64::from(t.tmst) || !(900_000..=16_000_000).contains(&delay_us) {
+                    return Err(TxResult::BadToken);
+                }
+                if age_ms * 1000 + self.visited.tx_margin.as_micros() as i64 > delay_us {
+                    return Err(TxResult::TooLate);
+                }
+            }
+        }
+        Ok(())
+    }
+}
