@@ -206,7 +206,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         move |stop| server.run(stop)
     });
     if let Some(handle) = federation_task {
-        tasks.start("federation", move |stop| supervise_federation(handle, federation_stop, stop));
+        tasks.start("federation", move |stop| {
+            supervise_federation(handle, federation_stop, stop)
+        });
     }
     if let Some(b) = book.clone() {
         tasks.start("agreements", move |stop| b.run(stop));
@@ -238,6 +240,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     }
     if let Some(a) = &accounts {
         a.detach();
+    }
+    if let Some(p) = &peering {
+        p.detach();
     }
     drop(accounts);
     drop(book);

@@ -237,6 +237,16 @@ impl Peering {
         *write(&self.usage) = Some(h);
     }
 
+    /// At shutdown, once the event loop stopped: lets go of the handlers installed after
+    /// start (the agreements, the accounts) and ends the sender tasks, which hold this
+    /// service, so that every part is dropped and the database can close.
+    pub fn detach(&self) {
+        self.sync.clear();
+        *write(&self.usage) = None;
+        *write(&self.policy) = Arc::new(RosterPolicy(self.roster.clone()));
+        self.close_senders();
+    }
+
     /// Replaces the roaming policy (the agreements install theirs).
     pub fn set_policy(&self, policy: Arc<dyn RoamingPolicy>) {
         *write(&self.policy) = policy;

@@ -30,6 +30,10 @@ impl SyncHandlers {
         write(&self.0).insert(channel, h);
     }
 
+    pub(crate) fn clear(&self) {
+        write(&self.0).clear();
+    }
+
     fn get(&self, channel: &str) -> Option<Arc<dyn SyncHandler>> {
         read(&self.0).get(channel).cloned()
     }

@@ -123,6 +123,11 @@ impl Peering {
             .collect()
     }
 
+    /// Closes every sender's queue, so the sender tasks end once they drained it.
+    pub(crate) fn close_senders(&self) {
+        lock(&self.visited.senders).clear();
+    }
+
     /// The queue of `peer`'s sender task, started if there is none running.
     fn sender_of(&self, peer: PeerId) -> mpsc::Sender<(Seq, UplinkForward)> {
         let mut senders = lock(&self.visited.senders);
