@@ -12,6 +12,11 @@ pub mod session;
 pub mod tables;
 mod uplink;
 
+#[cfg(test)]
+mod air_tests;
+#[cfg(test)]
+mod testkit;
+
 pub use device::{
     AbpKeys, Device, DeviceClass, DeviceSummary, GeolocationMode, Lifecycle, MacVersion, Profile, UseCase,
 };
