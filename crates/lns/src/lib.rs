@@ -6,6 +6,7 @@ pub mod downlink;
 mod dutycycle;
 pub mod import;
 pub mod join;
+mod maccommand;
 pub mod metrics;
 pub mod server;
 pub mod session;
