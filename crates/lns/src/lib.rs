@@ -6,11 +6,17 @@ pub mod downlink;
 mod dutycycle;
 pub mod import;
 pub mod join;
+mod maccommand;
 pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod tables;
 mod uplink;
+
+#[cfg(test)]
+mod air_tests;
+#[cfg(test)]
+mod testkit;
 
 pub use device::{
     AbpKeys, Device, DeviceClass, DeviceSummary, GeolocationMode, Lifecycle, MacVersion, Profile, UseCase,

@@ -313,7 +313,7 @@ impl NetworkServer {
     }
 }
 
-fn abp_session(d: &Device, abp: &crate::device::AbpKeys, now: DateTime<Utc>) -> Session {
+pub(crate) fn abp_session(d: &Device, abp: &crate::device::AbpKeys, now: DateTime<Utc>) -> Session {
     Session {
         dev_eui: d.dev_eui,
         dev_addr: abp.dev_addr,

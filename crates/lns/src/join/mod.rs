@@ -1,4 +1,9 @@
-//! Join server: JoinAccept construction for 1.0.x and 1.1 (TS001 §6.2.3).
+//! Join server: the JoinRequest flow ([`request`]) and JoinAccept construction for 1.0.x
+//! and 1.1 (TS001 §6.2.3).
+
+pub(crate) mod request;
+#[cfg(test)]
+mod request_tests;
 
 use entente_model::{DevAddr, DevEui, JoinEui};
 

@@ -1,0 +1,444 @@
+//! A data uplink, step by step: match the session, check the frame counter, decrypt and
+//! handle the MAC commands, take the ACK, decrypt the payload, persist everything in one
+//! batch, answer in Class A.
+
+use std::sync::{Arc, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use entente_gateway::RxInfo;
+use entente_model::DevEui;
+use entente_region::Eu868;
+use entente_store::{Durability, StoreError};
+use tracing::{debug, warn};
+
+use crate::crypto::{self, Dir, Uplink11Ctx};
+use crate::device::{Device, DeviceClass};
+use crate::downlink::{Ack, AnswerKind, ClassAAnswer, DownlinkPlan};
+use crate::mac::{self, DownCommand, UpCommand};
+use crate::maccommand::{self, Asking, Reception, link_adr};
+use crate::metrics::{KindLabel, Rejection};
+use crate::phy::DataFrame;
+use crate::server::NetworkServer;
+use crate::session::{FCntCheck, Session};
+use crate::tables::{DevAddrIndex, Devices, DownlinkQueue, Sessions, UplinkRecord, Uplinks};
+
+use super::channel_index;
+
+fn store_err(e: StoreError) -> Rejection {
+    warn!(error = %e, "store error in uplink");
+    Rejection::Store
+}
+
+/// How the best gateway heard the frame: what the 1.1 MIC and the answer depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Radio {
+    pub data_rate: u8,
+    /// Channel index as the device numbers it.
+    pub channel: u8,
+}
+
+impl Radio {
+    pub(crate) fn of(best: &RxInfo) -> Radio {
+        Radio {
+            data_rate: Eu868::data_rate_index(best.data_rate).unwrap_or(0),
+            channel: channel_index(best.frequency_hz),
+        }
+    }
+}
+
+/// The application payload as it is stored.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct AppPayload {
+    pub bytes: Vec<u8>,
+    /// The member keeps the AppSKey: the FRMPayload as sent.
+    pub encrypted: bool,
+}
+
+/// Everything one data uplink's steps read and write.
+pub(crate) struct DataUplink<'a> {
+    pub ns: &'a Arc<NetworkServer>,
+    pub frame: DataFrame<'a>,
+    /// Every gateway's reception, best first.
+    pub rx: Vec<RxInfo>,
+    pub radio: Radio,
+    pub session: Session,
+    /// The full 32-bit FCnt whose MIC verified.
+    pub fcnt: u32,
+    pub device: Option<Device>,
+    pub now: DateTime<Utc>,
+    /// The device's MAC commands, in the clear.
+    pub mac_in: Vec<UpCommand>,
+    /// Answers to them, then the network's own requests.
+    pub mac_out: Vec<DownCommand>,
+    /// Queue items the device acknowledged.
+    pub acked: Vec<(DevEui, u64)>,
+    pub payload: AppPayload,
+}
+
+impl NetworkServer {
+    pub(super) fn process_data(
+        self: &Arc<Self>,
+        frame: DataFrame<'_>,
+        rx: Vec<RxInfo>,
+    ) -> Result<(), Rejection> {
+        let radio = Radio::of(rx.first().ok_or(Rejection::BadPhy)?);
+        let guard = self.lock_sessions();
+        let (session, fcnt) = self.match_session(&frame, radio)?;
+        let mut up = DataUplink::new(self, frame, rx, radio, session, fcnt);
+        if up.check_fcnt()? == Counter::Retransmission {
+            return up.answer_retransmission(guard);
+        }
+        up.load_device()?;
+        up.decrypt_mac_commands();
+        up.handle_mac_commands();
+        up.handle_ack()?;
+        up.decrypt_payload();
+        up.update_session();
+        up.request_mac_commands();
+        let plan = up.plan_answer()?;
+        let record = up.persist(plan.as_ref())?;
+        drop(guard);
+        up.committed(&record);
+        up.answer(plan);
+        Ok(())
+    }
+
+    /// Finds the session whose keys verify the MIC among the devices sharing the DevAddr.
+    pub(crate) fn match_session(&self, f: &DataFrame<'_>, radio: Radio) -> Result<(Session, u32), Rejection> {
+        let store_err = |_| Rejection::Store;
+        let mut any = false;
+        for r in self
+            .store
+            .range_from::<DevAddrIndex>(&(f.dev_addr, DevEui([0; 8])))
+            .map_err(store_err)?
+        {
+            let ((addr, eui), ()) = r.map_err(store_err)?;
+            if addr != f.dev_addr {
+                break;
+            }
+            any = true;
+            let Some(s) = self.store.get::<Sessions>(&eui).map_err(store_err)? else {
+                continue;
+            };
+            let verified = fcnt_candidates(&s, f).find(|c| uplink_mic(&s, f, radio, *c) == f.mic);
+            if let Some(fcnt) = verified {
+                return Ok((s, fcnt));
+            }
+        }
+        Err(if any {
+            Rejection::MicFailed
+        } else {
+            Rejection::UnknownDevAddr
+        })
+    }
+}
+
+/// The 32-bit counter is in the MIC: an old frame replayed only verifies with the counter
+/// it was sent with, one 16-bit epoch back.
+fn fcnt_candidates(s: &Session, f: &DataFrame<'_>) -> impl Iterator<Item = u32> {
+    let full = s.full_fcnt(f.fcnt16);
+    let previous_epoch = full
+        .checked_sub(0x1_0000)
+        .filter(|p| s.fcnt_up.is_some_and(|l| *p <= l));
+    std::iter::once(full).chain(previous_epoch)
+}
+
+fn uplink_mic(s: &Session, f: &DataFrame<'_>, radio: Radio, fcnt: u32) -> [u8; 4] {
+    if !s.mac_version.is_11() {
+        return crypto::uplink_mic_10(&s.f_nwk_s_int_key, f.dev_addr.0, fcnt, f.signed);
+    }
+    let conf_fcnt = if f.fctrl.ack() {
+        s.pending_confirmed_down.unwrap_or(0) as u16
+    } else {
+        0
+    };
+    let ctx = Uplink11Ctx {
+        conf_fcnt,
+        tx_dr: radio.data_rate,
+        tx_ch: radio.channel,
+    };
+    crypto::uplink_mic_11(
+        &s.f_nwk_s_int_key,
+        &s.s_nwk_s_int_key,
+        ctx,
+        f.dev_addr.0,
+        fcnt,
+        f.signed,
+    )
+}
+
+/// What the frame counter says about a frame whose MIC verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counter {
+    Fresh,
+    /// The last accepted frame again.
+    Retransmission,
+}
+
+impl<'a> DataUplink<'a> {
+    pub(crate) fn new(
+        ns: &'a Arc<NetworkServer>,
+        frame: DataFrame<'a>,
+        rx: Vec<RxInfo>,
+        radio: Radio,
+        session: Session,
+        fcnt: u32,
+    ) -> Self {
+        DataUplink {
+            now: ns.now(),
+            ns,
+            frame,
+            rx,
+            radio,
+            session,
+            fcnt,
+            device: None,
+            mac_in: Vec::new(),
+            mac_out: Vec::new(),
+            acked: Vec::new(),
+            payload: AppPayload::default(),
+        }
+    }
+
+    pub(crate) fn check_fcnt(&self) -> Result<Counter, Rejection> {
+        match self.session.check_fcnt(self.fcnt, self.frame.fcnt16) {
+            FCntCheck::Replay => Err(Rejection::Replay),
+            FCntCheck::TooFarAhead => Err(Rejection::FCntGap),
+            FCntCheck::Retransmission(_) => Ok(Counter::Retransmission),
+            FCntCheck::Fresh(_) => Ok(Counter::Fresh),
+        }
+    }
+
+    /// The device missed our ACK: acknowledge again, deliver nothing twice.
+    fn answer_retransmission(mut self, guard: MutexGuard<'_, ()>) -> Result<(), Rejection> {
+        self.ns.metrics.retransmissions.inc();
+        if !self.frame.confirmed() {
+            return Ok(());
+        }
+        let answer = ClassAAnswer::re_ack(self.fcnt, self.radio.data_rate);
+        let plan = self
+            .ns
+            .plan_class_a(&mut self.session, &answer)
+            .map_err(|_| Rejection::Store)?;
+        self.ns
+            .store
+            .put::<Sessions>(&self.session.dev_eui, &self.session, Durability::Buffered)
+            .map_err(store_err)?;
+        drop(guard);
+        if let Some(p) = plan {
+            self.ns.spawn_class_a(p, self.rx);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn load_device(&mut self) -> Result<(), Rejection> {
+        self.device = self
+            .ns
+            .store
+            .get::<Devices>(&self.session.dev_eui)
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// MAC commands ride in FOpts (encrypted in 1.1) or, instead, in an FPort 0 payload.
+    pub(crate) fn decrypt_mac_commands(&mut self) {
+        let (s, f) = (&self.session, &self.frame);
+        let mut bytes = f.fopts.to_vec();
+        if s.mac_version.is_11() && !bytes.is_empty() {
+            crypto::crypt_fopts_11(
+                &s.nwk_s_enc_key,
+                Dir::Up,
+                false,
+                f.dev_addr.0,
+                self.fcnt,
+                &mut bytes,
+            );
+        }
+        if f.fport == Some(0) {
+            bytes = f.frm_payload.to_vec();
+            crypto::crypt_frm_payload(&s.nwk_s_enc_key, Dir::Up, f.dev_addr.0, self.fcnt, &mut bytes);
+        }
+        let (commands, error) = mac::parse_up(&bytes);
+        if let Some(e) = error {
+            debug!(dev_eui = %s.dev_eui, error = %e, "MAC commands cut short");
+        }
+        self.mac_in = commands;
+    }
+
+    pub(crate) fn handle_mac_commands(&mut self) {
+        let at = Reception {
+            best: &self.rx[0],
+            rx: &self.rx,
+            profile: self.device.as_ref().map(|d| &d.profile),
+        };
+        for c in &self.mac_in {
+            let handled = maccommand::handle(&mut self.session, c, &at);
+            self.mac_out.extend(handled.answer);
+            let kind = handled.label;
+            self.ns
+                .metrics
+                .mac_commands
+                .get_or_create(&KindLabel { kind })
+                .inc();
+        }
+    }
+
+    /// The device acknowledged our confirmed downlink: its queue item is done.
+    pub(crate) fn handle_ack(&mut self) -> Result<(), Rejection> {
+        if !self.frame.fctrl.ack() {
+            return Ok(());
+        }
+        let Some(fcnt) = self.session.pending_confirmed_down.take() else {
+            return Ok(());
+        };
+        let eui = self.session.dev_eui;
+        for r in self
+            .ns
+            .store
+            .range_from::<DownlinkQueue>(&(eui, 0))
+            .map_err(store_err)?
+        {
+            let (k, item) = r.map_err(store_err)?;
+            if k.0 != eui {
+                break;
+            }
+            if item.sent_fcnt == Some(fcnt) {
+                self.acked.push(k);
+                let kind = "confirmed_acked";
+                self.ns.metrics.downlinks.get_or_create(&KindLabel { kind }).inc();
+            }
+        }
+        Ok(())
+    }
+
+    /// Clear text with the AppSKey; as sent when the member keeps it; nothing on FPort 0.
+    pub(crate) fn decrypt_payload(&mut self) {
+        let f = &self.frame;
+        self.payload = match (f.fport, &self.session.app_s_key) {
+            (Some(p), Some(k)) if p > 0 => {
+                let mut bytes = f.frm_payload.to_vec();
+                crypto::crypt_frm_payload(k, Dir::Up, f.dev_addr.0, self.fcnt, &mut bytes);
+                AppPayload {
+                    bytes,
+                    encrypted: false,
+                }
+            }
+            (Some(p), None) if p > 0 => AppPayload {
+                bytes: f.frm_payload.to_vec(),
+                encrypted: true,
+            },
+            _ => AppPayload::default(),
+        };
+    }
+
+    /// The counter, when and where the device was heard, the SNR for ADR.
+    pub(crate) fn update_session(&mut self) {
+        let best = &self.rx[0];
+        let s = &mut self.session;
+        s.fcnt_up = Some(self.fcnt);
+        s.last_seen = Some(self.now);
+        s.last_gateway = Some(best.gateway);
+        s.data_rate = self.radio.data_rate;
+        link_adr::remember_snr(s, best.snr);
+    }
+
+    /// What the network asks of the device on its own, after the answers.
+    pub(crate) fn request_mac_commands(&mut self) {
+        let profile = self
+            .device
+            .as_ref()
+            .map(|d| d.profile.clone())
+            .unwrap_or_default();
+        let asking = Asking {
+            adr_allowed: self.frame.fctrl.adr() && profile.adr && self.ns.cfg.adr,
+            profile: &profile,
+            data_rate: self.radio.data_rate,
+            now: self.now,
+            dev_status_interval: self.ns.cfg.dev_status_interval,
+        };
+        let requests = maccommand::requests(&mut self.session, &asking);
+        self.mac_out.extend(requests);
+    }
+
+    pub(crate) fn plan_answer(&mut self) -> Result<Option<DownlinkPlan>, Rejection> {
+        let mac = maccommand::encode(&self.mac_out);
+        let ack = if self.frame.confirmed() {
+            Ack::Uplink(self.fcnt)
+        } else {
+            Ack::No
+        };
+        let answer = ClassAAnswer {
+            uplink_dr: self.radio.data_rate,
+            ack,
+            mac: &mac,
+            kind: AnswerKind::Fresh,
+        };
+        self.ns
+            .plan_class_a(&mut self.session, &answer)
+            .map_err(|_| Rejection::Store)
+    }
+
+    fn record(&mut self) -> UplinkRecord {
+        let frequency_hz = self.rx[0].frequency_hz;
+        UplinkRecord {
+            seq: self.ns.seq(),
+            dev_eui: self.session.dev_eui,
+            dev_addr: self.frame.dev_addr,
+            fcnt: self.fcnt,
+            fport: self.frame.fport,
+            payload: std::mem::take(&mut self.payload.bytes),
+            encrypted: self.payload.encrypted,
+            confirmed: self.frame.confirmed(),
+            data_rate: self.radio.data_rate,
+            frequency_hz,
+            rx: self.rx.clone(),
+            received_at: self.now,
+        }
+    }
+
+    /// One batch: acknowledged items out, the answer's item, the session, the uplink and
+    /// whatever the hook queues with it.
+    pub(crate) fn persist(&mut self, plan: Option<&DownlinkPlan>) -> Result<UplinkRecord, Rejection> {
+        let record = self.record();
+        let eui = self.session.dev_eui;
+        let mut batch = self.ns.store.batch();
+        for k in &self.acked {
+            batch.delete::<DownlinkQueue>(k).map_err(store_err)?;
+        }
+        if let Some(item) = plan.and_then(|p| p.queue_item.as_ref()) {
+            batch
+                .put::<DownlinkQueue>(&(eui, item.id), item)
+                .map_err(store_err)?;
+        }
+        batch.put::<Sessions>(&eui, &self.session).map_err(store_err)?;
+        batch
+            .put::<Uplinks>(&(eui, record.seq), &record)
+            .map_err(store_err)?;
+        if let (Some(h), Some(d)) = (self.ns.hook.get(), self.device.as_ref()) {
+            h.on_uplink(&mut batch, d, &record).map_err(store_err)?;
+        }
+        self.ns
+            .store
+            .write(batch, Durability::Buffered)
+            .map_err(store_err)?;
+        Ok(record)
+    }
+
+    pub(crate) fn committed(&self, record: &UplinkRecord) {
+        if let Some(h) = self.ns.hook.get() {
+            h.committed();
+        }
+        self.ns.metrics.uplinks_accepted.inc();
+        debug!(dev_eui = %record.dev_eui, fcnt = record.fcnt, gateways = self.rx.len(), "uplink accepted");
+    }
+
+    /// The Class A answer; a Class C device without one may have downlinks that waited for
+    /// its first uplink.
+    pub(crate) fn answer(self, plan: Option<DownlinkPlan>) {
+        match plan {
+            Some(p) => self.ns.spawn_class_a(p, self.rx),
+            None if self.session.class == DeviceClass::C => self.ns.send_class_c(self.session.dev_eui),
+            None => {}
+        }
+    }
+}
