@@ -161,6 +161,9 @@ enum BenchCmd {
     Billing(bench::BillingArgs),
     /// N nodes (100 by default) in one roster: time to form the mesh, routing, memory.
     Federation(bench::FederationArgs),
+    /// The node process `bench ingest` starts and drives (not for direct use).
+    #[command(hide = true)]
+    IngestNode(bench::IngestNodeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -281,7 +284,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         },
         Cmd::Bench { command } => match command {
             BenchCmd::Ingest(args) => {
-                let v = runtime()?.block_on(bench::ingest(args))?;
+                let v = bench::ingest(args)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }
@@ -303,6 +306,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&bench::routing()?)?);
                 Ok(())
             }
+            BenchCmd::IngestNode(args) => runtime()?.block_on(bench::ingest_node(args)),
             BenchCmd::Delivery(args) => {
                 let v = runtime()?.block_on(bench::delivery(args))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);

@@ -6,6 +6,7 @@
 mod frame;
 pub mod json;
 mod metrics;
+pub mod mmsg;
 pub mod protocol;
 mod registry;
 pub mod seam;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use entente_model::GatewayEui;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use entente_frame::UplinkFrame;
 use crate::frame::RxFrame;
 use crate::json::{PullResp, PushData, TxAckBody, TxPk};
 use crate::metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
+use crate::mmsg::{self, RecvBatch};
 use crate::protocol::{self, Downstream, Token, Upstream};
 use crate::registry::{Live, Registry};
 use crate::seam::{Downlink, DownlinkError, GatewayBackend, TxAckError, TxFuture, TxOutcome, Uplink};
@@ -43,6 +45,28 @@ impl Default for ServerConfig {
 }
 
 type Pending = HashMap<(GatewayEui, Token), oneshot::Sender<TxOutcome>>;
+
+/// Acks of one received batch, encoded back to back, with where each goes.
+#[derive(Default)]
+struct Replies {
+    bytes: Vec<u8>,
+    to: Vec<(std::ops::Range<usize>, SocketAddr)>,
+    scratch: Vec<u8>,
+}
+
+impl Replies {
+    fn push(&mut self, packet: &Downstream<'_>, to: SocketAddr) {
+        protocol::encode_downstream(packet, &mut self.scratch);
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&self.scratch);
+        self.to.push((start..self.bytes.len(), to));
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.to.clear();
+    }
+}
 
 /// The UDP server gateways' packet forwarders talk to.
 pub struct GatewayServer {
@@ -92,43 +116,58 @@ impl GatewayServer {
 
     /// Receives until `shutdown` is cancelled. A bad datagram is counted and skipped; it
     /// never ends or stalls the loop.
+    ///
+    /// Datagrams come in batches (`recvmmsg`, up to [`mmsg::BATCH`] per call, whatever is
+    /// waiting); their acks go out together (`sendmmsg`) and their frames reach the network
+    /// server with one reservation of the frame queue per batch.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         // One byte more than allowed, so an oversize datagram is seen as such, not truncated.
-        let mut buf = vec![0u8; self.max_datagram + 1];
-        let mut out = Vec::with_capacity(64);
+        let mut batch = RecvBatch::new(self.max_datagram + 1);
+        let mut out = Replies::default();
+        let mut frames: Vec<(Arc<Live>, Uplink)> = Vec::with_capacity(mmsg::BATCH);
         info!(addr = ?self.socket.local_addr().ok(), "gateway server listening");
         loop {
-            let (n, from) = tokio::select! {
+            let r = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // ICMP errors from earlier sends surface here on some systems.
-                        debug!("udp receive error: {e}");
-                        continue;
-                    }
-                },
+                r = self.socket.async_io(Interest::READABLE, || batch.recv(&self.socket)) => r,
             };
-            self.metrics.datagrams_received.inc();
-            if n > self.max_datagram {
-                self.metrics.drop_datagram(DatagramDrop::Oversize);
+            if let Err(e) = r {
+                // ICMP errors from earlier sends surface here on some systems.
+                debug!("udp receive error: {e}");
                 continue;
             }
-            if let Err(reason) = self.handle(&buf[..n], from, &mut out).await {
-                self.metrics.drop_datagram(reason);
-                debug!(%from, reason = reason.as_str(), "datagram dropped");
+            let now = self.registry.clock().now();
+            for i in 0..batch.len() {
+                let Some((bytes, from)) = batch.get(i) else { break };
+                self.metrics.datagrams_received.inc();
+                if bytes.len() > self.max_datagram {
+                    self.metrics.drop_datagram(DatagramDrop::Oversize);
+                    continue;
+                }
+                if let Err(reason) = self.handle(bytes, from, now, &mut out, &mut frames) {
+                    self.metrics.drop_datagram(reason);
+                    debug!(%from, reason = reason.as_str(), "datagram dropped");
+                }
             }
+            self.push_frames(&mut frames);
+            self.send_replies(&mut out).await;
         }
         info!("gateway server stopped");
     }
 
-    async fn handle(&self, buf: &[u8], from: SocketAddr, out: &mut Vec<u8>) -> Result<(), DatagramDrop> {
+    fn handle(
+        &self,
+        buf: &[u8],
+        from: SocketAddr,
+        now: chrono::DateTime<chrono::Utc>,
+        out: &mut Replies,
+        frames: &mut Vec<(Arc<Live>, Uplink)>,
+    ) -> Result<(), DatagramDrop> {
         let packet = protocol::parse_upstream(buf)?;
         let live = self
             .registry
             .live(&packet.eui())
             .ok_or(DatagramDrop::UnknownGateway)?;
-        let now = self.registry.clock().now();
         match packet {
             Upstream::PushData {
                 version, token, json, ..
@@ -138,13 +177,14 @@ impl GatewayServer {
                 live.seen(now);
                 live.push_data.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 live.net().push_addr = Some(from);
-                protocol::encode_downstream(&Downstream::PushAck { version, token }, out);
-                self.reply(out, from).await;
+                out.push(&Downstream::PushAck { version, token }, from);
                 if let Some(stat) = &body.stat {
                     self.registry.record_stat(&live, stat);
                 }
                 for pk in &body.rxpk {
-                    self.frame(&live, pk, now);
+                    if let Some(u) = self.frame(&live, pk, now) {
+                        frames.push((live.clone(), u));
+                    }
                 }
             }
             Upstream::PullData { version, token, .. } => {
@@ -156,8 +196,7 @@ impl GatewayServer {
                     net.pull_addr = Some(from);
                     net.pull_version = version;
                 }
-                protocol::encode_downstream(&Downstream::PullAck { version, token }, out);
-                self.reply(out, from).await;
+                out.push(&Downstream::PullAck { version, token }, from);
             }
             Upstream::TxAck { token, json, eui, .. } => {
                 let outcome = tx_outcome(json)?;
@@ -188,7 +227,70 @@ impl GatewayServer {
         Ok(())
     }
 
-    fn frame(&self, live: &Live, pk: &crate::json::RxPk, now: chrono::DateTime<chrono::Utc>) {
+    /// Hands a batch of frames to the network server: one reservation for the whole
+    /// batch when the queue has room, else frame by frame until it is full; what does not
+    /// fit is dropped and counted as `backpressure`, never waited for.
+    fn push_frames(&self, frames: &mut Vec<(Arc<Live>, Uplink)>) {
+        if frames.is_empty() {
+            return;
+        }
+        let ordering = std::sync::atomic::Ordering::Relaxed;
+        let mut drained = frames.drain(..);
+        if let Ok(permits) = self.frames.try_reserve_many(drained.len()) {
+            for (permit, (_, u)) in permits.zip(drained.by_ref()) {
+                permit.send(u);
+                self.metrics.frames_accepted.inc();
+            }
+        }
+        for (live, u) in drained {
+            match self.frames.try_send(u) {
+                Ok(()) => {
+                    self.metrics.frames_accepted.inc();
+                }
+                Err(_) => {
+                    live.frames_dropped.fetch_add(1, ordering);
+                    self.metrics.drop_frame(FrameDrop::Backpressure);
+                }
+            }
+        }
+    }
+
+    /// Sends the batch's acks, as many per system call as the kernel takes.
+    async fn send_replies(&self, out: &mut Replies) {
+        let mut done = 0;
+        while done < out.to.len() {
+            let msgs: Vec<(&[u8], Option<SocketAddr>)> = out
+                .to
+                .iter()
+                .skip(done)
+                .take(mmsg::BATCH)
+                .filter_map(|(range, to)| Some((out.bytes.get(range.clone())?, Some(*to))))
+                .collect();
+            match self
+                .socket
+                .async_io(Interest::WRITABLE, || mmsg::send_batch(&self.socket, &msgs))
+                .await
+            {
+                Ok(n) => done += n.max(1),
+                Err(e) => {
+                    // This one cannot be sent (gone gateway, ICMP error): skip it.
+                    if let Some((_, to)) = out.to.get(done) {
+                        debug!(%to, "cannot send ack: {e}");
+                    }
+                    done += 1;
+                }
+            }
+        }
+        out.clear();
+    }
+
+    /// Checks and parses one `rxpk`; a refused one is counted here.
+    fn frame(
+        &self,
+        live: &Live,
+        pk: &crate::json::RxPk,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Uplink> {
         let ordering = std::sync::atomic::Ordering::Relaxed;
         self.metrics.frames_received.inc();
         live.frames_received.fetch_add(1, ordering);
@@ -198,22 +300,14 @@ impl GatewayServer {
                 // The one parse of this reception: every later step reads `Uplink::frame`.
                 let frame = UplinkFrame::parse(f.phy_payload).map_err(|_| FrameDrop::BadPhy)?;
                 Ok(Uplink { frame, rx: f.rx })
-            })
-            .and_then(|u| self.frames.try_send(u).map_err(|_| FrameDrop::Backpressure));
+            });
         match result {
-            Ok(()) => {
-                self.metrics.frames_accepted.inc();
-            }
+            Ok(u) => Some(u),
             Err(reason) => {
                 live.frames_dropped.fetch_add(1, ordering);
                 self.metrics.drop_frame(reason);
+                None
             }
-        }
-    }
-
-    async fn reply(&self, bytes: &[u8], to: SocketAddr) {
-        if let Err(e) = self.socket.send_to(bytes, to).await {
-            debug!(%to, "cannot send ack: {e}");
         }
     }
 

@@ -12,6 +12,7 @@ use crate::session::Session;
 pub struct Devices;
 impl Table for Devices {
     const NAME: &'static str = "devices";
+    const CACHED: bool = true;
     type Key = DevEui;
     type Value = Device;
 }
@@ -19,6 +20,7 @@ impl Table for Devices {
 pub struct Sessions;
 impl Table for Sessions {
     const NAME: &'static str = "sessions";
+    const CACHED: bool = true;
     type Key = DevEui;
     type Value = Session;
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteOptions};
 
+use crate::cache::{Change, ValueCache};
 use crate::key::{KeyCodec, encode};
 use crate::lock::DirLock;
 use crate::{Meta, SCHEMA_VERSION, StoreError, Table};
@@ -21,6 +22,7 @@ pub enum Durability {
 pub struct Store {
     db: DB,
     dir: PathBuf,
+    cache: ValueCache,
     _lock: DirLock,
 }
 
@@ -67,6 +69,7 @@ impl Store {
         let store = Self {
             db,
             dir: dir.to_path_buf(),
+            cache: ValueCache::default(),
             _lock: lock,
         };
         match store.get::<Meta>(&"schema".to_string())? {
@@ -102,13 +105,25 @@ impl Store {
 
     pub fn get<T: Table>(&self, key: &T::Key) -> Result<Option<T::Value>, StoreError> {
         let cf = self.cf::<T>()?;
-        match self
-            .db
-            .get_pinned_cf(cf, encode(key))
-            .map_err(|e| self.db_err(e))?
-        {
-            Some(bytes) => decode_value::<T>(&bytes).map(Some),
-            None => Ok(None),
+        let k = encode(key);
+        if T::CACHED {
+            if let Some(hit) = self.cache.get(T::NAME, &k) {
+                return hit.map(|bytes| decode_value::<T>(&bytes)).transpose();
+            }
+        }
+        match self.db.get_pinned_cf(cf, &k).map_err(|e| self.db_err(e))? {
+            Some(bytes) => {
+                if T::CACHED {
+                    self.cache.fill(T::NAME, &k, Some(&bytes));
+                }
+                decode_value::<T>(&bytes).map(Some)
+            }
+            None => {
+                if T::CACHED {
+                    self.cache.fill(T::NAME, &k, None);
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -133,6 +148,7 @@ impl Store {
         Batch {
             store: self,
             inner: rocksdb::WriteBatch::default(),
+            cached: Vec::new(),
         }
     }
 
@@ -140,7 +156,14 @@ impl Store {
     pub fn write(&self, batch: Batch<'_>, durability: Durability) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(durability == Durability::Sync);
-        self.db.write_opt(batch.inner, &wo).map_err(|e| self.db_err(e))
+        if batch.cached.is_empty() {
+            return self.db.write_opt(batch.inner, &wo).map_err(|e| self.db_err(e));
+        }
+        // Held across the write, so cached entries follow the database's write order.
+        let mut cache = self.cache.lock();
+        self.db.write_opt(batch.inner, &wo).map_err(|e| self.db_err(e))?;
+        ValueCache::apply(&mut cache, batch.cached);
+        Ok(())
     }
 
     /// Every entry of a table in key order.
@@ -188,6 +211,8 @@ fn decode_value<T: Table>(bytes: &[u8]) -> Result<T::Value, StoreError> {
 pub struct Batch<'s> {
     store: &'s Store,
     inner: rocksdb::WriteBatch,
+    /// Changes to cached tables, applied to the cache once the batch is written.
+    cached: Vec<Change>,
 }
 
 impl Batch<'_> {
@@ -198,13 +223,29 @@ impl Batch<'_> {
             what: "value",
             reason: e.to_string(),
         })?;
-        self.inner.put_cf(cf, encode(key), bytes);
+        let k = encode(key);
+        self.inner.put_cf(cf, &k, &bytes);
+        if T::CACHED {
+            self.cached.push(Change {
+                table: T::NAME,
+                key: k.into(),
+                value: Some(bytes.into()),
+            });
+        }
         Ok(())
     }
 
     pub fn delete<T: Table>(&mut self, key: &T::Key) -> Result<(), StoreError> {
         let cf = self.store.cf::<T>()?;
-        self.inner.delete_cf(cf, encode(key));
+        let k = encode(key);
+        self.inner.delete_cf(cf, &k);
+        if T::CACHED {
+            self.cached.push(Change {
+                table: T::NAME,
+                key: k.into(),
+                value: None,
+            });
+        }
         Ok(())
     }
 
@@ -304,6 +345,46 @@ mod tests {
         s.write(b, Durability::Sync).unwrap();
         assert_eq!(s.get::<Rows>(&(1, 1)).unwrap(), Some(row(1)));
         assert_eq!(s.get::<Other>(&1).unwrap().as_deref(), Some("x"));
+    }
+
+    struct Hot;
+    impl Table for Hot {
+        const NAME: &'static str = "hot";
+        const CACHED: bool = true;
+        type Key = u64;
+        type Value = Row;
+    }
+
+    #[test]
+    fn cached_table_follows_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &[Hot::NAME]).unwrap();
+        assert_eq!(
+            s.get::<Hot>(&1).unwrap(),
+            None,
+            "absent, and remembered as absent"
+        );
+        s.put::<Hot>(&1, &row(1), Durability::Buffered).unwrap();
+        assert_eq!(s.get::<Hot>(&1).unwrap(), Some(row(1)));
+        let mut b = s.batch();
+        b.put::<Hot>(&1, &row(2)).unwrap();
+        assert_eq!(
+            s.get::<Hot>(&1).unwrap(),
+            Some(row(1)),
+            "unwritten batch not visible"
+        );
+        s.write(b, Durability::Buffered).unwrap();
+        assert_eq!(s.get::<Hot>(&1).unwrap(), Some(row(2)));
+        s.delete::<Hot>(&1, Durability::Buffered).unwrap();
+        assert_eq!(s.get::<Hot>(&1).unwrap(), None);
+        s.put::<Hot>(&1, &row(3), Durability::Sync).unwrap();
+        drop(s);
+        let s = Store::open(dir.path(), &[Hot::NAME]).unwrap();
+        assert_eq!(
+            s.get::<Hot>(&1).unwrap(),
+            Some(row(3)),
+            "the database, not the cache, is the truth"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! RocksDB storage: one column family per table, typed big-endian keys, atomic write
 //! batches, and a lock file so two processes never share one data directory.
 
+mod cache;
 mod db;
 mod key;
 mod lock;
@@ -14,6 +15,9 @@ use std::path::PathBuf;
 pub trait Table {
     /// Column-family name; stable forever once data exists.
     const NAME: &'static str;
+    /// Point reads are served from an in-memory copy of the encoded values, kept exact
+    /// on every write through the store (for small, hot rows read on every uplink).
+    const CACHED: bool = false;
     type Key: KeyCodec;
     type Value: serde::Serialize + serde::de::DeserializeOwned;
 }

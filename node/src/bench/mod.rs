@@ -11,6 +11,6 @@ pub mod routing;
 pub use billing::{BillingArgs, billing};
 pub use delivery::{DeliveryArgs, delivery};
 pub use federation::{FederationArgs, federation};
-pub use ingest::{IngestArgs, ingest};
+pub use ingest::{IngestArgs, IngestNodeArgs, ingest, ingest_node};
 pub use roaming::{RoamingArgs, roaming};
 pub use routing::routing;
