@@ -4,12 +4,10 @@
 mod common;
 
 use common::*;
-use std::collections::BTreeSet;
-use chrono::{DateTime, TimeDelta, Utc};
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use entente_agreements::*;
-use entente_model::{DevAddr, DevEui, MemberId};
-use entente_peering::{FrameFacts, Refusal, RoamingPolicy};
+use entente_model::{DevEui, MemberId};
+use entente_peering::{Refusal, RoamingPolicy};
 
 fn act(p: &SigningKey, by: &str, at: &str, kind: ActKind) -> SignedAct {
     SignedAct::sign(

@@ -6,10 +6,9 @@ mod common;
 use common::*;
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use chrono::TimeDelta;
 use entente_agreements::*;
-use entente_model::{DevAddr, DevEui, MemberId};
+use entente_model::{DevAddr, DevEui};
 use entente_peering::{FrameFacts, Refusal, RoamingPolicy};
 
 #[test]
@@ -172,7 +171,6 @@ fn a_changed_byte_or_a_non_party_signature_is_rejected() {
     };
     assert!(garbage.verify(&p.keys()).is_err());
 }
-
 
 #[test]
 fn the_policy_follows_the_agreements_in_force() {

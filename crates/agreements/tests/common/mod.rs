@@ -1,12 +1,12 @@
 //! What the agreement tests share: two parties with keys, a Tours/SMO convention, dates.
 #![allow(dead_code, unused_imports)]
 
-use std::collections::BTreeSet;
 use chrono::{DateTime, TimeDelta, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use entente_agreements::*;
 use entente_model::{DevAddr, DevEui, MemberId};
 use entente_peering::{FrameFacts, Refusal, RoamingPolicy};
+use std::collections::BTreeSet;
 
 pub fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
