@@ -76,6 +76,9 @@ pub struct Accounts {
     peering: RwLock<Option<Arc<Peering>>>,
     this: OnceLock<Weak<Accounts>>,
     rejections: std::sync::Mutex<Vec<String>>,
+    /// Held from "is this day's statement issued?" to its append, so the daily task and an
+    /// operator's request cannot both issue one day.
+    issuing: std::sync::Mutex<()>,
 }
 
 /// This node's devices as the accounts read them; the network server provides them (the
@@ -136,6 +139,7 @@ impl Accounts {
             peering: RwLock::new(None),
             this: OnceLock::new(),
             rejections: std::sync::Mutex::new(Vec::new()),
+            issuing: std::sync::Mutex::new(()),
         });
         let _ = a.this.set(Arc::downgrade(&a));
         a
@@ -181,6 +185,7 @@ impl Accounts {
                 a.host
             )));
         }
+        let _issuing = self.issuing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = self.statement_for(agreement, &self.me, day)? {
             return Ok(e);
         }
