@@ -29,10 +29,12 @@ pub struct RxInfo {
     /// Concentrator counter (µs) at reception; RX1/RX2 are scheduled relative to it.
     pub tmst: u32,
     /// Gateway's own UTC time of reception, when it has one.
+    #[serde(with = "entente_model::timestamp::option")]
     pub time: Option<DateTime<Utc>>,
     /// GPS time (ms since 1980-01-06) of reception, when the gateway has GPS.
     pub gps_time_ms: Option<u64>,
     /// When this node received the datagram.
+    #[serde(with = "entente_model::timestamp")]
     pub received_at: DateTime<Utc>,
     pub frequency_hz: u32,
     pub channel: u8,

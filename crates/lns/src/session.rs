@@ -31,6 +31,7 @@ pub struct Session {
     pub rx2_dr: u8,
     /// FCnt of a confirmed downlink awaiting the device's ACK.
     pub pending_confirmed_down: Option<u32>,
+    #[serde(with = "entente_model::timestamp::option")]
     pub last_seen: Option<DateTime<Utc>>,
     /// Gateway that heard the device best last time (Class C downlinks go through it).
     pub last_gateway: Option<GatewayEui>,
@@ -42,7 +43,9 @@ pub struct Session {
     pub tx_power_index: u8,
     /// MAC commands to send with the next downlink (already encoded).
     pub pending_mac: Vec<u8>,
+    #[serde(with = "entente_model::timestamp")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "entente_model::timestamp::option")]
     pub last_dev_status_req: Option<DateTime<Utc>>,
     /// Whether the EU868 extra channels are known to the device (CFList or NewChannelReq).
     pub channels_configured: bool,

@@ -71,6 +71,7 @@ pub struct UplinkRecord {
     pub data_rate: u8,
     pub frequency_hz: u32,
     pub rx: Vec<RxInfo>,
+    #[serde(with = "entente_model::timestamp")]
     pub received_at: DateTime<Utc>,
 }
 
@@ -91,6 +92,7 @@ pub struct QueueItem {
     /// FCnt it was sent with; a confirmed item stays until the device acknowledges it.
     pub sent_fcnt: Option<u32>,
     pub attempts: u32,
+    #[serde(with = "entente_model::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -7,6 +7,7 @@ mod eui;
 mod flow;
 mod member;
 mod position;
+pub mod timestamp;
 
 pub use clock::{Clock, ManualClock, OffsetClock, SharedClock, SystemClock};
 pub use eui::{DevAddr, DevEui, Eui64, GatewayEui, JoinEui};

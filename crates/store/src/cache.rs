@@ -1,6 +1,6 @@
-//! A read cache of the encoded values of the tables that ask for one
+//! A read cache of the decoded values of the tables that ask for one
 //! ([`Table::CACHED`](crate::Table::CACHED)): point reads of hot rows (device sessions,
-//! device records) skip RocksDB.
+//! device records) skip RocksDB and the decoder.
 //!
 //! Kept exact by two rules. Writes that touch a cached table hold the cache lock across
 //! the RocksDB write and then overwrite the cached entries with what they wrote (a
@@ -8,6 +8,7 @@
 //! order. A read that missed inserts what it read only if no entry appeared meanwhile, so
 //! a value read before a concurrent write never replaces the one that write cached.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,47 +16,61 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// answers for it).
 pub const MAX_ENTRIES_PER_TABLE: usize = 1 << 18;
 
+/// A decoded value of the table the entry belongs to.
+pub(crate) type Value = Arc<dyn Any + Send + Sync>;
+
 /// `None` value: known to be absent.
-type Entries = HashMap<Box<[u8]>, Option<Arc<[u8]>>>;
+type Entries = HashMap<Box<[u8]>, Option<Value>, foldhash::fast::RandomState>;
+
+/// The entries of each cached table, by the table's name.
+#[derive(Default)]
+pub(crate) struct Tables(HashMap<&'static str, Entries, foldhash::fast::RandomState>);
+
+impl Tables {
+    fn of(&mut self, table: &'static str) -> &mut Entries {
+        self.0.entry(table).or_default()
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct ValueCache {
-    tables: Mutex<HashMap<&'static str, Entries>>,
+    tables: Mutex<Tables>,
 }
 
 /// A change a batch makes to a cached table, applied once the batch is written.
 pub(crate) struct Change {
     pub table: &'static str,
     pub key: Box<[u8]>,
-    pub value: Option<Arc<[u8]>>,
+    pub value: Option<Value>,
 }
 
 impl ValueCache {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<&'static str, Entries>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Tables> {
         // A poisoned lock only means a panic elsewhere mid-update of plain maps.
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `Some(entry)` when the cache knows the key (`entry` is `None` for absent).
-    pub(crate) fn get(&self, table: &'static str, key: &[u8]) -> Option<Option<Arc<[u8]>>> {
-        self.lock().get(table)?.get(key).cloned()
+    pub(crate) fn get(&self, table: &'static str, key: &[u8]) -> Option<Option<Value>> {
+        let mut t = self.lock();
+        t.of(table).get(key).cloned()
     }
 
     /// Remembers what a read found, unless a write cached something meanwhile.
-    pub(crate) fn fill(&self, table: &'static str, key: &[u8], value: Option<&[u8]>) {
+    pub(crate) fn fill(&self, table: &'static str, key: &[u8], value: Option<Value>) {
         let mut t = self.lock();
-        let entries = t.entry(table).or_default();
+        let entries = t.of(table);
         if entries.contains_key(key) {
             return;
         }
         make_room(entries);
-        entries.insert(key.into(), value.map(Arc::from));
+        entries.insert(key.into(), value);
     }
 
     /// Applies a written batch's changes (the caller holds the lock across the write).
-    pub(crate) fn apply(tables: &mut HashMap<&'static str, Entries>, changes: Vec<Change>) {
+    pub(crate) fn apply(tables: &mut Tables, changes: Vec<Change>) {
         for c in changes {
-            let entries = tables.entry(c.table).or_default();
+            let entries = tables.of(c.table);
             if !entries.contains_key(&c.key) {
                 make_room(entries);
             }

@@ -1,6 +1,7 @@
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteOptions};
 
@@ -108,15 +109,16 @@ impl Store {
         let k = encode(key);
         if T::CACHED {
             if let Some(hit) = self.cache.get(T::NAME, &k) {
-                return hit.map(|bytes| decode_value::<T>(&bytes)).transpose();
+                return hit.map(|v| cached_value::<T>(&v)).transpose();
             }
         }
         match self.db.get_pinned_cf(cf, &k).map_err(|e| self.db_err(e))? {
             Some(bytes) => {
+                let value = decode_value::<T>(&bytes)?;
                 if T::CACHED {
-                    self.cache.fill(T::NAME, &k, Some(&bytes));
+                    self.cache.fill(T::NAME, &k, Some(Arc::new(value.clone())));
                 }
-                decode_value::<T>(&bytes).map(Some)
+                Ok(Some(value))
             }
             None => {
                 if T::CACHED {
@@ -199,6 +201,16 @@ impl Store {
     }
 }
 
+/// A cached entry is always of its table's value type; a mismatch would be a bug in the
+/// cache, reported like a corrupt row rather than a panic.
+fn cached_value<T: Table>(v: &crate::cache::Value) -> Result<T::Value, StoreError> {
+    v.downcast_ref::<T::Value>().cloned().ok_or(StoreError::Corrupt {
+        table: T::NAME,
+        what: "cached value",
+        reason: "of another type".into(),
+    })
+}
+
 fn decode_value<T: Table>(bytes: &[u8]) -> Result<T::Value, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         table: T::NAME,
@@ -229,7 +241,7 @@ impl Batch<'_> {
             self.cached.push(Change {
                 table: T::NAME,
                 key: k.into(),
-                value: Some(bytes.into()),
+                value: Some(Arc::new(value.clone())),
             });
         }
         Ok(())
@@ -291,7 +303,7 @@ mod tests {
     use super::*;
     use serde::{Deserialize, Serialize};
 
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Row {
         name: String,
         n: u64,

@@ -15,11 +15,11 @@ use std::path::PathBuf;
 pub trait Table {
     /// Column-family name; stable forever once data exists.
     const NAME: &'static str;
-    /// Point reads are served from an in-memory copy of the encoded values, kept exact
+    /// Point reads are served from an in-memory copy of the decoded values, kept exact
     /// on every write through the store (for small, hot rows read on every uplink).
     const CACHED: bool = false;
     type Key: KeyCodec;
-    type Value: serde::Serialize + serde::de::DeserializeOwned;
+    type Value: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,5 +61,6 @@ impl Table for Meta {
     type Value = u32;
 }
 
-/// Bumped when an on-disk layout changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped when an on-disk layout changes incompatibly (2: timestamps of sessions,
+/// uplinks and queue items as integers, `entente_model::timestamp`).
+pub const SCHEMA_VERSION: u32 = 2;
