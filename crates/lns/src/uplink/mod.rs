@@ -4,6 +4,7 @@
 pub(crate) mod data;
 #[cfg(test)]
 mod data_tests;
+mod session_match;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
