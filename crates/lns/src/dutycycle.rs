@@ -8,9 +8,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use entente_model::GatewayEui;
 use entente_region::Eu868;
 
+/// Transmissions of the last hour on one gateway's sub-band: when, and for how long.
+type Spent = VecDeque<(DateTime<Utc>, Duration)>;
+
 #[derive(Debug, Default)]
 pub struct DutyCycle {
-    used: Mutex<HashMap<(GatewayEui, &'static str), VecDeque<(DateTime<Utc>, Duration)>>>,
+    used: Mutex<HashMap<(GatewayEui, &'static str), Spent>>,
 }
 
 impl DutyCycle {

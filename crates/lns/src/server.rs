@@ -156,10 +156,12 @@ impl NetworkServer {
 
     fn check_device(&self, d: &Device) -> Result<(), LnsError> {
         d.validate().map_err(|e| LnsError::InvalidDevice(d.dev_eui, e))?;
-        if let Some(abp) = &d.abp {
-            if !self.cfg.dev_addr_block.contains(abp.dev_addr) {
-                return Err(LnsError::DevAddrOutsideBlock(abp.dev_addr));
-            }
+        if let Some(abp) = d
+            .abp
+            .as_ref()
+            .filter(|a| !self.cfg.dev_addr_block.contains(a.dev_addr))
+        {
+            return Err(LnsError::DevAddrOutsideBlock(abp.dev_addr));
         }
         Ok(())
     }

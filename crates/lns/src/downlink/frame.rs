@@ -167,12 +167,15 @@ mod tests {
         }
     }
 
+    /// Version, item (confirmed?), ACK, MAC bytes, FPending.
+    type Case<'a> = (MacVersion, Option<bool>, bool, &'a [u8], bool);
+
     #[test]
     fn the_device_reads_what_was_built() {
         // (version, item (confirmed?), ack, MAC bytes, FPending): what the device must see
         let link_check = [0x02, 0x0c, 0x01];
         let long = [0x06; 16];
-        let cases: [(MacVersion, Option<bool>, bool, &[u8], bool); 8] = [
+        let cases: [Case<'_>; 8] = [
             (MacVersion::V1_0_3, None, true, &[], false),
             (MacVersion::V1_0_3, None, false, &link_check, false),
             (MacVersion::V1_0_3, Some(false), false, &link_check, true),

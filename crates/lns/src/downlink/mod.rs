@@ -169,15 +169,12 @@ impl NetworkServer {
 
     /// An unconfirmed application downlink leaves the queue once a gateway took it.
     fn after_sent(&self, plan: &DownlinkPlan) {
-        if let Some(item) = &plan.queue_item {
-            if !item.confirmed {
-                if let Err(e) = self
-                    .store
-                    .delete::<DownlinkQueue>(&(plan.dev_eui, item.id), Durability::Buffered)
-                {
-                    warn!(error = %e, "could not remove a sent downlink from the queue");
-                }
-            }
+        let Some(item) = plan.queue_item.as_ref().filter(|it| !it.confirmed) else {
+            return;
+        };
+        let key = (plan.dev_eui, item.id);
+        if let Err(e) = self.store.delete::<DownlinkQueue>(&key, Durability::Buffered) {
+            warn!(error = %e, "could not remove a sent downlink from the queue");
         }
     }
 }

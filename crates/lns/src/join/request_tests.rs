@@ -135,8 +135,10 @@ fn the_join_nonce_is_24_bits() {
     let join = sim.join_request_with_nonce(3);
     // (stored JoinNonce, next)
     for (stored, next) in [(0, 1), (41, 42), (0x00ff_fffe, 0x00ff_ffff), (0x00ff_ffff, 0)] {
-        let mut counters = crate::tables::JoinCounters::default();
-        counters.join_nonce = stored;
+        let counters = crate::tables::JoinCounters {
+            join_nonce: stored,
+            ..Default::default()
+        };
         h.ns.store
             .put::<JoinState>(&d.dev_eui, &counters, Durability::Sync)
             .unwrap();

@@ -21,11 +21,9 @@ pub(super) fn request(s: &Session, profile: &Profile) -> Option<DownCommand> {
 
 /// All three ACK bits: the device runs the profile's windows now.
 pub(super) fn handle(s: &mut Session, status: u8, profile: Option<&Profile>) {
-    if status & 0x07 == 0x07 {
-        if let Some(p) = profile {
-            s.rx1_dr_offset = p.rx1_dr_offset;
-            s.rx2_dr = p.rx2_dr;
-        }
+    if let Some(p) = profile.filter(|_| status & 0x07 == 0x07) {
+        s.rx1_dr_offset = p.rx1_dr_offset;
+        s.rx2_dr = p.rx2_dr;
     }
 }
 

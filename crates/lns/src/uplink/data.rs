@@ -11,7 +11,7 @@ use entente_region::Eu868;
 use entente_store::{Durability, StoreError};
 use tracing::{debug, warn};
 
-use crate::crypto::{self, Dir, Uplink11Ctx};
+use crate::crypto::{self, Dir};
 use crate::device::{Device, DeviceClass};
 use crate::downlink::{Ack, AnswerKind, ClassAAnswer, DownlinkPlan};
 use crate::mac::{self, DownCommand, UpCommand};
@@ -20,7 +20,7 @@ use crate::metrics::{KindLabel, Rejection};
 use crate::phy::DataFrame;
 use crate::server::NetworkServer;
 use crate::session::{FCntCheck, Session};
-use crate::tables::{DevAddrIndex, Devices, DownlinkQueue, Sessions, UplinkRecord, Uplinks};
+use crate::tables::{Devices, DownlinkQueue, Sessions, UplinkRecord, Uplinks};
 
 use super::channel_index;
 
@@ -102,69 +102,6 @@ impl NetworkServer {
         up.answer(plan);
         Ok(())
     }
-
-    /// Finds the session whose keys verify the MIC among the devices sharing the DevAddr.
-    pub(crate) fn match_session(&self, f: &DataFrame<'_>, radio: Radio) -> Result<(Session, u32), Rejection> {
-        let store_err = |_| Rejection::Store;
-        let mut any = false;
-        for r in self
-            .store
-            .range_from::<DevAddrIndex>(&(f.dev_addr, DevEui([0; 8])))
-            .map_err(store_err)?
-        {
-            let ((addr, eui), ()) = r.map_err(store_err)?;
-            if addr != f.dev_addr {
-                break;
-            }
-            any = true;
-            let Some(s) = self.store.get::<Sessions>(&eui).map_err(store_err)? else {
-                continue;
-            };
-            let verified = fcnt_candidates(&s, f).find(|c| uplink_mic(&s, f, radio, *c) == f.mic);
-            if let Some(fcnt) = verified {
-                return Ok((s, fcnt));
-            }
-        }
-        Err(if any {
-            Rejection::MicFailed
-        } else {
-            Rejection::UnknownDevAddr
-        })
-    }
-}
-
-/// The 32-bit counter is in the MIC: an old frame replayed only verifies with the counter
-/// it was sent with, one 16-bit epoch back.
-fn fcnt_candidates(s: &Session, f: &DataFrame<'_>) -> impl Iterator<Item = u32> {
-    let full = s.full_fcnt(f.fcnt16);
-    let previous_epoch = full
-        .checked_sub(0x1_0000)
-        .filter(|p| s.fcnt_up.is_some_and(|l| *p <= l));
-    std::iter::once(full).chain(previous_epoch)
-}
-
-fn uplink_mic(s: &Session, f: &DataFrame<'_>, radio: Radio, fcnt: u32) -> [u8; 4] {
-    if !s.mac_version.is_11() {
-        return crypto::uplink_mic_10(&s.f_nwk_s_int_key, f.dev_addr.0, fcnt, f.signed);
-    }
-    let conf_fcnt = if f.fctrl.ack() {
-        s.pending_confirmed_down.unwrap_or(0) as u16
-    } else {
-        0
-    };
-    let ctx = Uplink11Ctx {
-        conf_fcnt,
-        tx_dr: radio.data_rate,
-        tx_ch: radio.channel,
-    };
-    crypto::uplink_mic_11(
-        &s.f_nwk_s_int_key,
-        &s.s_nwk_s_int_key,
-        ctx,
-        f.dev_addr.0,
-        fcnt,
-        f.signed,
-    )
 }
 
 /// What the frame counter says about a frame whose MIC verified.

@@ -4,6 +4,7 @@
 pub(crate) mod data;
 #[cfg(test)]
 mod data_tests;
+mod session_match;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -37,6 +38,24 @@ pub(crate) fn channel_index(freq_hz: u32) -> u8 {
         .unwrap_or(0)
 }
 
+/// Frames waiting for their other copies, each with every reception so far. Two FIFOs
+/// of deadlines, one per window length, so each stays in order.
+#[derive(Default)]
+struct DedupWindow {
+    pending: HashMap<Vec<u8>, Vec<RxInfo>>,
+    home: VecDeque<(Instant, UplinkFrame)>,
+    visited: VecDeque<(Instant, UplinkFrame)>,
+}
+
+impl DedupWindow {
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.home.front(), self.visited.front()) {
+            (Some(a), Some(b)) => Some(a.0.min(b.0)),
+            (a, b) => a.or(b).map(|x| x.0),
+        }
+    }
+}
+
 impl NetworkServer {
     /// Runs the dedup window over frames from the gateways and, when the node federates,
     /// over gateway receptions of this node's frames reported by peers; processes each
@@ -47,16 +66,10 @@ impl NetworkServer {
         mut roamed: mpsc::Receiver<Uplink>,
         shutdown: CancellationToken,
     ) {
-        let mut pending: HashMap<Vec<u8>, Vec<RxInfo>> = HashMap::new();
-        // Two FIFOs of deadlines, one per window length, so each stays in order.
-        let mut home: VecDeque<(Instant, UplinkFrame)> = VecDeque::new();
-        let mut visited: VecDeque<(Instant, UplinkFrame)> = VecDeque::new();
+        let mut window = DedupWindow::default();
         let mut roamed_open = true;
         loop {
-            let next = match (home.front(), visited.front()) {
-                (Some(a), Some(b)) => Some(a.0.min(b.0)),
-                (a, b) => a.or(b).map(|x| x.0),
-            };
+            let next = window.next_deadline();
             let f = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -66,37 +79,45 @@ impl NetworkServer {
                     None => { roamed_open = false; continue }
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                    let now = Instant::now();
-                    for (q, forward) in [(&mut home, false), (&mut visited, true)] {
-                        while q.front().is_some_and(|(t, _)| *t <= now) {
-                            if let Some((_, frame)) = q.pop_front() {
-                                if let Some(rx) = pending.remove(frame.bytes()) {
-                                    self.dispatch(frame, rx, forward);
-                                }
-                            }
-                        }
-                    }
+                    self.dispatch_closed(&mut window, Some(Instant::now()));
                     continue;
                 }
             };
-            match pending.get_mut(f.frame.bytes()) {
-                Some(rx) => {
-                    self.metrics.duplicate_copies.inc();
-                    rx.push(f.rx);
-                }
-                None => {
-                    pending.insert(f.frame.bytes().to_vec(), vec![f.rx]);
-                    if self.forwards(&f.frame) {
-                        visited.push_back((Instant::now() + self.cfg.visited_dedup_window, f.frame));
-                    } else {
-                        home.push_back((Instant::now() + self.cfg.dedup_window, f.frame));
-                    }
-                }
-            }
+            self.admit(&mut window, f);
         }
         // Frames still in their window are processed rather than lost.
-        for (q, forward) in [(&mut home, false), (&mut visited, true)] {
-            while let Some((_, frame)) = q.pop_front() {
+        self.dispatch_closed(&mut window, None);
+    }
+
+    /// A later copy joins its frame; a first copy opens the frame's window, the visited
+    /// one when the frame is only forwarded from here.
+    fn admit(&self, window: &mut DedupWindow, f: Uplink) {
+        if let Some(rx) = window.pending.get_mut(f.frame.bytes()) {
+            self.metrics.duplicate_copies.inc();
+            rx.push(f.rx);
+            return;
+        }
+        window.pending.insert(f.frame.bytes().to_vec(), vec![f.rx]);
+        if self.forwards(&f.frame) {
+            let deadline = Instant::now() + self.cfg.visited_dedup_window;
+            window.visited.push_back((deadline, f.frame));
+        } else {
+            window
+                .home
+                .push_back((Instant::now() + self.cfg.dedup_window, f.frame));
+        }
+    }
+
+    /// Dispatches the frames whose window closed by `until` (every frame when None).
+    fn dispatch_closed(self: &Arc<Self>, window: &mut DedupWindow, until: Option<Instant>) {
+        let DedupWindow {
+            pending,
+            home,
+            visited,
+        } = window;
+        for (q, forward) in [(home, false), (visited, true)] {
+            while q.front().is_some_and(|(t, _)| until.is_none_or(|u| *t <= u)) {
+                let Some((_, frame)) = q.pop_front() else { break };
                 if let Some(rx) = pending.remove(frame.bytes()) {
                     self.dispatch(frame, rx, forward);
                 }
