@@ -110,7 +110,9 @@ impl RxFrame {
             .time
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.to_utc());
+            .map(|t| t.to_utc())
+            // A time the store cannot encode (before 1677, after 2262) is no time at all.
+            .filter(|t| t.timestamp_nanos_opt().is_some());
         Ok(Self {
             phy_payload,
             rx: RxInfo {
@@ -183,6 +185,16 @@ mod tests {
             f.rx.time.unwrap().to_rfc3339(),
             "2013-03-31T16:21:17.528002+00:00"
         );
+    }
+
+    #[test]
+    fn a_gateway_time_the_store_cannot_encode_is_dropped_not_the_frame() {
+        let far = RxPk {
+            time: Some("9999-12-31T23:59:59Z".into()),
+            ..pk()
+        };
+        let f = RxFrame::from_rxpk(GatewayEui::from_u64(1), &far, Utc::now()).unwrap();
+        assert_eq!(f.rx.time, None);
     }
 
     #[test]

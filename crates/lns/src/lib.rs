@@ -10,6 +10,7 @@ mod maccommand;
 pub mod metrics;
 pub mod server;
 pub mod session;
+mod session_index;
 pub mod tables;
 mod uplink;
 

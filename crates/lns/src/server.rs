@@ -13,6 +13,7 @@ use entente_store::{Durability, Store, StoreError};
 use crate::device::{Device, DeviceClass};
 use crate::metrics::LnsMetrics;
 use crate::session::Session;
+use crate::session_index::SessionIndex;
 use crate::tables::{
     DevAddrIndex, Devices, DownlinkQueue, JoinState, QueueItem, Sessions, UplinkRecord, Uplinks,
     UsedDevNonces,
@@ -89,8 +90,9 @@ pub struct NetworkServer {
     pub(crate) cfg: LnsConfig,
     pub(crate) clock: SharedClock,
     pub metrics: LnsMetrics,
-    /// Serialises read-modify-write of sessions between the pipeline and the API.
-    pub(crate) session_lock: Mutex<()>,
+    /// Serialises read-modify-write of sessions between the pipeline and the API, and
+    /// guards the in-memory indexes of what it serialises.
+    pub(crate) session_lock: Mutex<SessionIndex>,
     pub(crate) next_seq: AtomicU64,
     pub(crate) duty: crate::dutycycle::DutyCycle,
     pub(crate) hook: std::sync::OnceLock<Arc<dyn UplinkHook>>,
@@ -112,13 +114,14 @@ impl NetworkServer {
         for r in store.iter::<DownlinkQueue>()? {
             max = max.max(r?.0.1);
         }
+        let index = SessionIndex::load(&store)?;
         Ok(NetworkServer {
             store,
             gateways,
             cfg,
             clock,
             metrics: LnsMetrics::default(),
-            session_lock: Mutex::new(()),
+            session_lock: Mutex::new(index),
             next_seq: AtomicU64::new(max + 1),
             duty: crate::dutycycle::DutyCycle::default(),
             hook: std::sync::OnceLock::new(),
@@ -148,7 +151,7 @@ impl NetworkServer {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn lock_sessions(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock_sessions(&self) -> std::sync::MutexGuard<'_, SessionIndex> {
         self.session_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -176,7 +179,7 @@ impl NetworkServer {
             }
         }
         let now = self.now();
-        let _g = self.lock_sessions();
+        let mut index = self.lock_sessions();
         let mut batch = self.store.batch();
         for d in devices {
             batch.put::<Devices>(&d.dev_eui, d)?;
@@ -187,6 +190,9 @@ impl NetworkServer {
             }
         }
         self.store.write(batch, Durability::Sync)?;
+        for abp in devices.iter().filter_map(|d| d.abp.as_ref()) {
+            index.addr_changed(abp.dev_addr);
+        }
         Ok(())
     }
 
@@ -211,22 +217,15 @@ impl NetworkServer {
     /// The devices whose session uses `addr` (several may share one; the MIC tells them
     /// apart later). The federation's home-side policy asks it for roamed frames.
     pub fn devices_at(&self, addr: DevAddr) -> Result<Vec<DevEui>, LnsError> {
-        let mut v = Vec::new();
-        for r in self.store.range_from::<DevAddrIndex>(&(addr, DevEui([0; 8])))? {
-            let ((a, eui), ()) = r?;
-            if a != addr {
-                break;
-            }
-            v.push(eui);
-        }
-        Ok(v)
+        Ok(crate::session_index::read_devices_at(&self.store, addr)?)
     }
 
     pub fn delete_device(&self, eui: &DevEui) -> Result<(), LnsError> {
-        let _g = self.lock_sessions();
+        let mut index = self.lock_sessions();
         self.device(eui)?;
         let mut batch = self.store.batch();
-        if let Some(s) = self.store.get::<Sessions>(eui)? {
+        let session = self.store.get::<Sessions>(eui)?;
+        if let Some(s) = &session {
             batch.delete::<DevAddrIndex>(&(s.dev_addr, *eui))?;
             batch.delete::<Sessions>(eui)?;
         }
@@ -247,6 +246,9 @@ impl NetworkServer {
             batch.delete::<DownlinkQueue>(&k)?;
         }
         self.store.write(batch, Durability::Sync)?;
+        if let Some(s) = session {
+            index.addr_changed(s.dev_addr);
+        }
         Ok(())
     }
 
@@ -302,8 +304,12 @@ impl NetworkServer {
             attempts: 0,
             created_at: self.now(),
         };
-        self.store
-            .put::<DownlinkQueue>(&(*eui, item.id), &item, Durability::Sync)?;
+        {
+            let mut index = self.lock_sessions();
+            index.queueing(*eui);
+            self.store
+                .put::<DownlinkQueue>(&(*eui, item.id), &item, Durability::Sync)?;
+        }
         if device.profile.class == DeviceClass::C {
             self.send_class_c(*eui);
         }

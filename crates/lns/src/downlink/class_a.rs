@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::frame::{Ack, DataDown, MAX_FOPTS, build_data_down};
 use super::{DownlinkPlan, Schedule, Window};
+use crate::session_index::SessionIndex;
 use crate::metrics::ReasonLabel;
 use crate::server::{LnsError, NetworkServer};
 use crate::session::Session;
@@ -91,12 +92,13 @@ impl NetworkServer {
     /// Updates the session's downlink counters; the caller persists it with the uplink.
     pub(crate) fn plan_class_a(
         &self,
+        index: &mut SessionIndex,
         s: &mut Session,
         a: &ClassAAnswer<'_>,
     ) -> Result<Option<DownlinkPlan>, LnsError> {
         let (rx1, rx2) = a.windows(s);
         let (item, queued) = match a.kind {
-            AnswerKind::Fresh => self.live_queue_head(s)?,
+            AnswerKind::Fresh => self.live_queue_head(index, s)?,
             AnswerKind::ReAck => (None, 0),
         };
         let mut item = item.filter(|it| a.fits(it, rx1));
@@ -125,8 +127,18 @@ impl NetworkServer {
 
     /// The head of the queue and how many items wait; a head out of attempts is dropped
     /// (and still counted among those waiting).
-    fn live_queue_head(&self, s: &Session) -> Result<(Option<QueueItem>, usize), LnsError> {
+    fn live_queue_head(
+        &self,
+        index: &mut SessionIndex,
+        s: &Session,
+    ) -> Result<(Option<QueueItem>, usize), LnsError> {
+        if !index.may_have_queue(&s.dev_eui) {
+            return Ok((None, 0));
+        }
         let (item, queued) = self.queue_head(&s.dev_eui)?;
+        if queued == 0 {
+            index.queue_empty(&s.dev_eui);
+        }
         match item {
             Some(it) if it.attempts >= MAX_ATTEMPTS => {
                 self.store
@@ -316,7 +328,7 @@ mod tests {
                 kind: c.kind,
             };
             let mut s = h.session(d.dev_eui);
-            let plan = h.ns.plan_class_a(&mut s, &answer).unwrap();
+            let plan = h.ns.plan_class_a(&mut h.ns.lock_sessions(), &mut s, &answer).unwrap();
             assert_eq!(plan.as_ref().map(|p| p.kind), c.want, "case {i}");
             if let Some(p) = &plan {
                 assert_eq!(p.phy_payload[5] & 0x10 != 0, c.more, "case {i}: FPending");

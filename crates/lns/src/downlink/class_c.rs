@@ -71,10 +71,11 @@ impl NetworkServer {
 
     /// Builds the frame and stores the session and item it advanced, under the session lock.
     fn plan_class_c(&self, eui: DevEui) -> Result<Option<(DownlinkPlan, GatewayEui)>, LnsError> {
-        let _g = self.lock_sessions();
+        let mut index = self.lock_sessions();
         let Some(mut send) = self.class_c_send(eui)? else {
             return Ok(None);
         };
+        index.queueing(eui);
         let phy_payload = send.build();
         let mut batch = self.store.batch();
         batch.put::<Sessions>(&eui, &send.session)?;

@@ -2,6 +2,7 @@
 //! DevAddr, the next JoinNonce, the session keys, the JoinAccept, one durable batch, the
 //! answer in the join windows.
 
+use crate::session_index::SessionIndex;
 use std::sync::Arc;
 
 use entente_gateway::RxInfo;
@@ -61,13 +62,13 @@ impl NetworkServer {
     ) -> Result<(), Rejection> {
         let mut join = JoinUplink::load(self, signed, j, rx)?;
         join.check_mic()?;
-        let guard = self.lock_sessions();
+        let mut guard = self.lock_sessions();
         join.check_dev_nonce()?;
         let dev_addr = join.allocate_dev_addr()?;
         join.next_join_nonce();
         let session = join.new_session(dev_addr);
         let accept = join.build_accept(dev_addr);
-        join.persist(&session)?;
+        join.persist(&mut guard, &session)?;
         drop(guard);
         join.accepted(dev_addr);
         join.answer(accept);
@@ -264,11 +265,12 @@ impl<'a> JoinUplink<'a> {
 
     /// The new session replaces the old one and its DevAddr; joins are rare and guard
     /// against nonce replay, so the batch is durable.
-    pub(crate) fn persist(&self, session: &Session) -> Result<(), Rejection> {
-        let write = || -> Result<(), StoreError> {
+    pub(crate) fn persist(&self, index: &mut SessionIndex, session: &Session) -> Result<(), Rejection> {
+        let mut write = || -> Result<(), StoreError> {
             let (store, eui) = (&self.ns.store, self.dev_eui());
             let mut batch = store.batch();
-            if let Some(old) = store.get::<Sessions>(&eui)? {
+            let old = store.get::<Sessions>(&eui)?;
+            if let Some(old) = &old {
                 batch.delete::<DevAddrIndex>(&(old.dev_addr, eui))?;
             }
             batch.put::<DevAddrIndex>(&(session.dev_addr, eui), &())?;
@@ -277,7 +279,12 @@ impl<'a> JoinUplink<'a> {
             if !self.counter_nonces() {
                 batch.put::<UsedDevNonces>(&(eui, self.request.dev_nonce), &())?;
             }
-            store.write(batch, Durability::Sync)
+            store.write(batch, Durability::Sync)?;
+            if let Some(old) = old {
+                index.addr_changed(old.dev_addr);
+            }
+            index.addr_changed(session.dev_addr);
+            Ok(())
         };
         write().map_err(store_err)
     }

@@ -2,17 +2,17 @@
 //! handle the MAC commands, take the ACK, decrypt the payload, persist everything in one
 //! batch, answer in Class A.
 
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entente_gateway::RxInfo;
 use entente_model::DevEui;
 use entente_region::Eu868;
-use entente_store::{Durability, StoreError};
+use entente_store::{Batch, Durability, StoreError};
 use tracing::{debug, warn};
 
 use crate::crypto::{self, Dir};
-use crate::device::{Device, DeviceClass};
+use crate::device::Device;
 use crate::downlink::{Ack, AnswerKind, ClassAAnswer, DownlinkPlan};
 use crate::mac::{self, DownCommand, UpCommand};
 use crate::maccommand::{self, Asking, Reception, link_adr};
@@ -23,6 +23,8 @@ use crate::session::{FCntCheck, Session};
 use crate::tables::{Devices, DownlinkQueue, Sessions, UplinkRecord, Uplinks};
 
 use super::channel_index;
+use super::group::{Accepted, Group};
+use crate::session_index::SessionIndex;
 
 fn store_err(e: StoreError) -> Rejection {
     warn!(error = %e, "store error in uplink");
@@ -80,13 +82,14 @@ impl NetworkServer {
         self: &Arc<Self>,
         frame: DataFrame<'_>,
         rx: Vec<RxInfo>,
+        group: &mut Group<'_>,
     ) -> Result<(), Rejection> {
         let radio = Radio::of(rx.first().ok_or(Rejection::BadPhy)?);
-        let guard = self.lock_sessions();
-        let (session, fcnt) = self.match_session(&frame, radio)?;
+        let staged = group.for_addr(frame.dev_addr);
+        let (session, fcnt) = self.match_session(&mut staged.index, &frame, radio)?;
         let mut up = DataUplink::new(self, frame, rx, radio, session, fcnt);
         if up.check_fcnt()? == Counter::Retransmission {
-            return up.answer_retransmission(guard);
+            return up.answer_retransmission(&mut staged.index);
         }
         up.load_device()?;
         up.decrypt_mac_commands();
@@ -95,11 +98,12 @@ impl NetworkServer {
         up.decrypt_payload();
         up.update_session();
         up.request_mac_commands();
-        let plan = up.plan_answer()?;
-        let record = up.persist(plan.as_ref())?;
-        drop(guard);
-        up.committed(&record);
-        up.answer(plan);
+        let plan = up.plan_answer(&mut staged.index)?;
+        if let Err(r) = up.persist(plan.as_ref(), &mut staged.batch) {
+            staged.fail();
+            return Err(r);
+        }
+        staged.accept(up.accepted(plan));
         Ok(())
     }
 }
@@ -147,7 +151,7 @@ impl<'a> DataUplink<'a> {
     }
 
     /// The device missed our ACK: acknowledge again, deliver nothing twice.
-    fn answer_retransmission(mut self, guard: MutexGuard<'_, ()>) -> Result<(), Rejection> {
+    fn answer_retransmission(mut self, index: &mut SessionIndex) -> Result<(), Rejection> {
         self.ns.metrics.retransmissions.inc();
         if !self.frame.confirmed() {
             return Ok(());
@@ -155,13 +159,12 @@ impl<'a> DataUplink<'a> {
         let answer = ClassAAnswer::re_ack(self.fcnt, self.radio.data_rate);
         let plan = self
             .ns
-            .plan_class_a(&mut self.session, &answer)
+            .plan_class_a(index, &mut self.session, &answer)
             .map_err(|_| Rejection::Store)?;
         self.ns
             .store
             .put::<Sessions>(&self.session.dev_eui, &self.session, Durability::Buffered)
             .map_err(store_err)?;
-        drop(guard);
         if let Some(p) = plan {
             self.ns.spawn_class_a(p, self.rx);
         }
@@ -297,7 +300,7 @@ impl<'a> DataUplink<'a> {
         self.mac_out.extend(requests);
     }
 
-    pub(crate) fn plan_answer(&mut self) -> Result<Option<DownlinkPlan>, Rejection> {
+    pub(crate) fn plan_answer(&mut self, index: &mut SessionIndex) -> Result<Option<DownlinkPlan>, Rejection> {
         let mac = maccommand::encode(&self.mac_out);
         let ack = if self.frame.confirmed() {
             Ack::Uplink(self.fcnt)
@@ -311,7 +314,7 @@ impl<'a> DataUplink<'a> {
             kind: AnswerKind::Fresh,
         };
         self.ns
-            .plan_class_a(&mut self.session, &answer)
+            .plan_class_a(index, &mut self.session, &answer)
             .map_err(|_| Rejection::Store)
     }
 
@@ -333,12 +336,15 @@ impl<'a> DataUplink<'a> {
         }
     }
 
-    /// One batch: acknowledged items out, the answer's item, the session, the uplink and
-    /// whatever the hook queues with it.
-    pub(crate) fn persist(&mut self, plan: Option<&DownlinkPlan>) -> Result<UplinkRecord, Rejection> {
+    /// Into the group's batch: acknowledged items out, the answer's item, the session,
+    /// the uplink and whatever the hook queues with it.
+    pub(crate) fn persist(
+        &mut self,
+        plan: Option<&DownlinkPlan>,
+        batch: &mut Batch<'_>,
+    ) -> Result<UplinkRecord, Rejection> {
         let record = self.record();
         let eui = self.session.dev_eui;
-        let mut batch = self.ns.store.batch();
         for k in &self.acked {
             batch.delete::<DownlinkQueue>(k).map_err(store_err)?;
         }
@@ -352,30 +358,19 @@ impl<'a> DataUplink<'a> {
             .put::<Uplinks>(&(eui, record.seq), &record)
             .map_err(store_err)?;
         if let (Some(h), Some(d)) = (self.ns.hook.get(), self.device.as_ref()) {
-            h.on_uplink(&mut batch, d, &record).map_err(store_err)?;
+            h.on_uplink(batch, d, &record).map_err(store_err)?;
         }
-        self.ns
-            .store
-            .write(batch, Durability::Buffered)
-            .map_err(store_err)?;
         Ok(record)
     }
 
-    pub(crate) fn committed(&self, record: &UplinkRecord) {
-        if let Some(h) = self.ns.hook.get() {
-            h.committed();
-        }
-        self.ns.metrics.uplinks_accepted.inc();
-        debug!(dev_eui = %record.dev_eui, fcnt = record.fcnt, gateways = self.rx.len(), "uplink accepted");
-    }
-
-    /// The Class A answer; a Class C device without one may have downlinks that waited for
-    /// its first uplink.
-    pub(crate) fn answer(self, plan: Option<DownlinkPlan>) {
-        match plan {
-            Some(p) => self.ns.spawn_class_a(p, self.rx),
-            None if self.session.class == DeviceClass::C => self.ns.send_class_c(self.session.dev_eui),
-            None => {}
+    /// What is left to do once the batch is durable.
+    pub(crate) fn accepted(self, answer: Option<DownlinkPlan>) -> Accepted {
+        Accepted {
+            dev_eui: self.session.dev_eui,
+            fcnt: self.fcnt,
+            class: self.session.class,
+            answer,
+            rx: self.rx,
         }
     }
 }

@@ -41,7 +41,7 @@ fn parse(bytes: Vec<u8>) -> UplinkFrame {
 fn matched<'a>(h: &'a Harness, f: &'a UplinkFrame, rx: Vec<RxInfo>) -> Result<DataUplink<'a>, Rejection> {
     let d = f.data().unwrap();
     let radio = Radio::of(&rx[0]);
-    let (s, fcnt) = h.ns.match_session(&d, radio)?;
+    let (s, fcnt) = h.ns.match_session(&mut h.ns.lock_sessions(), &d, radio)?;
     Ok(DataUplink::new(&h.ns, d, rx, radio, s, fcnt))
 }
 
@@ -278,10 +278,12 @@ fn one_batch_holds_the_session_the_uplink_and_the_hook() {
     up.load_device().unwrap();
     up.decrypt_payload();
     up.update_session();
-    let record = up.persist(None).unwrap();
+    let mut batch = h.ns.store().batch();
+    let record = up.persist(None, &mut batch).unwrap();
     assert_eq!(hook.seen.load(Ordering::SeqCst), 1);
     assert_eq!(hook.committed.load(Ordering::SeqCst), 0);
-    up.committed(&record);
+    h.ns.store().write(batch, Durability::Sync).unwrap();
+    up.accepted(None).committed(&h.ns);
     assert_eq!(hook.committed.load(Ordering::SeqCst), 1);
     assert_eq!(h.session(d.dev_eui).fcnt_up, Some(0));
     let stored = h.ns.uplinks(&d.dev_eui, 0, 10).unwrap();
@@ -299,9 +301,9 @@ async fn the_answer_acks_a_confirmed_uplink_and_says_nothing_otherwise() {
         let mut up = matched(&h, &f, vec![rx(1, 0.0, 5)]).unwrap();
         up.load_device().unwrap();
         up.request_mac_commands();
-        let plan = up.plan_answer().unwrap();
+        let plan = up.plan_answer(&mut h.ns.lock_sessions()).unwrap();
         assert_eq!(plan.as_ref().map(|p| p.kind), kind);
-        up.answer(plan);
+        up.accepted(plan).answer(&h.ns);
         let sent = h.downlinks().await;
         assert_eq!(sent.len(), usize::from(confirmed));
         if confirmed {

@@ -2,6 +2,7 @@
 //! flow ([`data`]), one frame at a time.
 
 pub(crate) mod data;
+mod group;
 #[cfg(test)]
 mod data_tests;
 mod session_match;
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use self::group::Group;
 use crate::join;
 use crate::metrics::Rejection;
 use crate::server::{LnsError, NetworkServer};
@@ -115,26 +117,28 @@ impl NetworkServer {
             home,
             visited,
         } = window;
+        let mut group = Group::new(self);
         for (q, forward) in [(home, false), (visited, true)] {
             while q.front().is_some_and(|(t, _)| until.is_none_or(|u| *t <= u)) {
                 let Some((_, frame)) = q.pop_front() else { break };
                 if let Some(rx) = pending.remove(frame.bytes()) {
-                    self.dispatch(frame, rx, forward);
+                    self.dispatch(frame, rx, forward, &mut group);
                 }
             }
         }
+        group.commit();
     }
 
     /// The routing decision was taken once, when the frame's first copy arrived: the
     /// queue it waited in says whether it is ours or forwarded.
-    fn dispatch(self: &Arc<Self>, frame: UplinkFrame, rx: Vec<RxInfo>, forward: bool) {
+    fn dispatch(self: &Arc<Self>, frame: UplinkFrame, rx: Vec<RxInfo>, forward: bool, group: &mut Group<'_>) {
         match (forward, self.roaming.get()) {
             (true, Some(r)) => {
                 self.metrics.frames_deduplicated.inc();
                 self.metrics.forwarded.inc();
                 r.forward(frame, best_first(rx));
             }
-            _ => self.process(&frame, rx),
+            _ => self.process_in(group, &frame, rx),
         }
     }
 
@@ -156,11 +160,22 @@ impl NetworkServer {
 
     /// Processes one deduplicated frame with every gateway's reception metadata.
     pub fn process(self: &Arc<Self>, frame: &UplinkFrame, rx: Vec<RxInfo>) {
+        let mut group = Group::new(self);
+        self.process_in(&mut group, frame, rx);
+        group.commit();
+    }
+
+    /// Processes a frame among the others of its group; a join writes what the group
+    /// staged first, then takes the session lock itself.
+    fn process_in(self: &Arc<Self>, group: &mut Group<'_>, frame: &UplinkFrame, rx: Vec<RxInfo>) {
         self.metrics.frames_deduplicated.inc();
         let rx = best_first(rx);
         let result = match (frame.kind(), frame.data()) {
-            (UplinkKind::Join(j), _) => self.process_join(frame.signed(), *j, rx),
-            (UplinkKind::Data(_), Some(d)) => self.process_data(d, rx),
+            (UplinkKind::Join(j), _) => {
+                group.commit();
+                self.process_join(frame.signed(), *j, rx)
+            }
+            (UplinkKind::Data(_), Some(d)) => self.process_data(d, rx, group),
             (UplinkKind::Data(_), None) => Err(Rejection::BadPhy),
         };
         if let Err(r) = result {

@@ -1,32 +1,28 @@
 //! The first step of a data uplink: which session the frame belongs to. Several devices
 //! may share a DevAddr; the one whose keys verify the MIC is the one.
 
-use entente_model::DevEui;
-
 use super::data::Radio;
 use crate::crypto::{self, Uplink11Ctx};
 use crate::metrics::Rejection;
 use crate::phy::DataFrame;
 use crate::server::NetworkServer;
 use crate::session::Session;
-use crate::tables::{DevAddrIndex, Sessions};
+use crate::session_index::SessionIndex;
+use crate::tables::Sessions;
 
 impl NetworkServer {
     /// Finds the session whose keys verify the MIC among the devices sharing the DevAddr.
-    pub(crate) fn match_session(&self, f: &DataFrame<'_>, radio: Radio) -> Result<(Session, u32), Rejection> {
+    pub(crate) fn match_session(
+        &self,
+        index: &mut SessionIndex,
+        f: &DataFrame<'_>,
+        radio: Radio,
+    ) -> Result<(Session, u32), Rejection> {
         let store_err = |_| Rejection::Store;
-        let mut any = false;
-        for r in self
-            .store
-            .range_from::<DevAddrIndex>(&(f.dev_addr, DevEui([0; 8])))
-            .map_err(store_err)?
-        {
-            let ((addr, eui), ()) = r.map_err(store_err)?;
-            if addr != f.dev_addr {
-                break;
-            }
-            any = true;
-            let Some(s) = self.store.get::<Sessions>(&eui).map_err(store_err)? else {
+        let devices = index.devices_at(&self.store, f.dev_addr).map_err(store_err)?;
+        let any = !devices.is_empty();
+        for eui in devices {
+            let Some(s) = self.store.get::<Sessions>(eui).map_err(store_err)? else {
                 continue;
             };
             let verified = fcnt_candidates(&s, f).find(|c| uplink_mic(&s, f, radio, *c) == f.mic);
