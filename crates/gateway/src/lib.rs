@@ -4,6 +4,7 @@
 //! and the registry of the gateways this node accepts.
 
 mod frame;
+pub mod gso;
 pub mod json;
 mod metrics;
 pub mod mmsg;

@@ -126,7 +126,7 @@ fn sockaddr_to_std(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<S
     }
 }
 
-fn std_to_sockaddr(a: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(crate) fn std_to_sockaddr(a: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match a {
         SocketAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.

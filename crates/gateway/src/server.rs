@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tracing::{debug, info, warn};
 use entente_frame::UplinkFrame;
 
 use crate::frame::RxFrame;
+use crate::gso;
 use crate::json::{PullResp, PushData, TxAckBody, TxPk};
 use crate::metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
 use crate::mmsg::{self, RecvBatch};
@@ -49,22 +51,30 @@ type Pending = HashMap<(GatewayEui, Token), oneshot::Sender<TxOutcome>>;
 /// Acks of one received batch, encoded back to back, with where each goes.
 #[derive(Default)]
 struct Replies {
-    bytes: Vec<u8>,
-    to: Vec<(std::ops::Range<usize>, SocketAddr)>,
+    /// One run per gateway address (and reply size): sent as one segmented datagram run.
+    runs: Vec<gso::Run>,
     scratch: Vec<u8>,
 }
 
 impl Replies {
     fn push(&mut self, packet: &Downstream<'_>, to: SocketAddr) {
         protocol::encode_downstream(packet, &mut self.scratch);
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(&self.scratch);
-        self.to.push((start..self.bytes.len(), to));
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.to.clear();
+        let len = self.scratch.len();
+        if len == 0 {
+            return;
+        }
+        let open = self
+            .runs
+            .iter_mut()
+            .find(|r| r.to == to && r.segment == len && r.datagrams() < gso::MAX_SEGMENTS);
+        match open {
+            Some(run) => run.bytes.extend_from_slice(&self.scratch),
+            None => self.runs.push(gso::Run {
+                to,
+                segment: len,
+                bytes: self.scratch.clone(),
+            }),
+        }
     }
 }
 
@@ -76,6 +86,8 @@ pub struct GatewayServer {
     frames: mpsc::Sender<Uplink>,
     pending: Mutex<Pending>,
     max_datagram: usize,
+    /// Acks go as segmented runs until the kernel refuses one.
+    segmented: AtomicBool,
 }
 
 impl GatewayServer {
@@ -102,6 +114,7 @@ impl GatewayServer {
             frames: tx,
             pending: Mutex::new(HashMap::new()),
             max_datagram: cfg.max_datagram_bytes.clamp(12, 65_507),
+            segmented: AtomicBool::new(true),
         });
         Ok((server, rx))
     }
@@ -258,30 +271,50 @@ impl GatewayServer {
     /// Sends the batch's acks, as many per system call as the kernel takes.
     async fn send_replies(&self, out: &mut Replies) {
         let mut done = 0;
-        while done < out.to.len() {
-            let msgs: Vec<(&[u8], Option<SocketAddr>)> = out
-                .to
-                .iter()
-                .skip(done)
-                .take(mmsg::BATCH)
-                .filter_map(|(range, to)| Some((out.bytes.get(range.clone())?, Some(*to))))
-                .collect();
-            match self
-                .socket
-                .async_io(Interest::WRITABLE, || mmsg::send_batch(&self.socket, &msgs))
-                .await
-            {
+        while let Some(runs) = out.runs.get(done..).filter(|r| !r.is_empty()) {
+            let segmented = self.segmented.load(Ordering::Relaxed);
+            let sent = match runs.first() {
+                Some(run) if !segmented => self.send_run_plain(run).await.map(|()| 1),
+                _ => {
+                    self.socket
+                        .async_io(Interest::WRITABLE, || gso::send_runs(&self.socket, runs))
+                        .await
+                }
+            };
+            match sent {
                 Ok(n) => done += n.max(1),
+                Err(e) if segmented && gso::unsupported(&e) => {
+                    info!("the kernel refuses segmented UDP sends ({e}); acks go one datagram at a time");
+                    self.segmented.store(false, Ordering::Relaxed);
+                }
                 Err(e) => {
                     // This one cannot be sent (gone gateway, ICMP error): skip it.
-                    if let Some((_, to)) = out.to.get(done) {
-                        debug!(%to, "cannot send ack: {e}");
+                    if let Some(run) = runs.first() {
+                        debug!(to = %run.to, "cannot send ack: {e}");
                     }
                     done += 1;
                 }
             }
         }
-        out.clear();
+        out.runs.clear();
+    }
+
+    /// A run's datagrams one by one, for kernels without segmented sends.
+    async fn send_run_plain(&self, run: &gso::Run) -> std::io::Result<()> {
+        let datagrams: Vec<(&[u8], Option<SocketAddr>)> = run
+            .bytes
+            .chunks(run.segment.max(1))
+            .map(|d| (d, Some(run.to)))
+            .collect();
+        let mut done = 0;
+        while let Some(rest) = datagrams.get(done..).filter(|r| !r.is_empty()) {
+            done += self
+                .socket
+                .async_io(Interest::WRITABLE, || mmsg::send_batch(&self.socket, rest))
+                .await?
+                .max(1);
+        }
+        Ok(())
     }
 
     /// Checks and parses one `rxpk`; a refused one is counted here.

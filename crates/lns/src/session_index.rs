@@ -99,7 +99,8 @@ mod tests {
         let (_d, s) = store();
         let mut index = SessionIndex::load(&s).unwrap();
         assert!(index.devices_at(&s, ADDR).unwrap().is_empty());
-        s.put::<DevAddrIndex>(&(ADDR, DevEui([1; 8])), &(), Durability::Buffered).unwrap();
+        s.put::<DevAddrIndex>(&(ADDR, DevEui([1; 8])), &(), Durability::Buffered)
+            .unwrap();
         assert!(
             index.devices_at(&s, ADDR).unwrap().is_empty(),
             "remembered until told"
@@ -120,7 +121,8 @@ mod tests {
             attempts: 0,
             created_at: chrono::DateTime::UNIX_EPOCH,
         };
-        s.put::<DownlinkQueue>(&(DevEui([2; 8]), 7), &item, Durability::Buffered).unwrap();
+        s.put::<DownlinkQueue>(&(DevEui([2; 8]), 7), &item, Durability::Buffered)
+            .unwrap();
         let mut index = SessionIndex::load(&s).unwrap();
         assert!(index.may_have_queue(&DevEui([2; 8])));
         assert!(!index.may_have_queue(&DevEui([3; 8])));

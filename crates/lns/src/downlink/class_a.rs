@@ -12,10 +12,10 @@ use tracing::warn;
 
 use super::frame::{Ack, DataDown, MAX_FOPTS, build_data_down};
 use super::{DownlinkPlan, Schedule, Window};
-use crate::session_index::SessionIndex;
 use crate::metrics::ReasonLabel;
 use crate::server::{LnsError, NetworkServer};
 use crate::session::Session;
+use crate::session_index::SessionIndex;
 use crate::tables::{DownlinkQueue, QueueItem};
 
 /// Attempts before an application downlink is given up.
@@ -328,7 +328,9 @@ mod tests {
                 kind: c.kind,
             };
             let mut s = h.session(d.dev_eui);
-            let plan = h.ns.plan_class_a(&mut h.ns.lock_sessions(), &mut s, &answer).unwrap();
+            let plan =
+                h.ns.plan_class_a(&mut h.ns.lock_sessions(), &mut s, &answer)
+                    .unwrap();
             assert_eq!(plan.as_ref().map(|p| p.kind), c.want, "case {i}");
             if let Some(p) = &plan {
                 assert_eq!(p.phy_payload[5] & 0x10 != 0, c.more, "case {i}: FPending");

@@ -300,7 +300,10 @@ impl<'a> DataUplink<'a> {
         self.mac_out.extend(requests);
     }
 
-    pub(crate) fn plan_answer(&mut self, index: &mut SessionIndex) -> Result<Option<DownlinkPlan>, Rejection> {
+    pub(crate) fn plan_answer(
+        &mut self,
+        index: &mut SessionIndex,
+    ) -> Result<Option<DownlinkPlan>, Rejection> {
         let mac = maccommand::encode(&self.mac_out);
         let ack = if self.frame.confirmed() {
             Ack::Uplink(self.fcnt)

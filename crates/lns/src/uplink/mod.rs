@@ -2,9 +2,9 @@
 //! flow ([`data`]), one frame at a time.
 
 pub(crate) mod data;
-mod group;
 #[cfg(test)]
 mod data_tests;
+mod group;
 mod session_match;
 
 use std::collections::{HashMap, VecDeque};
