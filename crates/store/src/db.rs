@@ -129,6 +129,17 @@ impl Store {
         }
     }
 
+    /// Like [`Store::get`], sharing the cached value instead of copying it (for large
+    /// rows read on every uplink).
+    pub fn get_shared<T: Table>(&self, key: &T::Key) -> Result<Option<Arc<T::Value>>, StoreError> {
+        if T::CACHED {
+            if let Some(hit) = self.cache.get(T::NAME, &encode(key)) {
+                return hit.map(|v| shared_value::<T>(v)).transpose();
+            }
+        }
+        Ok(self.get::<T>(key)?.map(Arc::new))
+    }
+
     pub fn put<T: Table>(
         &self,
         key: &T::Key,
@@ -151,6 +162,7 @@ impl Store {
             store: self,
             inner: rocksdb::WriteBatch::default(),
             cached: Vec::new(),
+            scratch: Vec::with_capacity(512),
         }
     }
 
@@ -211,6 +223,14 @@ fn cached_value<T: Table>(v: &crate::cache::Value) -> Result<T::Value, StoreErro
     })
 }
 
+fn shared_value<T: Table>(v: crate::cache::Value) -> Result<Arc<T::Value>, StoreError> {
+    v.downcast::<T::Value>().map_err(|_| StoreError::Corrupt {
+        table: T::NAME,
+        what: "cached value",
+        reason: "of another type".into(),
+    })
+}
+
 fn decode_value<T: Table>(bytes: &[u8]) -> Result<T::Value, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         table: T::NAME,
@@ -225,18 +245,23 @@ pub struct Batch<'s> {
     inner: rocksdb::WriteBatch,
     /// Changes to cached tables, applied to the cache once the batch is written.
     cached: Vec<Change>,
+    /// Where values are encoded before RocksDB copies them into the batch.
+    scratch: Vec<u8>,
 }
 
 impl Batch<'_> {
     pub fn put<T: Table>(&mut self, key: &T::Key, value: &T::Value) -> Result<(), StoreError> {
         let cf = self.store.cf::<T>()?;
-        let bytes = postcard::to_stdvec(value).map_err(|e| StoreError::Corrupt {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let bytes = postcard::to_extend(value, scratch).map_err(|e| StoreError::Corrupt {
             table: T::NAME,
             what: "value",
             reason: e.to_string(),
         })?;
         let k = encode(key);
         self.inner.put_cf(cf, &k, &bytes);
+        self.scratch = bytes;
         if T::CACHED {
             self.cached.push(Change {
                 table: T::NAME,

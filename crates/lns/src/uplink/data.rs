@@ -12,7 +12,7 @@ use entente_store::{Batch, Durability, StoreError};
 use tracing::{debug, warn};
 
 use crate::crypto::{self, Dir};
-use crate::device::Device;
+use crate::device::{Device, Profile};
 use crate::downlink::{Ack, AnswerKind, ClassAAnswer, DownlinkPlan};
 use crate::mac::{self, DownCommand, UpCommand};
 use crate::maccommand::{self, Asking, Reception, link_adr};
@@ -66,7 +66,7 @@ pub(crate) struct DataUplink<'a> {
     pub session: Session,
     /// The full 32-bit FCnt whose MIC verified.
     pub fcnt: u32,
-    pub device: Option<Device>,
+    pub device: Option<Arc<Device>>,
     pub now: DateTime<Utc>,
     /// The device's MAC commands, in the clear.
     pub mac_in: Vec<UpCommand>,
@@ -175,7 +175,7 @@ impl<'a> DataUplink<'a> {
         self.device = self
             .ns
             .store
-            .get::<Devices>(&self.session.dev_eui)
+            .get_shared::<Devices>(&self.session.dev_eui)
             .map_err(store_err)?;
         Ok(())
     }
@@ -284,14 +284,11 @@ impl<'a> DataUplink<'a> {
 
     /// What the network asks of the device on its own, after the answers.
     pub(crate) fn request_mac_commands(&mut self) {
-        let profile = self
-            .device
-            .as_ref()
-            .map(|d| d.profile.clone())
-            .unwrap_or_default();
+        let default = Profile::default();
+        let profile = self.device.as_ref().map_or(&default, |d| &d.profile);
         let asking = Asking {
             adr_allowed: self.frame.fctrl.adr() && profile.adr && self.ns.cfg.adr,
-            profile: &profile,
+            profile,
             data_rate: self.radio.data_rate,
             now: self.now,
             dev_status_interval: self.ns.cfg.dev_status_interval,
