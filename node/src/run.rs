@@ -103,11 +103,6 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         .to_lns_config()
         .map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
     lns_cfg.visited_dedup_window = Duration::from_millis(cfg.federation.visited_dedup_window_ms);
-    let lns = Arc::new(
-        entente_lns::NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock.clone())
-            .context("cannot load the network server's state")?,
-    );
-    lns.metrics.register(&mut metrics_registry);
     // Delivery workers and the federation's swarm run on tokens of their own, cancelled
     // in turn by the ordered stop.
     let delivery_stop = CancellationToken::new();
@@ -120,21 +115,33 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     )
     .context("cannot load the delivery queues")?;
     delivery.metrics.register(&mut metrics_registry);
-    lns.set_uplink_hook(delivery.clone());
 
-    let fed = match cfg.roster_file() {
+    // Everything is built before anything runs: the federation listens but serves no
+    // peer until its handlers (the agreements, the accounts) exist.
+    let built = match cfg.roster_file() {
+        None => None,
+        Some(path) => Some(build_federation(&cfg, &key, &clock, &registry, &server, &path).await?),
+    };
+    let mut lns = entente_lns::NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock.clone())
+        .context("cannot load the network server's state")?
+        .with_uplink_hook(delivery.clone());
+    if let Some(b) = &built {
+        lns = lns.with_roaming(b.peering.clone());
+    }
+    let lns = Arc::new(lns);
+    lns.metrics.register(&mut metrics_registry);
+
+    let fed = match built {
         None => Federated::none(),
-        Some(path) => {
+        Some(built) => {
             let parts = Parts {
                 cfg: &cfg,
                 key: &key,
                 store: &store,
                 clock: &clock,
-                registry: &registry,
-                server: &server,
                 lns: &lns,
             };
-            federate(parts, &path, federation_stop.clone(), &mut metrics_registry).await?
+            federate(parts, built, federation_stop.clone(), &mut metrics_registry)?
         }
     };
     let Federated {
@@ -312,34 +319,24 @@ impl Federated {
     }
 }
 
-/// The parts of the node the federation is built on.
+/// The parts of the node the federation's agreements and accounts are built on.
 struct Parts<'a> {
     cfg: &'a NodeConfig,
     key: &'a ed25519_dalek::SigningKey,
     store: &'a Arc<Store>,
     clock: &'a SharedClock,
-    registry: &'a Arc<Registry>,
-    server: &'a Arc<GatewayServer>,
     lns: &'a Arc<entente_lns::NetworkServer>,
 }
 
-/// Joins the federation the roster at `path` describes, with the agreements and the
-/// accounts on top of it.
-async fn federate(
-    p: Parts<'_>,
+/// The federation the roster at `path` describes, listening but not yet serving.
+async fn build_federation(
+    cfg: &NodeConfig,
+    key: &ed25519_dalek::SigningKey,
+    clock: &SharedClock,
+    registry: &Arc<Registry>,
+    server: &Arc<GatewayServer>,
     path: &std::path::Path,
-    stop: CancellationToken,
-    metrics_registry: &mut prometheus_client::registry::Registry,
-) -> Result<Federated> {
-    let Parts {
-        cfg,
-        key,
-        store,
-        clock,
-        registry,
-        server,
-        lns,
-    } = p;
+) -> Result<entente_peering::Built> {
     let roster = entente_peering::Roster::load(path)?;
     roster
         .verify()
@@ -356,10 +353,9 @@ async fn federate(
         peer_rate_per_sec: cfg.federation.peer_rate_per_sec,
         peer_burst: cfg.federation.peer_burst,
         buffer_max: cfg.federation.buffer_max,
-        hold_until_ready: true,
         ..entente_peering::PeeringConfig::default()
     };
-    let started = entente_peering::Peering::start(
+    entente_peering::Peering::build(
         cfg.node.member.clone(),
         key.to_bytes(),
         roster,
@@ -367,14 +363,30 @@ async fn federate(
         clock.clone(),
         registry.clone(),
         server.clone(),
-        stop,
     )
     .await
-    .with_context(|| format!("cannot join the federation of {}", path.display()))?;
-    started.peering.metrics.register(metrics_registry);
+    .with_context(|| format!("cannot join the federation of {}", path.display()))
+}
+
+/// Builds the agreements and the accounts on the federation, then starts it with them
+/// as its handlers.
+fn federate(
+    p: Parts<'_>,
+    built: entente_peering::Built,
+    stop: CancellationToken,
+    metrics_registry: &mut prometheus_client::registry::Registry,
+) -> Result<Federated> {
+    let Parts {
+        cfg,
+        key,
+        store,
+        clock,
+        lns,
+    } = p;
+    let peering = built.peering.clone();
+    peering.metrics.register(metrics_registry);
     lns.metrics.register_roaming(metrics_registry);
-    lns.set_roaming(started.peering.clone());
-    let book = agreements(key, store, clock, &started.peering, lns)?;
+    let book = agreements(key, store, clock, &peering, lns)?;
     let accounts = entente_ledger::accounts::Accounts::new(
         Arc::new(entente_ledger::Ledger::new(
             cfg.node.member.clone(),
@@ -387,9 +399,17 @@ async fn federate(
         Arc::new(crate::directory::LnsDirectory(lns.clone())),
         clock.clone(),
         cfg.policies_dir(),
+        Some(peering.clone()),
     );
-    accounts.attach(started.peering.clone());
-    started.peering.ready();
+    let handlers = entente_peering::Handlers {
+        policy: Some(book.policy.clone()),
+        usage: Some(accounts.clone()),
+        sync: vec![
+            (entente_agreements::book::SYNC_CHANNEL, book.clone()),
+            (entente_ledger::accounts::SYNC_CHANNEL, accounts.clone()),
+        ],
+    };
+    let started = built.start(handlers, stop);
     Ok(Federated {
         p2p: started.listening.iter().map(|a| a.to_string()).collect(),
         peering: Some(started.peering),
@@ -416,16 +436,19 @@ fn agreements(
         store.clone(),
         clock.clone(),
         Arc::new(move |m: &entente_model::MemberId| roster.member(m).map(|m| m.public_key)),
+        entente_agreements::book::Links {
+            peering: Some(peering.clone()),
+            resolver: Some({
+                let l = lns.clone();
+                Arc::new(move |addr| l.devices_at(addr).unwrap_or_default())
+            }),
+            seen: Some({
+                let l = lns.clone();
+                Arc::new(move |eui| l.session(eui).ok().flatten().and_then(|s| s.last_seen))
+            }),
+        },
     )
     .context("cannot load the agreements")?;
-    let l = lns.clone();
-    book.policy
-        .set_resolver(Arc::new(move |addr| l.devices_at(addr).unwrap_or_default()));
-    let l = lns.clone();
-    book.set_seen(Arc::new(move |eui| {
-        l.session(eui).ok().flatten().and_then(|s| s.last_seen)
-    }));
-    book.attach(peering.clone());
     Ok(book)
 }
 

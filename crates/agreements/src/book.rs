@@ -107,7 +107,18 @@ pub struct SyncRejection {
 }
 
 pub type Keys = Arc<dyn Fn(&MemberId) -> Option<VerifyingKey> + Send + Sync>;
-type Seen = Arc<dyn Fn(&DevEui) -> Option<DateTime<Utc>> + Send + Sync>;
+pub type Seen = Arc<dyn Fn(&DevEui) -> Option<DateTime<Utc>> + Send + Sync>;
+
+/// What the book reaches beyond its store, given when it is loaded.
+#[derive(Default)]
+pub struct Links {
+    /// The federation: where dossiers and reviews are replicated.
+    pub peering: Option<Arc<Peering>>,
+    /// How the home node finds its devices behind a DevAddr (for the policy).
+    pub resolver: Option<crate::policy::Resolver>,
+    /// How the node tells when a device was last heard (for the committee review).
+    pub seen: Option<Seen>,
+}
 
 pub struct Book {
     me: MemberId,
@@ -120,7 +131,7 @@ pub struct Book {
     pub policy: Arc<AgreementPolicy>,
     peering: RwLock<Option<Arc<Peering>>>,
     rejections: Mutex<Vec<SyncRejection>>,
-    seen: RwLock<Option<Seen>>,
+    seen: Option<Seen>,
     this: std::sync::OnceLock<std::sync::Weak<Book>>,
 }
 
@@ -137,6 +148,7 @@ impl Book {
         store: Arc<Store>,
         clock: SharedClock,
         keys: Keys,
+        links: Links,
     ) -> Result<Arc<Book>, BookError> {
         let mut dossiers = BTreeMap::new();
         for kv in store.iter::<Dossiers>()? {
@@ -149,7 +161,7 @@ impl Book {
             reviews.insert(id, r);
         }
         let book = Arc::new(Book {
-            policy: Arc::new(AgreementPolicy::new(me.clone(), clock.clone())),
+            policy: Arc::new(AgreementPolicy::new(me.clone(), clock.clone()).with_resolver(links.resolver)),
             me,
             key,
             store,
@@ -157,25 +169,14 @@ impl Book {
             keys,
             dossiers: Mutex::new(dossiers),
             reviews: Mutex::new(reviews),
-            peering: RwLock::new(None),
+            peering: RwLock::new(links.peering),
             rejections: Mutex::new(Vec::new()),
-            seen: RwLock::new(None),
+            seen: links.seen,
             this: std::sync::OnceLock::new(),
         });
         let _ = book.this.set(Arc::downgrade(&book));
         book.refresh();
         Ok(book)
-    }
-
-    /// Hooks the book into the federation: its policy, its sync handler, its declared
-    /// devices.
-    pub fn attach(self: &Arc<Self>, peering: Arc<Peering>) {
-        peering.set_policy(self.policy.clone());
-        peering.set_sync_handler(SYNC_CHANNEL, self.clone());
-        *self.peering.write().unwrap_or_else(|p| p.into_inner()) = Some(peering);
-        self.refresh();
-        // Peers that connected before the handler was in place have not been reconciled.
-        self.reconcile_all();
     }
 
     /// Lets go of the federation at shutdown, so the book and the federation (which holds
@@ -195,11 +196,6 @@ impl Book {
         for m in peers {
             self.push(m);
         }
-    }
-
-    /// How the node tells when a device was last heard (for the committee review).
-    pub fn set_seen(&self, seen: Seen) {
-        *self.seen.write().unwrap_or_else(|p| p.into_inner()) = Some(seen);
     }
 
     fn peering(&self) -> Option<Arc<Peering>> {
@@ -484,7 +480,7 @@ impl Book {
     /// Prepares (or re-signs) this quarter's review and signs it for this member.
     pub fn review(&self, id: &str) -> Result<(Review, SignedReview), BookError> {
         let r = self.record(id)?;
-        let seen = self.seen.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let seen = self.seen.clone();
         let seen_fn = |d: &DevEui| seen.as_ref().and_then(|s| s(d));
         let now = self.clock.now();
         let (quarter, ..) = crate::review::quarter_of(now);

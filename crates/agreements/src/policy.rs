@@ -124,7 +124,7 @@ pub struct AgreementPolicy {
     me: MemberId,
     clock: PolicyClock,
     entries: RwLock<Vec<Arc<Entry>>>,
-    resolver: RwLock<Option<Resolver>>,
+    resolver: Option<Resolver>,
 }
 
 impl AgreementPolicy {
@@ -133,13 +133,13 @@ impl AgreementPolicy {
             me,
             clock: PolicyClock(clock),
             entries: RwLock::new(Vec::new()),
-            resolver: RwLock::new(None),
+            resolver: None,
         }
     }
 
     /// How the home node finds its devices behind a DevAddr.
-    pub fn set_resolver(&self, r: Resolver) {
-        *self.resolver.write().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    pub fn with_resolver(self, r: Option<Resolver>) -> Self {
+        AgreementPolicy { resolver: r, ..self }
     }
 
     /// Installs the agreements in force (with their approved access requests); an
@@ -199,13 +199,7 @@ impl AgreementPolicy {
             return vec![d];
         }
         match (f.dev_addr, &f.home == &self.me) {
-            (Some(a), true) => self
-                .resolver
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(|r| r(a))
-                .unwrap_or_default(),
+            (Some(a), true) => self.resolver.as_ref().map(|r| r(a)).unwrap_or_default(),
             _ => Vec::new(),
         }
     }

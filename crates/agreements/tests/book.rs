@@ -44,6 +44,7 @@ fn open(member: &str, seed: u8, clock: &SharedClock, dir: tempfile::TempDir) -> 
         store,
         clock.clone(),
         keys(),
+        Default::default(),
     )
     .unwrap();
     Side { book, _dir: dir }

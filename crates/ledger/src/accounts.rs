@@ -127,6 +127,7 @@ impl Accounts {
         devices: Arc<dyn DeviceDirectory>,
         clock: SharedClock,
         policies: PathBuf,
+        peering: Option<Arc<Peering>>,
     ) -> Arc<Accounts> {
         let a = Arc::new(Accounts {
             me: ledger.me().clone(),
@@ -136,19 +137,13 @@ impl Accounts {
             devices,
             clock,
             policies,
-            peering: RwLock::new(None),
+            peering: RwLock::new(peering),
             this: OnceLock::new(),
             rejections: std::sync::Mutex::new(Vec::new()),
             issuing: std::sync::Mutex::new(()),
         });
         let _ = a.this.set(Arc::downgrade(&a));
         a
-    }
-
-    pub fn attach(self: &Arc<Self>, p: Arc<Peering>) {
-        p.set_usage_hook(self.clone());
-        p.set_sync_handler(SYNC_CHANNEL, self.clone());
-        *self.peering.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
     }
 
     /// Lets go of the federation at shutdown, so the book and the federation (which holds

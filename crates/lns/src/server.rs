@@ -95,8 +95,10 @@ pub struct NetworkServer {
     pub(crate) session_lock: Mutex<SessionIndex>,
     pub(crate) next_seq: AtomicU64,
     pub(crate) duty: crate::dutycycle::DutyCycle,
-    pub(crate) hook: std::sync::OnceLock<Arc<dyn UplinkHook>>,
-    pub(crate) roaming: std::sync::OnceLock<Arc<dyn Roaming>>,
+    /// Who gets every accepted uplink in its batch (application delivery).
+    pub(crate) hook: Option<Arc<dyn UplinkHook>>,
+    /// The federation, when the node federates: routes, forwards, peers' gateways.
+    pub(crate) roaming: Option<Arc<dyn Roaming>>,
 }
 
 impl NetworkServer {
@@ -124,19 +126,21 @@ impl NetworkServer {
             session_lock: Mutex::new(index),
             next_seq: AtomicU64::new(max + 1),
             duty: crate::dutycycle::DutyCycle::default(),
-            hook: std::sync::OnceLock::new(),
-            roaming: std::sync::OnceLock::new(),
+            hook: None,
+            roaming: None,
         })
     }
 
-    /// Installs the uplink hook (once, before traffic starts).
-    pub fn set_uplink_hook(&self, hook: Arc<dyn UplinkHook>) -> bool {
-        self.hook.set(hook).is_ok()
+    /// Hands every accepted uplink to `hook` inside the batch that stores it.
+    pub fn with_uplink_hook(mut self, hook: Arc<dyn UplinkHook>) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
-    /// Installs the federation (once, before traffic starts).
-    pub fn set_roaming(&self, roaming: Arc<dyn Roaming>) -> bool {
-        self.roaming.set(roaming).is_ok()
+    /// Routes and forwards frames through the federation.
+    pub fn with_roaming(mut self, roaming: Arc<dyn Roaming>) -> Self {
+        self.roaming = Some(roaming);
+        self
     }
 
     pub fn config(&self) -> &LnsConfig {

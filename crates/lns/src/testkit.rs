@@ -53,11 +53,16 @@ impl Harness {
     }
 
     pub fn with_config(cfg: LnsConfig) -> Harness {
+        Self::built(cfg, |ns| ns)
+    }
+
+    /// A network server built with `build` (an uplink hook, say) from the defaults.
+    pub fn built(cfg: LnsConfig, build: impl FnOnce(NetworkServer) -> NetworkServer) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), crate::tables::ALL).unwrap());
         let gateways = Arc::new(RecordingGateways::default());
         let clock = Arc::new(ManualClock::new(START.parse::<DateTime<Utc>>().unwrap()));
-        let ns = NetworkServer::new(store, gateways.clone(), cfg, clock.clone()).unwrap();
+        let ns = build(NetworkServer::new(store, gateways.clone(), cfg, clock.clone()).unwrap());
         Harness {
             ns: Arc::new(ns),
             gateways,

@@ -24,6 +24,6 @@ pub use policy::{FrameFacts, Refusal, RoamingPolicy, RosterPolicy, Terms};
 pub use roster::{Member, MemberKind, Roster, RosterError};
 pub use routing::RoutingTable;
 pub use service::{
-    Carried, CarriedFrame, PeerStatus, Peering, PeeringConfig, PeeringError, RefusalCount, Started,
-    SyncHandler, UsageHook,
+    Built, Carried, CarriedFrame, Handlers, PeerStatus, Peering, PeeringConfig, PeeringError, RefusalCount,
+    Started, SyncHandler, UsageHook,
 };

@@ -12,7 +12,7 @@ use entente_gateway::{Downlink, GatewayBackend, Registry, Roaming, Route, RxInfo
 use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui, MemberId, SharedClock};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::LateBuffer;
@@ -62,9 +62,6 @@ pub struct PeeringConfig {
     pub request_timeout: Duration,
     /// Safety margin kept before a downlink's RX window when deciding TOO_LATE.
     pub tx_margin: Duration,
-    /// Hold peers' requests until `Peering::ready` is called, so the policy, the usage
-    /// counters and the sync handlers installed after `start` see the very first frame.
-    pub hold_until_ready: bool,
 }
 
 impl Default for PeeringConfig {
@@ -77,7 +74,6 @@ impl Default for PeeringConfig {
             buffer_retention: TimeDelta::hours(48),
             request_timeout: Duration::from_secs(5),
             tx_margin: Duration::from_millis(50),
-            hold_until_ready: false,
         }
     }
 }
@@ -121,13 +117,32 @@ pub struct Peering {
     pub(crate) policy: RwLock<Arc<dyn RoamingPolicy>>,
     /// Refusals so far, for the API.
     pub(crate) refusals: Refusals,
-    /// Where carried frames are counted (the ledger), once installed.
+    /// Where carried frames are counted (the ledger).
     pub(crate) usage: RwLock<Option<Arc<dyn UsageHook>>>,
-    /// Whether peers' requests are served yet (see `PeeringConfig::hold_until_ready`).
-    pub(crate) ready: watch::Sender<bool>,
     /// The Arc this service lives in, for the sender tasks it starts.
     pub(crate) weak: OnceLock<Weak<Peering>>,
     pub metrics: PeeringMetrics,
+}
+
+/// What the parts built on the federation give it before it starts serving peers.
+#[derive(Default)]
+pub struct Handlers {
+    /// Who may roam where (the agreements); the roster's own rule without one.
+    pub policy: Option<Arc<dyn RoamingPolicy>>,
+    /// Where carried frames are counted (the ledger).
+    pub usage: Option<Arc<dyn UsageHook>>,
+    /// Who answers each sync channel (`agreements`, `ledger`).
+    pub sync: Vec<(&'static str, Arc<dyn SyncHandler>)>,
+}
+
+/// The federation built and listening, its swarm not yet polled: peers' connections and
+/// requests wait until [`Built::start`], so nothing is served before the handlers exist.
+pub struct Built {
+    pub peering: Arc<Peering>,
+    /// Frames of this node's devices heard by peers' gateways, for the network server.
+    pub roamed: mpsc::Receiver<Uplink>,
+    pub listening: Vec<Multiaddr>,
+    events: EventLoop<Peering>,
 }
 
 pub struct Started {
@@ -138,10 +153,29 @@ pub struct Started {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+impl Built {
+    /// Installs the handlers, then starts the swarm task.
+    pub fn start(self, handlers: Handlers, shutdown: CancellationToken) -> Started {
+        let Built {
+            peering,
+            roamed,
+            listening,
+            events,
+        } = self;
+        peering.install(handlers);
+        Started {
+            peering,
+            roamed,
+            listening,
+            task: tokio::spawn(events.run(shutdown)),
+        }
+    }
+}
+
 impl Peering {
-    /// Builds the swarm, listens, and starts the swarm task.
+    /// Builds the swarm and listens; the swarm task starts with [`Built::start`].
     #[allow(clippy::too_many_arguments)]
-    pub async fn start(
+    pub async fn build(
         me: MemberId,
         secret: [u8; 32],
         roster: Roster,
@@ -149,8 +183,7 @@ impl Peering {
         clock: SharedClock,
         local_gateways: Arc<Registry>,
         gateways: Arc<dyn GatewayBackend>,
-        shutdown: CancellationToken,
-    ) -> Result<Started, PeeringError> {
+    ) -> Result<Built, PeeringError> {
         roster.verify()?;
         let keypair = crate::swarm::identity(&me, secret, &roster)?;
         let peer_id = keypair.public().to_peer_id();
@@ -176,34 +209,49 @@ impl Peering {
             policy: RwLock::new(Arc::new(RosterPolicy(roster.clone()))),
             refusals: Refusals::default(),
             usage: RwLock::new(None),
-            ready: watch::Sender::new(!cfg.hold_until_ready),
             weak: OnceLock::new(),
             metrics: PeeringMetrics::default(),
             roster: roster.clone(),
         });
         let _ = p.weak.set(Arc::downgrade(&p));
         let events = EventLoop::new(swarm, cmd_rx, roster, peers, p.metrics.clone(), clock, p.clone());
-        let task = tokio::spawn(events.run(shutdown));
-        Ok(Started {
+        Ok(Built {
             peering: p,
             roamed: roamed_rx,
             listening,
-            task,
+            events,
         })
+    }
+
+    /// Builds and starts at once, for a federation with no parts on top (tests, tools).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        me: MemberId,
+        secret: [u8; 32],
+        roster: Roster,
+        cfg: PeeringConfig,
+        clock: SharedClock,
+        local_gateways: Arc<Registry>,
+        gateways: Arc<dyn GatewayBackend>,
+        shutdown: CancellationToken,
+    ) -> Result<Started, PeeringError> {
+        let built = Self::build(me, secret, roster, cfg, clock, local_gateways, gateways).await?;
+        Ok(built.start(Handlers::default(), shutdown))
+    }
+
+    /// Called once, by [`Built::start`], before the swarm task runs.
+    fn install(&self, h: Handlers) {
+        if let Some(policy) = h.policy {
+            *write(&self.policy) = policy;
+        }
+        *write(&self.usage) = h.usage;
+        for (channel, handler) in h.sync {
+            self.sync.insert(channel, handler);
+        }
     }
 
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
-    }
-
-    /// Everything is installed: peers' requests held until now are served.
-    pub fn ready(&self) {
-        self.ready.send_replace(true);
-    }
-
-    pub(crate) async fn wait_ready(&self) {
-        let mut rx = self.ready.subscribe();
-        let _ = rx.wait_for(|r| *r).await;
     }
 
     pub fn peers(&self) -> Vec<PeerStatus> {
@@ -228,28 +276,14 @@ impl Peering {
         self.refusals.list()
     }
 
-    /// Installs the handler of one sync channel (`agreements`, `ledger`).
-    pub fn set_sync_handler(&self, channel: &'static str, h: Arc<dyn SyncHandler>) {
-        self.sync.insert(channel, h);
-    }
-
-    pub fn set_usage_hook(&self, h: Arc<dyn UsageHook>) {
-        *write(&self.usage) = Some(h);
-    }
-
-    /// At shutdown, once the event loop stopped: lets go of the handlers installed after
-    /// start (the agreements, the accounts) and ends the sender tasks, which hold this
+    /// At shutdown, once the event loop stopped: lets go of the handlers given at start
+    /// (the agreements, the accounts) and ends the sender tasks, which hold this
     /// service, so that every part is dropped and the database can close.
     pub fn detach(&self) {
         self.sync.clear();
         *write(&self.usage) = None;
         *write(&self.policy) = Arc::new(RosterPolicy(self.roster.clone()));
         self.close_senders();
-    }
-
-    /// Replaces the roaming policy (the agreements install theirs).
-    pub fn set_policy(&self, policy: Arc<dyn RoamingPolicy>) {
-        *write(&self.policy) = policy;
     }
 
     /// Sends sync bytes on `channel` to a roster member and waits for its answer.
@@ -346,7 +380,7 @@ impl Peering {
     }
 }
 
-/// What the event loop hands out: peers' requests, served once ready, and connections.
+/// What the event loop hands out: peers' requests and connections.
 impl Inbound for Peering {
     fn connected(this: &Arc<Self>, peer: PeerId) {
         tokio::spawn(this.clone().flush(peer));
@@ -356,7 +390,6 @@ impl Inbound for Peering {
     fn roaming_request(this: &Arc<Self>, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
         let this = this.clone();
         tokio::spawn(async move {
-            this.wait_ready().await;
             let resp = match req {
                 Request::Uplinks(f) => this.on_uplinks(peer, f).await,
                 Request::Downlink(d) => this.on_downlink(peer, d).await,

@@ -44,7 +44,7 @@ impl SyncHandlers {
 }
 
 impl Peering {
-    /// Answers a peer's sync request with its channel's handler once ready; a peer off
+    /// Answers a peer's sync request with its channel's handler; a peer off
     /// the roster, or a channel nobody handles, gets empty bytes.
     pub(crate) fn serve_sync(
         self: &Arc<Self>,
@@ -55,7 +55,6 @@ impl Peering {
         let this = self.clone();
         let from = self.member_of(&peer).map(|m| m.id.clone());
         tokio::spawn(async move {
-            this.wait_ready().await;
             let body = match (from, this.sync.get(&request.channel)) {
                 (Some(from), Some(h)) => {
                     tokio::task::spawn_blocking(move || h.on_request(&from, request.body))

@@ -133,7 +133,7 @@ impl NetworkServer {
     }
 
     async fn send_through(&self, gw: GatewayEui, downlink: Downlink) -> Result<TxOutcome, DownlinkError> {
-        match self.roaming.get() {
+        match self.roaming.as_ref() {
             // A peer's gateway: its TX_ACK comes back over the federation.
             Some(r) if r.is_remote_gateway(&gw) => {
                 r.send_downlink(gw, downlink, self.cfg.tx_ack_timeout * 2).await

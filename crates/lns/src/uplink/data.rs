@@ -357,7 +357,7 @@ impl<'a> DataUplink<'a> {
         batch
             .put::<Uplinks>(&(eui, record.seq), &record)
             .map_err(store_err)?;
-        if let (Some(h), Some(d)) = (self.ns.hook.get(), self.device.as_ref()) {
+        if let (Some(h), Some(d)) = (self.ns.hook.as_ref(), self.device.as_ref()) {
             h.on_uplink(batch, d, &record).map_err(store_err)?;
         }
         Ok(record)

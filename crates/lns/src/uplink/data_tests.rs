@@ -13,7 +13,7 @@ use super::data::{Counter, DataUplink, Radio};
 use crate::device::{Device, DeviceClass, MacVersion};
 use crate::mac::{DownCommand, UpCommand};
 use crate::metrics::{KindLabel, Rejection};
-use crate::server::UplinkHook;
+use crate::server::{LnsConfig, UplinkHook};
 use crate::session::Session;
 use crate::tables::{Sessions, UplinkRecord};
 use crate::testkit::*;
@@ -270,9 +270,11 @@ impl UplinkHook for CountingHook {
 
 #[test]
 fn one_batch_holds_the_session_the_uplink_and_the_hook() {
-    let (h, d, mut sim) = abp(MacVersion::V1_0_3);
     let hook = Arc::new(CountingHook::default());
-    assert!(h.ns.set_uplink_hook(hook.clone()));
+    let d = abp_device(eui(1), ADDR, profile(MacVersion::V1_0_3, DeviceClass::A));
+    let h = Harness::built(LnsConfig::default(), |ns| ns.with_uplink_hook(hook.clone()));
+    h.ns.create_devices(std::slice::from_ref(&d)).unwrap();
+    let mut sim = abp_sim(&d);
     let f = parse(sim.uplink(4, b"meter", true, 5, 0).unwrap());
     let mut up = matched(&h, &f, vec![rx(1, 0.0, 5)]).unwrap();
     up.load_device().unwrap();

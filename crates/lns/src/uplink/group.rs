@@ -60,7 +60,7 @@ pub(crate) struct Accepted {
 
 impl Accepted {
     pub(crate) fn committed(self, ns: &Arc<NetworkServer>) {
-        if let Some(h) = ns.hook.get() {
+        if let Some(h) = ns.hook.as_ref() {
             h.committed();
         }
         ns.metrics.uplinks_accepted.inc();

@@ -132,7 +132,7 @@ impl NetworkServer {
     /// The routing decision was taken once, when the frame's first copy arrived: the
     /// queue it waited in says whether it is ours or forwarded.
     fn dispatch(self: &Arc<Self>, frame: UplinkFrame, rx: Vec<RxInfo>, forward: bool, group: &mut Group<'_>) {
-        match (forward, self.roaming.get()) {
+        match (forward, self.roaming.as_ref()) {
             (true, Some(r)) => {
                 self.metrics.frames_deduplicated.inc();
                 self.metrics.forwarded.inc();
@@ -144,7 +144,7 @@ impl NetworkServer {
 
     /// Whether this frame belongs to another member and is only forwarded from here.
     fn forwards(&self, frame: &UplinkFrame) -> bool {
-        let Some(r) = self.roaming.get() else {
+        let Some(r) = self.roaming.as_ref() else {
             return false;
         };
         match frame.kind() {
