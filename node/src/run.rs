@@ -287,10 +287,10 @@ async fn supervise_federation(
         }
         ended = &mut handle => ended,
     };
-    if let Err(e) = ended {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
 

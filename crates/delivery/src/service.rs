@@ -43,6 +43,9 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// A queued message with its key (recipient, seq).
+type Queued = ((u64, u64), Pending);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     #[error(transparent)]
@@ -307,7 +310,7 @@ impl Delivery {
     }
 
     /// Up to `max` queued messages of a recipient, oldest first, from its head.
-    fn window(&self, id: u64, head: u64, max: usize) -> Result<Vec<((u64, u64), Pending)>, StoreError> {
+    fn window(&self, id: u64, head: u64, max: usize) -> Result<Vec<Queued>, StoreError> {
         let mut out = Vec::new();
         for q in self.store.range_from::<Queue>(&(id, head))? {
             let (k, p) = q?;
