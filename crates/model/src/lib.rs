@@ -7,6 +7,7 @@ mod eui;
 mod flow;
 mod member;
 mod position;
+pub mod settings;
 pub mod timestamp;
 
 pub use clock::{Clock, ManualClock, OffsetClock, SharedClock, SystemClock};
