@@ -7,6 +7,7 @@ pub mod message;
 pub mod metrics;
 pub mod recipient;
 pub mod service;
+mod settings;
 pub mod tables;
 
 pub use recipient::{FileFormat, NewRecipient, Recipient, RecipientKind};

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entente_lns::{Device, UplinkHook, UplinkRecord};
@@ -18,30 +17,8 @@ use tracing::{info, warn};
 use crate::message::uplink_json;
 use crate::metrics::DeliveryMetrics;
 use crate::recipient::{FileFormat, NewRecipient, Recipient, RecipientKind};
+pub use crate::settings::DeliveryConfig;
 use crate::tables::{Pending, Queue, RecipientState, Recipients, States};
-
-#[derive(Debug, Clone)]
-pub struct DeliveryConfig {
-    /// Undelivered messages are dropped (and counted) after this long: the conventions' 48 h.
-    pub retention: TimeDelta,
-    pub backoff_base: TimeDelta,
-    pub backoff_max: TimeDelta,
-    pub http_timeout: Duration,
-    /// How often workers look at the clock when nothing wakes them.
-    pub tick: Duration,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        DeliveryConfig {
-            retention: TimeDelta::hours(48),
-            backoff_base: TimeDelta::seconds(1),
-            backoff_max: TimeDelta::minutes(5),
-            http_timeout: Duration::from_secs(10),
-            tick: Duration::from_millis(100),
-        }
-    }
-}
 
 /// A queued message with its key (recipient, seq).
 type Queued = ((u64, u64), Pending);

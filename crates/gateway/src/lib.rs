@@ -12,6 +12,7 @@ pub mod protocol;
 mod registry;
 pub mod seam;
 mod server;
+mod settings;
 
 pub use frame::{CrcStatus, FrameError, RxFrame, RxInfo};
 pub use metrics::{DatagramDrop, FrameDrop, GatewayMetrics};

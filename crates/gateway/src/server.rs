@@ -23,28 +23,7 @@ use crate::protocol::{self, Downstream, Token, Upstream};
 use crate::registry::{Live, Registry};
 use crate::seam::{Downlink, DownlinkError, GatewayBackend, TxAckError, TxFuture, TxOutcome, Uplink};
 
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub bind: SocketAddr,
-    /// Larger datagrams are dropped as `oversize`.
-    pub max_datagram_bytes: usize,
-    /// Frames waiting for the network server; beyond it frames drop as `backpressure`
-    /// instead of stalling the receive loop.
-    pub frame_queue: usize,
-    /// Requested kernel receive buffer, so bursts from many gateways are not lost.
-    pub recv_buffer_bytes: usize,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            bind: SocketAddr::from(([0, 0, 0, 0], 1700)),
-            max_datagram_bytes: 32 * 1024,
-            frame_queue: 65_536,
-            recv_buffer_bytes: 8 * 1024 * 1024,
-        }
-    }
-}
+pub use crate::settings::ServerConfig;
 
 type Pending = HashMap<(GatewayEui, Token), oneshot::Sender<TxOutcome>>;
 

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod server;
 pub mod session;
 mod session_index;
+mod settings;
 pub mod tables;
 mod uplink;
 

@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entente_gateway::{GatewayBackend, Roaming};
@@ -14,43 +13,12 @@ use crate::device::{Device, DeviceClass};
 use crate::metrics::LnsMetrics;
 use crate::session::Session;
 use crate::session_index::SessionIndex;
+pub use crate::settings::LnsConfig;
 use crate::tables::{
     DevAddrIndex, Devices, DownlinkQueue, JoinState, QueueItem, Sessions, UplinkRecord, Uplinks,
     UsedDevNonces,
 };
 pub use entente_frame::DevAddrBlock;
-
-#[derive(Debug, Clone)]
-pub struct LnsConfig {
-    pub net_id: u32,
-    pub dev_addr_block: DevAddrBlock,
-    pub dedup_window: Duration,
-    /// Dedup window for frames this node only forwards (visited side): shorter than the
-    /// home one, because the home node runs its own window and RX1 is 1 s away.
-    pub visited_dedup_window: Duration,
-    pub adr: bool,
-    /// How often the network asks a device for its battery and margin.
-    pub dev_status_interval: chrono::TimeDelta,
-    /// How long the node waits for a gateway's TX_ACK.
-    pub tx_ack_timeout: Duration,
-}
-
-impl Default for LnsConfig {
-    fn default() -> Self {
-        LnsConfig {
-            net_id: 0,
-            dev_addr_block: DevAddrBlock {
-                prefix: 0x2600_0000,
-                len: 7,
-            },
-            dedup_window: Duration::from_millis(200),
-            visited_dedup_window: Duration::from_millis(50),
-            adr: true,
-            dev_status_interval: chrono::TimeDelta::hours(24),
-            tx_ack_timeout: Duration::from_millis(800),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LnsError {

@@ -14,6 +14,7 @@ mod refusals;
 pub mod roster;
 pub mod routing;
 pub mod service;
+mod settings;
 mod swarm;
 mod sync;
 pub mod token;

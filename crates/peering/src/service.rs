@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use entente_frame::{UplinkFrame, UplinkKind};
 use entente_gateway::{Downlink, GatewayBackend, Registry, Roaming, Route, RxInfo, TxFuture, Uplink};
 use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui, MemberId, SharedClock};
@@ -33,6 +32,7 @@ use crate::visited::Visited;
 pub use crate::peers::PeerStatus;
 pub use crate::refusals::RefusalCount;
 pub(crate) use crate::refusals::Side;
+pub use crate::settings::PeeringConfig;
 pub use crate::sync::SyncHandler;
 pub use crate::usage::{Carried, CarriedFrame, UsageHook};
 
@@ -48,34 +48,6 @@ pub enum PeeringError {
     Roster(#[from] crate::roster::RosterError),
     #[error("routing: {0}")]
     Routing(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct PeeringConfig {
-    pub listen: Vec<Multiaddr>,
-    /// Frames a peer may forward per second (and burst) before being refused.
-    pub peer_rate_per_sec: u32,
-    pub peer_burst: u32,
-    /// Frames kept per unreachable home node, and for how long.
-    pub buffer_max: usize,
-    pub buffer_retention: TimeDelta,
-    pub request_timeout: Duration,
-    /// Safety margin kept before a downlink's RX window when deciding TOO_LATE.
-    pub tx_margin: Duration,
-}
-
-impl Default for PeeringConfig {
-    fn default() -> Self {
-        PeeringConfig {
-            listen: vec![],
-            peer_rate_per_sec: 1_000,
-            peer_burst: 5_000,
-            buffer_max: 100_000,
-            buffer_retention: TimeDelta::hours(48),
-            request_timeout: Duration::from_secs(5),
-            tx_margin: Duration::from_millis(50),
-        }
-    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
