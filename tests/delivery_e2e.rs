@@ -25,8 +25,8 @@ async fn delivery_net() -> Net {
             "key_file = \"node.key\"",
             "key_file = \"node.key\"\ntest_clock = true",
         )
-        .replace("# http_timeout_ms = 10000", "http_timeout_ms = 300")
-        .replace("# backoff_max_secs = 300", "backoff_max_secs = 120")
+        .replace("# http_timeout = \"10s\"", "http_timeout = \"300ms\"")
+        .replace("# backoff_max = \"5m\"", "backoff_max = \"2m\"")
     })
     .await
 }

@@ -4,23 +4,32 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use entente_delivery::DeliveryConfig;
+use entente_gateway::ServerConfig;
+use entente_lns::LnsConfig;
 use entente_model::MemberId;
+use entente_model::settings::Invalid;
+use entente_peering::PeeringConfig;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub node: NodeSection,
+    /// The Semtech UDP server and the gateway registry (`entente_gateway`).
     #[serde(default)]
-    pub gateway: GatewaySection,
+    pub gateway: ServerConfig,
     #[serde(default)]
     pub api: ApiSection,
+    /// The network server (`entente_lns`).
     #[serde(default)]
-    pub lns: LnsSection,
+    pub lns: LnsConfig,
+    /// Delivery to applications (`entente_delivery`).
     #[serde(default)]
-    pub delivery: DeliverySection,
+    pub delivery: DeliveryConfig,
+    /// The federation (`entente_peering`); the roster it admits peers from is `node.roster`.
     #[serde(default)]
-    pub federation: FederationSection,
+    pub federation: PeeringConfig,
     #[serde(default)]
     pub log: LogSection,
     /// Directory of the config file; relative paths are resolved against it.
@@ -28,6 +37,8 @@ pub struct NodeConfig {
     pub base_dir: PathBuf,
 }
 
+/// This node: its identity and the files it reads. The other sections are the crates'
+/// own settings, each with its defaults in its crate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
@@ -41,28 +52,14 @@ pub struct NodeSection {
     /// production node never sets it).
     #[serde(default)]
     pub test_clock: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GatewaySection {
-    pub bind: SocketAddr,
-    pub max_datagram_bytes: usize,
-    pub online_window_secs: u64,
-    pub status_flush_secs: u64,
-    pub frame_queue: usize,
-}
-
-impl Default for GatewaySection {
-    fn default() -> Self {
-        Self {
-            bind: SocketAddr::from(([0, 0, 0, 0], 1700)),
-            max_datagram_bytes: 32 * 1024,
-            online_window_secs: 90,
-            status_flush_secs: 30,
-            frame_queue: 65_536,
-        }
-    }
+    /// The signed roster of the federation (`federation/<name>/roster.toml`); none: the
+    /// node runs alone.
+    #[serde(default)]
+    pub roster: Option<PathBuf>,
+    /// The billing policies agreements reference (`policies/`); default: `policies` next
+    /// to this file.
+    #[serde(default)]
+    pub policies: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,128 +74,6 @@ impl Default for ApiSection {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token_file: defaults::token_file(),
-        }
-    }
-}
-
-/// The network server: this member's addresses and the uplink pipeline's settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LnsSection {
-    /// NetID, 6 hexadecimal digits (000000 for a private network).
-    pub net_id: String,
-    /// The member's DevAddr block, PREFIX/LENGTH (e.g. "26011000/20"); joins draw from it.
-    pub dev_addr_block: String,
-    /// How long copies of a frame from several gateways are gathered, in milliseconds.
-    pub dedup_window_ms: u64,
-    /// Whether the network steers devices' data rates (devices can opt out in their profile).
-    pub adr: bool,
-    /// How often a device is asked its battery and link margin, in hours.
-    pub dev_status_interval_hours: u32,
-}
-
-impl Default for LnsSection {
-    fn default() -> Self {
-        Self {
-            net_id: "000000".into(),
-            dev_addr_block: "26000000/7".into(),
-            dedup_window_ms: 200,
-            adr: true,
-            dev_status_interval_hours: 24,
-        }
-    }
-}
-
-impl LnsSection {
-    pub fn net_id(&self) -> Result<u32, String> {
-        let t = self.net_id.trim();
-        if t.len() != 6 {
-            return Err(format!("{t:?} is not 6 hexadecimal digits"));
-        }
-        u32::from_str_radix(t, 16).map_err(|_| format!("{t:?} is not 6 hexadecimal digits"))
-    }
-
-    pub fn to_lns_config(&self) -> Result<entente_lns::LnsConfig, (&'static str, String)> {
-        Ok(entente_lns::LnsConfig {
-            net_id: self.net_id().map_err(|e| ("lns.net_id", e))?,
-            dev_addr_block: self
-                .dev_addr_block
-                .parse()
-                .map_err(|e| ("lns.dev_addr_block", e))?,
-            dedup_window: std::time::Duration::from_millis(self.dedup_window_ms),
-            adr: self.adr,
-            dev_status_interval: chrono::TimeDelta::hours(self.dev_status_interval_hours as i64),
-            ..entente_lns::LnsConfig::default()
-        })
-    }
-}
-
-/// The federation: the roster this node admits peers from, where it listens.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FederationSection {
-    /// The signed roster (`federation/<name>/roster.toml`); none: the node runs alone.
-    pub roster: Option<PathBuf>,
-    /// libp2p listen addresses.
-    pub listen: Vec<String>,
-    /// Dedup window for frames only forwarded from here (shorter than the home window).
-    pub visited_dedup_window_ms: u64,
-    /// Frames a peer may forward per second, and its burst, before they are refused.
-    pub peer_rate_per_sec: u32,
-    pub peer_burst: u32,
-    /// Frames kept per unreachable home node (48 h at most).
-    pub buffer_max: usize,
-    /// The billing policies agreements reference (`policies/`); default: `policies` next
-    /// to this file.
-    pub policies: Option<PathBuf>,
-}
-
-impl Default for FederationSection {
-    fn default() -> Self {
-        Self {
-            roster: None,
-            listen: vec!["/ip4/0.0.0.0/tcp/4001".into()],
-            visited_dedup_window_ms: 50,
-            peer_rate_per_sec: 1_000,
-            peer_burst: 5_000,
-            buffer_max: 100_000,
-            policies: None,
-        }
-    }
-}
-
-/// Delivery to applications.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliverySection {
-    /// How long an undelivered message is kept (the conventions say 48 h).
-    pub retention_hours: u32,
-    /// First retry delay; it doubles on each failure up to `backoff_max_secs`.
-    pub backoff_base_secs: u64,
-    pub backoff_max_secs: u64,
-    /// A push taking longer than this counts as a timeout and is retried.
-    pub http_timeout_ms: u64,
-}
-
-impl Default for DeliverySection {
-    fn default() -> Self {
-        Self {
-            retention_hours: 48,
-            backoff_base_secs: 1,
-            backoff_max_secs: 300,
-            http_timeout_ms: 10_000,
-        }
-    }
-}
-
-impl DeliverySection {
-    pub fn to_config(&self) -> entente_delivery::DeliveryConfig {
-        entente_delivery::DeliveryConfig {
-            retention: chrono::TimeDelta::hours(self.retention_hours as i64),
-            backoff_base: chrono::TimeDelta::seconds(self.backoff_base_secs as i64),
-            backoff_max: chrono::TimeDelta::seconds(self.backoff_max_secs as i64),
-            http_timeout: std::time::Duration::from_millis(self.http_timeout_ms),
-            ..entente_delivery::DeliveryConfig::default()
         }
     }
 }
@@ -276,71 +151,27 @@ impl NodeConfig {
             let inner = e.into_inner();
             field_err(field, inner.message().to_string(), inner.span())
         })?;
-        cfg.validate()
-            .map_err(|(field, reason)| field_err(field.into(), reason, None))?;
+        cfg.validate().map_err(|(field, reason)| {
+            let span = key_span(text, &field);
+            field_err(field, reason, span)
+        })?;
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// What serde alone cannot check, section by section: each crate's `validate()`, its
+    /// field named with the section (`lns.dedup_window`).
+    fn validate(&self) -> Result<(), (String, String)> {
         let name = self.node.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(("node.name", "must be 1 to 200 characters".into()));
+            return Err(("node.name".into(), "must be 1 to 200 characters".into()));
         }
-        if !(64..=65_507).contains(&self.gateway.max_datagram_bytes) {
-            return Err((
-                "gateway.max_datagram_bytes",
-                "must be between 64 and 65507".into(),
-            ));
-        }
-        if self.gateway.online_window_secs == 0 {
-            return Err(("gateway.online_window_secs", "must be at least 1".into()));
-        }
-        if self.gateway.status_flush_secs == 0 {
-            return Err(("gateway.status_flush_secs", "must be at least 1".into()));
-        }
-        if self.gateway.frame_queue == 0 {
-            return Err(("gateway.frame_queue", "must be at least 1".into()));
-        }
-        self.lns.to_lns_config()?;
-        if !(1..=5_000).contains(&self.lns.dedup_window_ms) {
-            return Err(("lns.dedup_window_ms", "must be between 1 and 5000".into()));
-        }
-        for a in &self.federation.listen {
-            if a.parse::<libp2p::Multiaddr>().is_err() {
-                return Err((
-                    "federation.listen",
-                    format!("{a:?} is not a multiaddress (e.g. /ip4/0.0.0.0/tcp/4001)"),
-                ));
-            }
-        }
-        if !(1..=1_000).contains(&self.federation.visited_dedup_window_ms) {
-            return Err((
-                "federation.visited_dedup_window_ms",
-                "must be between 1 and 1000".into(),
-            ));
-        }
-        if self.federation.peer_rate_per_sec == 0 || self.federation.peer_burst == 0 {
-            return Err(("federation.peer_rate_per_sec", "must be at least 1".into()));
-        }
-        let d = &self.delivery;
-        if d.retention_hours == 0 {
-            return Err(("delivery.retention_hours", "must be at least 1".into()));
-        }
-        if d.backoff_base_secs == 0 || d.backoff_base_secs > d.backoff_max_secs {
-            return Err((
-                "delivery.backoff_base_secs",
-                "must be at least 1 and at most delivery.backoff_max_secs".into(),
-            ));
-        }
-        if !(100..=600_000).contains(&d.http_timeout_ms) {
-            return Err((
-                "delivery.http_timeout_ms",
-                "must be between 100 and 600000".into(),
-            ));
-        }
+        in_section("gateway", self.gateway.validate())?;
+        in_section("lns", self.lns.validate())?;
+        in_section("federation", self.federation.validate())?;
+        in_section("delivery", self.delivery.validate())?;
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err((
-                "log.level",
+                "log.level".into(),
                 format!("{:?} is not a log filter (try \"info\")", self.log.level),
             ));
         }
@@ -365,17 +196,35 @@ impl NodeConfig {
         self.resolve(&self.api.token_file)
     }
     pub fn policies_dir(&self) -> PathBuf {
-        self.resolve(
-            self.federation
-                .policies
-                .as_deref()
-                .unwrap_or(Path::new("policies")),
-        )
+        self.resolve(self.node.policies.as_deref().unwrap_or(Path::new("policies")))
     }
 
     pub fn roster_file(&self) -> Option<PathBuf> {
-        self.federation.roster.as_deref().map(|p| self.resolve(p))
+        self.node.roster.as_deref().map(|p| self.resolve(p))
     }
+}
+
+fn in_section(section: &str, checked: Result<(), Invalid>) -> Result<(), (String, String)> {
+    checked.map_err(|e| (format!("{section}.{}", e.field), e.reason))
+}
+
+/// Where the file sets `dotted` (`lns.dedup_window`), so a value refused after parsing
+/// still gets its line; none when the field is left to its default.
+fn key_span(text: &str, dotted: &str) -> Option<std::ops::Range<usize>> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (key, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
+        if parts.peek().is_none() {
+            return Some(key.span());
+        }
+        match value.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -423,5 +272,75 @@ mod tests {
 
         let e = parse(&format!("{MIN}[log]\nlevel = \"info,[[[\"\n")).unwrap_err();
         assert!(e.contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn sections_are_the_crates_settings() {
+        let c = parse(&format!(
+            "{MIN}roster = \"roster.toml\"\n[lns]\ndedup_window = \"150ms\"\nvisited_dedup_window = \"30ms\"\n\
+             [federation]\nlisten = [\"/ip4/127.0.0.1/tcp/4101\"]\n[delivery]\nhttp_timeout = \"300ms\"\n\
+             [gateway]\nstatus_flush = \"5s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.lns.dedup_window, std::time::Duration::from_millis(150));
+        assert_eq!(c.lns.visited_dedup_window, std::time::Duration::from_millis(30));
+        assert_eq!(
+            c.lns,
+            LnsConfig {
+                dedup_window: c.lns.dedup_window,
+                visited_dedup_window: c.lns.visited_dedup_window,
+                ..LnsConfig::default()
+            }
+        );
+        assert_eq!(c.federation.listen[0].to_string(), "/ip4/127.0.0.1/tcp/4101");
+        assert_eq!(c.delivery.http_timeout, std::time::Duration::from_millis(300));
+        assert_eq!(c.gateway.status_flush, std::time::Duration::from_secs(5));
+        assert_eq!(c.roster_file(), Some(PathBuf::from("roster.toml")));
+    }
+
+    #[test]
+    fn refused_values_name_line_and_field() {
+        let e = parse(&format!("{MIN}[lns]\nadr = true\ndedup_window = \"0ms\"\n")).unwrap_err();
+        assert!(
+            e.starts_with("/etc/entente/node.toml:6: field `lns.dedup_window`"),
+            "{e}"
+        );
+        assert!(e.contains("between 1ms and 5s"), "{e}");
+
+        let e = parse(&format!("{MIN}[lns]\ndedup_window = \"soon\"\n")).unwrap_err();
+        assert!(
+            e.contains(":5") && e.contains("lns.dedup_window") && e.contains("duration"),
+            "{e}"
+        );
+
+        let e = parse(&format!("{MIN}[lns]\ndedup_window_ms = 200\n")).unwrap_err();
+        assert!(
+            e.contains("unknown field") && e.contains("dedup_window_ms"),
+            "{e}"
+        );
+
+        let e = parse(&format!("{MIN}[lns]\nnet_id = \"3C\"\n")).unwrap_err();
+        assert!(
+            e.contains("lns.net_id") && e.contains("6 hexadecimal digits"),
+            "{e}"
+        );
+
+        let e = parse(&format!("{MIN}[federation]\nlisten = [\"tcp:4001\"]\n")).unwrap_err();
+        assert!(
+            e.contains(":5") && e.contains("federation.listen") && e.contains("multiaddress"),
+            "{e}"
+        );
+
+        let e = parse(&format!("{MIN}[federation]\npeer_burst = 0\n")).unwrap_err();
+        assert!(e.contains(":5") && e.contains("federation.peer_burst"), "{e}");
+
+        let e = parse(&format!("{MIN}[delivery]\nbackoff_base = \"10m\"\n")).unwrap_err();
+        assert!(
+            e.contains("delivery.backoff_base") && e.contains("backoff_max"),
+            "{e}"
+        );
+
+        let e = parse(&format!("{MIN}[gateway]\nonline_window = \"0s\"\n")).unwrap_err();
+        assert!(e.contains(":5") && e.contains("gateway.online_window"), "{e}");
     }
 }

@@ -86,18 +86,26 @@ name = {name}
 data_dir = "data"
 # The node's ed25519 identity (PKCS#8 PEM, mode 0600). Never share or copy it.
 key_file = "node.key"
+# The signed roster of the federation; without it the node runs alone.
+# roster = "roster.toml"
+# The billing policies agreements reference (the repository's policies/ directory).
+# policies = "policies"
+
+# Durations are written with units: "200ms", "30s", "5m", "48h", "2days".
 
 [gateway]
 # UDP address the gateways' Semtech packet forwarders send to.
 bind = "0.0.0.0:{gw}"
 # Datagrams larger than this are dropped and counted as "oversize".
 # max_datagram_bytes = 32768
-# A gateway is "online" when heard within this many seconds (PULL_DATA comes every 10 s).
-# online_window_secs = 90
-# How often gateway counters and last-seen are saved to the database.
-# status_flush_secs = 30
 # Frames waiting for the network server; beyond it they are dropped as "backpressure".
 # frame_queue = 65536
+# Kernel receive buffer requested for the UDP socket, in bytes.
+# recv_buffer_bytes = 8388608
+# A gateway is "online" when heard within this window (PULL_DATA comes every 10 s).
+# online_window = "90s"
+# How often gateway counters and last-seen are saved to the database.
+# status_flush = "30s"
 
 [api]
 # Management API (HTTP). Requests under /v1 need "Authorization: Bearer <token>".
@@ -110,34 +118,41 @@ token_file = "operator.token"
 # This member's DevAddr block (PREFIX/LENGTH); OTAA joins draw addresses from it and ABP
 # devices must use it. The federation roster gives each member its own block.
 # dev_addr_block = "26000000/7"
-# How long copies of one frame from several gateways are gathered, in milliseconds.
-# dedup_window_ms = 200
+# How long copies of one frame from several gateways are gathered (1ms to 5s).
+# dedup_window = "200ms"
+# The same for frames this node only forwards to their home node (1ms to 1s).
+# visited_dedup_window = "50ms"
 # Whether the network steers devices' data rates (ADR).
 # adr = true
-# How often devices are asked for battery and link margin (DevStatusReq), in hours.
-# dev_status_interval_hours = 24
+# How often devices are asked for battery and link margin (DevStatusReq).
+# dev_status_interval = "24h"
+# How long a gateway has to acknowledge a downlink (TX_ACK).
+# tx_ack_timeout = "800ms"
 
 [federation]
-# The signed roster of the federation; without it the node runs alone.
-# roster = "roster.toml"
-# libp2p listen addresses (TCP, Noise, Yamux).
+# libp2p listen addresses (TCP, Noise, Yamux). The roster is node.roster.
 # listen = ["/ip4/0.0.0.0/tcp/4001"]
-# Dedup window for frames this node only forwards to their home node, in milliseconds.
-# visited_dedup_window_ms = 50
 # Frames a peer may forward per second (and burst) before being refused.
 # peer_rate_per_sec = 1000
 # peer_burst = 5000
-# The billing policies agreements reference (the repository's policies/ directory).
-# policies = "policies"
+# Frames kept for an unreachable home node, and for how long (48h at most).
+# buffer_max = 100000
+# buffer_retention = "48h"
+# A request to a peer without an answer within this is abandoned.
+# request_timeout = "5s"
+# Margin kept before a roamed downlink's RX window when deciding it is too late.
+# tx_margin = "50ms"
 
 [delivery]
 # Undelivered application messages are kept this long, then dropped and counted.
-# retention_hours = 48
-# Failed pushes are retried after 1 s, then 2, 4, ... up to backoff_max_secs.
-# backoff_base_secs = 1
-# backoff_max_secs = 300
-# A push without an answer within this many milliseconds is a timeout, retried.
-# http_timeout_ms = 10000
+# retention = "48h"
+# Failed pushes are retried after backoff_base, then twice that, ... up to backoff_max.
+# backoff_base = "1s"
+# backoff_max = "5m"
+# A push without an answer within this is a timeout, retried (100ms to 10m).
+# http_timeout = "10s"
+# How often delivery workers look at the clock when nothing wakes them.
+# tick = "100ms"
 
 [log]
 # A tracing filter, e.g. "info" or "info,entente_gateway=debug". RUST_LOG overrides it.
@@ -181,11 +196,49 @@ mod tests {
             "/ip4/127.0.0.1/tcp/4101",
         );
         let cfg = NodeConfig::parse(&federated, &out.config).unwrap();
-        assert_eq!(cfg.lns.dev_addr_block, "26012000/20");
-        assert_eq!(cfg.federation.roster, Some("/etc/entente/roster.toml".into()));
-        assert_eq!(cfg.federation.listen, vec!["/ip4/127.0.0.1/tcp/4101".to_string()]);
+        assert_eq!(cfg.lns.dev_addr_block.to_string(), "26012000/20");
+        assert_eq!(cfg.node.roster, Some("/etc/entente/roster.toml".into()));
+        assert_eq!(
+            cfg.federation.listen,
+            vec!["/ip4/127.0.0.1/tcp/4101".parse().unwrap()]
+        );
         let err = run(&args).unwrap_err().to_string();
         assert!(err.contains("refusing to overwrite"), "{err}");
         assert_eq!(std::fs::read(dir.path().join("node.key")).unwrap(), key_before);
+    }
+
+    /// Uncommenting every `# key = value` line of the template changes nothing: the
+    /// comments show each crate's one default.
+    #[test]
+    fn the_template_shows_each_crates_defaults() {
+        let member: MemberId = "smo-vdln".parse().unwrap();
+        let args = InitArgs {
+            dir: Path::new("."),
+            member: &member,
+            name: "SMO",
+            gateway_port: 1700,
+            api_port: 8080,
+        };
+        let text = template(&args);
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(kv)
+                    if kv
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+                {
+                    kv
+                }
+                _ => l,
+            })
+            .collect();
+        let cfg = NodeConfig::parse(&uncommented.join("\n"), Path::new("node.toml")).unwrap();
+        assert_eq!(cfg.gateway, entente_gateway::ServerConfig::default());
+        assert_eq!(cfg.lns, entente_lns::LnsConfig::default());
+        assert_eq!(cfg.federation, entente_peering::PeeringConfig::default());
+        assert_eq!(cfg.delivery, entente_delivery::DeliveryConfig::default());
+        assert_eq!(cfg.log.level, "info");
+        assert_eq!(cfg.policies_dir(), Path::new("policies"));
     }
 }

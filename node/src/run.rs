@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use entente_api::ApiState;
-use entente_gateway::{GatewayMetrics, GatewayServer, Registry, ServerConfig};
+use entente_gateway::{GatewayMetrics, GatewayServer, Registry};
 use entente_model::{OffsetClock, SharedClock, SystemClock};
 use entente_store::Store;
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             store.clone(),
             clock.clone(),
             cfg.node.member.clone(),
-            Duration::from_secs(cfg.gateway.online_window_secs),
+            cfg.gateway.online_window,
         )
         .context("cannot load the gateway registry")?,
     );
@@ -84,13 +84,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let gateway_metrics = GatewayMetrics::register(&mut metrics_registry);
     metrics_registry.register_collector(Box::new(UplinkParses));
 
-    let server_cfg = ServerConfig {
-        bind: cfg.gateway.bind,
-        max_datagram_bytes: cfg.gateway.max_datagram_bytes,
-        frame_queue: cfg.gateway.frame_queue,
-        ..ServerConfig::default()
-    };
-    let (server, frames) = GatewayServer::bind(&server_cfg, registry.clone(), gateway_metrics.clone())
+    let (server, frames) = GatewayServer::bind(&cfg.gateway, registry.clone(), gateway_metrics.clone())
         .await
         .with_context(|| {
             format!(
@@ -98,11 +92,6 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 cfg.gateway.bind
             )
         })?;
-    let mut lns_cfg = cfg
-        .lns
-        .to_lns_config()
-        .map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
-    lns_cfg.visited_dedup_window = Duration::from_millis(cfg.federation.visited_dedup_window_ms);
     // Delivery workers and the federation's swarm run on tokens of their own, cancelled
     // in turn by the ordered stop.
     let delivery_stop = CancellationToken::new();
@@ -110,7 +99,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let delivery = entente_delivery::Delivery::load(
         store.clone(),
         clock.clone(),
-        cfg.delivery.to_config(),
+        cfg.delivery.clone(),
         delivery_stop.clone(),
     )
     .context("cannot load the delivery queues")?;
@@ -122,9 +111,10 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         None => None,
         Some(path) => Some(build_federation(&cfg, &key, &clock, &registry, &server, &path).await?),
     };
-    let mut lns = entente_lns::NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock.clone())
-        .context("cannot load the network server's state")?
-        .with_uplink_hook(delivery.clone());
+    let mut lns =
+        entente_lns::NetworkServer::new(store.clone(), server.clone(), cfg.lns.clone(), clock.clone())
+            .context("cannot load the network server's state")?
+            .with_uplink_hook(delivery.clone());
     if let Some(b) = &built {
         lns = lns.with_roaming(b.peering.clone());
     }
@@ -225,7 +215,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     }
     tasks.start("gateway-status", {
         let registry = registry.clone();
-        let every = Duration::from_secs(cfg.gateway.status_flush_secs);
+        let every = cfg.gateway.status_flush;
         move |stop| flush_periodically(registry, every, stop)
     });
     tasks.start("api", move |stop| async move {
@@ -341,25 +331,11 @@ async fn build_federation(
     roster
         .verify()
         .with_context(|| format!("{} is not a valid roster", path.display()))?;
-    let listen = cfg
-        .federation
-        .listen
-        .iter()
-        .map(|a| a.parse())
-        .collect::<Result<Vec<libp2p::Multiaddr>, _>>()
-        .context("federation.listen")?;
-    let pcfg = entente_peering::PeeringConfig {
-        listen,
-        peer_rate_per_sec: cfg.federation.peer_rate_per_sec,
-        peer_burst: cfg.federation.peer_burst,
-        buffer_max: cfg.federation.buffer_max,
-        ..entente_peering::PeeringConfig::default()
-    };
     entente_peering::Peering::build(
         cfg.node.member.clone(),
         key.to_bytes(),
         roster,
-        pcfg,
+        cfg.federation.clone(),
         clock.clone(),
         registry.clone(),
         server.clone(),

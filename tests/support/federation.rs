@@ -91,7 +91,7 @@ pub fn init(dir: &Path, member: &str, name: &str, block: &str, p2p_port: u16, ro
     let cfg_path = dir.join("node.toml");
     let text = std::fs::read_to_string(&cfg_path).unwrap();
     let cfg = entente::init::federate(&text, block, roster, &format!("/ip4/127.0.0.1/tcp/{p2p_port}"))
-        .replace("# dedup_window_ms = 200", "dedup_window_ms = 150");
+        .replace("# dedup_window = \"200ms\"", "dedup_window = \"150ms\"");
     std::fs::write(&cfg_path, cfg).unwrap();
 }
 

@@ -52,7 +52,7 @@ pub async fn net_with(gateways: usize, edit: impl FnOnce(String) -> String) -> N
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Short dedup window keeps the tests quick; the default is 200 ms.
     let cfg = std::fs::read_to_string(dir.path().join("node.toml")).unwrap();
-    let cfg = edit(cfg.replace("# dedup_window_ms = 200", "dedup_window_ms = 100"));
+    let cfg = edit(cfg.replace("# dedup_window = \"200ms\"", "dedup_window = \"100ms\""));
     std::fs::write(dir.path().join("node.toml"), cfg).unwrap();
     let node = NodeProcess::start(Path::new(EXE), dir.path()).await.unwrap();
     let mut gws = Vec::new();

@@ -52,10 +52,13 @@ fn configure(dir: &Path, block: &str, port: u16, roster: &Path, window: u64, vis
     let p = dir.join("node.toml");
     let text = std::fs::read_to_string(&p)?;
     let cfg = crate::init::federate(&text, block, roster, &format!("/ip4/127.0.0.1/tcp/{port}"))
-        .replace("# dedup_window_ms = 200", &format!("dedup_window_ms = {window}"))
         .replace(
-            "# visited_dedup_window_ms = 50",
-            &format!("visited_dedup_window_ms = {visited}"),
+            "# dedup_window = \"200ms\"",
+            &format!("dedup_window = \"{window}ms\""),
+        )
+        .replace(
+            "# visited_dedup_window = \"50ms\"",
+            &format!("visited_dedup_window = \"{visited}ms\""),
         )
         .replace("# peer_rate_per_sec = 1000", "peer_rate_per_sec = 100000")
         .replace("# peer_burst = 5000", "peer_burst = 100000")

@@ -53,7 +53,7 @@ fn demo_node_config(t: String, policies: &Path) -> String {
             "# policies = \"policies\"",
             &format!("policies = {:?}", policies.display().to_string()),
         )
-        .replace("# dedup_window_ms = 200", "dedup_window_ms = 100")
+        .replace("# dedup_window = \"200ms\"", "dedup_window = \"100ms\"")
 }
 
 /// Every member's node directory under `base` and the roster they all sign.
