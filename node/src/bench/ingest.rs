@@ -53,7 +53,7 @@ pub struct IngestArgs {
     /// socket buffer).
     #[arg(long, default_value_t = 4_000)]
     pub window: u64,
-    /// The home dedup window (`lns.dedup_window_ms`); every frame waits it once, so each
+    /// The home dedup window (`lns.dedup_window`); every frame waits it once, so each
     /// round's time includes it.
     #[arg(long, default_value_t = 200)]
     pub dedup_window_ms: u64,
