@@ -19,8 +19,12 @@ pub const MAX_ENTRIES_PER_TABLE: usize = 1 << 18;
 /// A decoded value of the table the entry belongs to.
 pub(crate) type Value = Arc<dyn Any + Send + Sync>;
 
+/// An encoded key, kept inline when short (every cached table's is), so a lookup reads
+/// the key beside its slot instead of chasing a pointer.
+pub(crate) type Key = smallvec::SmallVec<[u8; 24]>;
+
 /// `None` value: known to be absent.
-type Entries = HashMap<Box<[u8]>, Option<Value>, foldhash::fast::RandomState>;
+type Entries = HashMap<Key, Option<Value>, foldhash::fast::RandomState>;
 
 /// The entries of each cached table, by the table's name.
 #[derive(Default)]
@@ -40,7 +44,7 @@ pub(crate) struct ValueCache {
 /// A change a batch makes to a cached table, applied once the batch is written.
 pub(crate) struct Change {
     pub table: &'static str,
-    pub key: Box<[u8]>,
+    pub key: Key,
     pub value: Option<Value>,
 }
 
@@ -64,7 +68,7 @@ impl ValueCache {
             return;
         }
         make_room(entries);
-        entries.insert(key.into(), value);
+        entries.insert(Key::from_slice(key), value);
     }
 
     /// Applies a written batch's changes (the caller holds the lock across the write).

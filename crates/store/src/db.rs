@@ -265,7 +265,7 @@ impl Batch<'_> {
         if T::CACHED {
             self.cached.push(Change {
                 table: T::NAME,
-                key: k.into(),
+                key: crate::cache::Key::from_slice(&k),
                 value: Some(Arc::new(value.clone())),
             });
         }
@@ -279,7 +279,7 @@ impl Batch<'_> {
         if T::CACHED {
             self.cached.push(Change {
                 table: T::NAME,
-                key: k.into(),
+                key: crate::cache::Key::from_slice(&k),
                 value: None,
             });
         }

@@ -44,7 +44,7 @@ pub(crate) fn channel_index(freq_hz: u32) -> u8 {
 /// of deadlines, one per window length, so each stays in order.
 #[derive(Default)]
 struct DedupWindow {
-    pending: HashMap<Vec<u8>, Vec<RxInfo>>,
+    pending: HashMap<Vec<u8>, Vec<RxInfo>, foldhash::fast::RandomState>,
     home: VecDeque<(Instant, UplinkFrame)>,
     visited: VecDeque<(Instant, UplinkFrame)>,
 }
