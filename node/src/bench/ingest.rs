@@ -1,6 +1,6 @@
 //! `entente bench ingest`: uplinks per second through the full home pipeline — UDP in,
-//! Semtech parsing, dedup window, MIC, FCnt, RocksDB write — with the loss counted and the
-//! node's own CPU time per uplink.
+//! Semtech parsing, dedup window, MIC, FCnt, synced RocksDB group write — with the loss
+//! counted and the node's own CPU time per uplink.
 //!
 //! Two processes, everything real: the node (`entente bench ingest-node`, a hidden
 //! subcommand: gateway server on a loopback UDP port, network server, RocksDB in a
@@ -463,7 +463,7 @@ pub fn ingest(a: IngestArgs) -> Result<Value> {
         "devices": a.devices,
         "gateways": a.gateways,
         "dedup_window_ms": a.dedup_window_ms,
-        "pipeline": "UDP -> Semtech parse -> dedup -> MIC -> FCnt -> RocksDB (WAL)",
+        "pipeline": "UDP (recvmmsg, segmented acks) -> Semtech parse -> dedup -> MIC -> FCnt -> RocksDB (one synced batch per group)",
         "node": "separate process (bench ingest-node); CPU from /proc/<pid>/stat utime+stime",
         "rounds": rounds,
         "measured_rounds": measured.len(),
