@@ -146,3 +146,81 @@ impl Drop for Group<'_> {
         self.commit();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use entente_frame::UplinkFrame;
+
+    use super::*;
+    use crate::device::MacVersion;
+    use crate::testkit::*;
+
+    const ADDR: DevAddr = DevAddr(0x2600_0001);
+
+    fn data(h: &Harness, group: &mut Group<'_>, bytes: Vec<u8>) -> Result<(), Rejection> {
+        let frame = UplinkFrame::parse(bytes).unwrap();
+        h.ns.process_data(frame.data().unwrap(), vec![rx(1, 0.0, 5)], group)
+    }
+
+    #[tokio::test]
+    async fn uplinks_count_only_once_their_group_is_written() {
+        let h = Harness::new();
+        let devices: Vec<_> = (1..=3)
+            .map(|i| {
+                abp_device(
+                    eui(i),
+                    DevAddr(ADDR.0 + u32::from(i)),
+                    profile(MacVersion::V1_0_3, DeviceClass::A),
+                )
+            })
+            .collect();
+        h.ns.create_devices(&devices).unwrap();
+        let mut group = Group::new(&h.ns);
+        for d in &devices {
+            data(&h, &mut group, abp_sim(d).uplink(1, b"x", false, 5, 0).unwrap()).unwrap();
+        }
+        assert_eq!(h.ns.metrics.uplinks_accepted.get(), 0, "staged, not yet durable");
+        assert!(h.ns.uplinks(&devices[0].dev_eui, 0, 10).unwrap().is_empty());
+        group.commit();
+        assert_eq!(h.ns.metrics.uplinks_accepted.get(), 3);
+        for d in &devices {
+            assert_eq!(h.ns.uplinks(&d.dev_eui, 0, 10).unwrap().len(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_frame_of_a_staged_device_reads_the_session_the_first_left() {
+        let h = Harness::new();
+        let d = abp_device(eui(1), ADDR, profile(MacVersion::V1_1, DeviceClass::A));
+        h.ns.create_devices(std::slice::from_ref(&d)).unwrap();
+        let mut sim = abp_sim(&d);
+        let first = sim.uplink(1, b"a", false, 5, 0).unwrap();
+        let second = sim.uplink(1, b"b", false, 5, 0).unwrap();
+        let mut group = Group::new(&h.ns);
+        data(&h, &mut group, first.clone()).unwrap();
+        data(&h, &mut group, second).unwrap();
+        // The first frame again, after both: an old counter, refused as a replay.
+        assert_eq!(data(&h, &mut group, first), Err(Rejection::Replay));
+        group.commit();
+        assert_eq!(h.ns.metrics.uplinks_accepted.get(), 2);
+        assert_eq!(h.session(d.dev_eui).fcnt_up, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_staging_failed_writes_nothing_and_counts_every_uplink_refused() {
+        let h = Harness::new();
+        let d = abp_device(eui(1), ADDR, profile(MacVersion::V1_0_3, DeviceClass::A));
+        h.ns.create_devices(std::slice::from_ref(&d)).unwrap();
+        let mut group = Group::new(&h.ns);
+        data(&h, &mut group, abp_sim(&d).uplink(1, b"x", false, 5, 0).unwrap()).unwrap();
+        group.for_addr(DevAddr(0x2600_0099)).fail();
+        group.commit();
+        assert_eq!(h.ns.metrics.uplinks_accepted.get(), 0);
+        let store = crate::metrics::ReasonLabel {
+            reason: Rejection::Store.as_str(),
+        };
+        assert_eq!(h.ns.metrics.rejected.get_or_create(&store).get(), 1);
+        assert_eq!(h.session(d.dev_eui).fcnt_up, None);
+        assert!(h.ns.uplinks(&d.dev_eui, 0, 10).unwrap().is_empty());
+    }
+}
