@@ -224,10 +224,10 @@ impl Book {
             })
             .collect();
         self.policy.replace(&records);
-        if let Some(p) = self.peering() {
-            if let Err(e) = p.set_declared(&self.policy.declared()) {
-                warn!(error = %e, "declared devices not installed in the routing table");
-            }
+        if let Some(p) = self.peering()
+            && let Err(e) = p.set_declared(&self.policy.declared())
+        {
+            warn!(error = %e, "declared devices not installed in the routing table");
         }
     }
 
@@ -245,7 +245,7 @@ impl Book {
             let b = self.clone();
             let _ = tokio::task::spawn_blocking(move || b.refresh()).await;
             n += 1;
-            if n % 30 == 0 {
+            if n.is_multiple_of(30) {
                 self.reconcile_all();
             }
         }

@@ -198,7 +198,7 @@ impl AgreementPolicy {
         if let Some(d) = f.dev_eui {
             return vec![d];
         }
-        match (f.dev_addr, &f.home == &self.me) {
+        match (f.dev_addr, f.home == self.me) {
             (Some(a), true) => self.resolver.as_ref().map(|r| r(a)).unwrap_or_default(),
             _ => Vec::new(),
         }
@@ -254,10 +254,10 @@ impl RoamingPolicy for AgreementPolicy {
         if f.downlink {
             return Ok(());
         }
-        if let (Some(key), Some(l)) = (key, entry.per_device.get(&per_day)) {
-            if l.check_key(&key).is_err() {
-                return Err(Refusal::DeviceRateLimited);
-            }
+        if let (Some(key), Some(l)) = (key, entry.per_device.get(&per_day))
+            && l.check_key(&key).is_err()
+        {
+            return Err(Refusal::DeviceRateLimited);
         }
         entry
             .per_agreement

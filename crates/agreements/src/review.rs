@@ -60,7 +60,7 @@ pub struct Review {
 
 /// The calendar quarter containing `t`: its label, start and end.
 pub fn quarter_of(t: DateTime<Utc>) -> (String, DateTime<Utc>, DateTime<Utc>) {
-    let q = (t.month0() / 3) as u32;
+    let q = t.month0() / 3;
     let start_month = q * 3 + 1;
     let start = Utc
         .with_ymd_and_hms(t.year(), start_month, 1, 0, 0, 0)

@@ -28,7 +28,7 @@ struct Side {
     _dir: tempfile::TempDir,
 }
 
-fn keys() -> Arc<dyn Fn(&MemberId) -> Option<ed25519_dalek::VerifyingKey> + Send + Sync> {
+fn keys() -> entente_agreements::book::Keys {
     Arc::new(|m: &MemberId| match m.as_str() {
         "tours-metropole" => Some(SigningKey::from_bytes(&[1; 32]).verifying_key()),
         "smo-vdln" => Some(SigningKey::from_bytes(&[2; 32]).verifying_key()),
@@ -69,7 +69,7 @@ fn sync(a: &Side, b: &Side) {
 }
 
 fn err(r: Result<View, BookError>) -> String {
-    r.err().expect("must be refused").to_string()
+    r.expect_err("must be refused").to_string()
 }
 
 #[test]

@@ -37,10 +37,10 @@ impl SessionIndex {
     pub(crate) fn devices_at(&mut self, store: &Store, addr: DevAddr) -> Result<&[DevEui], StoreError> {
         if !self.by_addr.contains_key(&addr) {
             let found = read_devices_at(store, addr)?;
-            if self.by_addr.len() >= MAX_ADDRS {
-                if let Some(k) = self.by_addr.keys().next().copied() {
-                    self.by_addr.remove(&k);
-                }
+            if self.by_addr.len() >= MAX_ADDRS
+                && let Some(k) = self.by_addr.keys().next().copied()
+            {
+                self.by_addr.remove(&k);
             }
             self.by_addr.insert(addr, found);
         }

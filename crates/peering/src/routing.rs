@@ -56,7 +56,7 @@ impl RoutingTable {
             }
         }
         t.by_len = lens.into_iter().collect();
-        t.by_len.sort_by(|a, b| b.0.cmp(&a.0));
+        t.by_len.sort_by_key(|e| std::cmp::Reverse(e.0));
         t.join_ranges.sort();
         for w in t.join_ranges.windows(2) {
             if w[1].0 <= w[0].1 {

@@ -84,9 +84,9 @@ impl ValueCache {
 }
 
 fn make_room(entries: &mut Entries) {
-    if entries.len() >= MAX_ENTRIES_PER_TABLE {
-        if let Some(k) = entries.keys().next().cloned() {
-            entries.remove(&k);
-        }
+    if entries.len() >= MAX_ENTRIES_PER_TABLE
+        && let Some(k) = entries.keys().next().cloned()
+    {
+        entries.remove(&k);
     }
 }

@@ -107,10 +107,10 @@ impl Store {
     pub fn get<T: Table>(&self, key: &T::Key) -> Result<Option<T::Value>, StoreError> {
         let cf = self.cf::<T>()?;
         let k = encode(key);
-        if T::CACHED {
-            if let Some(hit) = self.cache.get(T::NAME, &k) {
-                return hit.map(|v| cached_value::<T>(&v)).transpose();
-            }
+        if T::CACHED
+            && let Some(hit) = self.cache.get(T::NAME, &k)
+        {
+            return hit.map(|v| cached_value::<T>(&v)).transpose();
         }
         match self.db.get_pinned_cf(cf, &k).map_err(|e| self.db_err(e))? {
             Some(bytes) => {
@@ -132,10 +132,10 @@ impl Store {
     /// Like [`Store::get`], sharing the cached value instead of copying it (for large
     /// rows read on every uplink).
     pub fn get_shared<T: Table>(&self, key: &T::Key) -> Result<Option<Arc<T::Value>>, StoreError> {
-        if T::CACHED {
-            if let Some(hit) = self.cache.get(T::NAME, &encode(key)) {
-                return hit.map(|v| shared_value::<T>(v)).transpose();
-            }
+        if T::CACHED
+            && let Some(hit) = self.cache.get(T::NAME, &encode(key))
+        {
+            return hit.map(|v| shared_value::<T>(v)).transpose();
         }
         Ok(self.get::<T>(key)?.map(Arc::new))
     }

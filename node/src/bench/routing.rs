@@ -64,7 +64,7 @@ fn measure(n_members: usize, n_declared: usize) -> Result<Value> {
     let start = Instant::now();
     for i in 0..lookups {
         let j = JoinEui((i.wrapping_mul(40_503) % ((n_members as u64) << 16)).to_be_bytes());
-        let d = DevEui((i % (n_declared as u64 + 1) | 1 << 63).to_be_bytes());
+        let d = DevEui(((i % (n_declared as u64 + 1)) | (1 << 63)).to_be_bytes());
         hits += u64::from(black_box(t.join(black_box(j), black_box(d))).is_some());
     }
     let join_ns = start.elapsed().as_nanos() as f64 / lookups as f64;
