@@ -25,11 +25,12 @@ const FHDR_AND_FPORT: usize = 8;
 
 /// What a Class A answer may carry besides its ACK and MAC commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AnswerKind {
+pub(crate) enum AnswerKind<'a> {
     /// The device retransmitted a confirmed uplink: the ACK again, nothing else.
     ReAck,
-    /// A fresh uplink: the head of the application queue may go with the answer.
-    Fresh,
+    /// A fresh uplink: the head of the application queue may go with the answer, but
+    /// never an item this very uplink acknowledged (it leaves the queue with the uplink).
+    Fresh { acked: &'a [u64] },
 }
 
 /// The answer to one uplink, before the queue is looked at.
@@ -38,7 +39,7 @@ pub(crate) struct ClassAAnswer<'a> {
     pub ack: Ack,
     /// Encoded MAC commands.
     pub mac: &'a [u8],
-    pub kind: AnswerKind,
+    pub kind: AnswerKind<'a>,
 }
 
 impl ClassAAnswer<'static> {
@@ -98,7 +99,7 @@ impl NetworkServer {
     ) -> Result<Option<DownlinkPlan>, LnsError> {
         let (rx1, rx2) = a.windows(s);
         let (item, queued) = match a.kind {
-            AnswerKind::Fresh => self.live_queue_head(index, s)?,
+            AnswerKind::Fresh { acked } => self.live_queue_head(index, s, acked)?,
             AnswerKind::ReAck => (None, 0),
         };
         let mut item = item.filter(|it| a.fits(it, rx1));
@@ -125,20 +126,25 @@ impl NetworkServer {
         }))
     }
 
-    /// The head of the queue and how many items wait; a head out of attempts is dropped
-    /// (and still counted among those waiting).
+    /// The head of the queue and how many items wait, leaving out the items the uplink
+    /// acknowledged; a head out of attempts is dropped (and still counted among those
+    /// waiting).
     fn live_queue_head(
         &self,
         index: &mut SessionIndex,
         s: &Session,
+        acked: &[u64],
     ) -> Result<(Option<QueueItem>, usize), LnsError> {
         if !index.may_have_queue(&s.dev_eui) {
             return Ok((None, 0));
         }
-        let (item, queued) = self.queue_head(&s.dev_eui)?;
-        if queued == 0 {
+        let mut items = self.queue(&s.dev_eui)?;
+        if items.is_empty() {
             index.queue_empty(&s.dev_eui);
         }
+        items.retain(|it| !acked.contains(&it.id));
+        let queued = items.len();
+        let item = items.into_iter().next();
         match item {
             Some(it) if it.attempts >= MAX_ATTEMPTS => {
                 self.store
@@ -192,7 +198,7 @@ mod tests {
     use entente_model::DevAddr;
 
     struct Case {
-        kind: AnswerKind,
+        kind: AnswerKind<'static>,
         ack: Ack,
         mac: usize,
         /// (payload length, attempts) of the queued items.
@@ -208,7 +214,7 @@ mod tests {
     const CASES: &[Case] = &[
         // Nothing to say.
         Case {
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &[] },
             ack: Ack::No,
             mac: 0,
             queue: &[],
@@ -218,7 +224,7 @@ mod tests {
             left: 0,
         },
         Case {
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &[] },
             ack: Ack::Uplink(9),
             mac: 0,
             queue: &[],
@@ -228,7 +234,7 @@ mod tests {
             left: 0,
         },
         Case {
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &[] },
             ack: Ack::No,
             mac: 3,
             queue: &[],
@@ -238,7 +244,7 @@ mod tests {
             left: 0,
         },
         Case {
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &[] },
             ack: Ack::No,
             mac: 0,
             queue: &[(10, 0), (1, 0)],
@@ -260,7 +266,7 @@ mod tests {
         },
         // DR0 carries 59 bytes: 8 + 3 + 49 does not fit, the item waits and FPending says so.
         Case {
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &[] },
             ack: Ack::No,
             mac: 3,
             queue: &[(49, 0)],
@@ -270,7 +276,7 @@ mod tests {
             left: 1,
         },
         Case {
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &[] },
             ack: Ack::No,
             mac: 3,
             queue: &[(48, 0)],
@@ -281,7 +287,7 @@ mod tests {
         },
         // MAC commands over 15 bytes go alone in FPort 0.
         Case {
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &[] },
             ack: Ack::No,
             mac: 16,
             queue: &[(1, 0)],
@@ -292,7 +298,7 @@ mod tests {
         },
         // Out of attempts: dropped, still counted as waiting.
         Case {
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &[] },
             ack: Ack::No,
             mac: 3,
             queue: &[(1, MAX_ATTEMPTS)],

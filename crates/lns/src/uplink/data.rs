@@ -307,11 +307,12 @@ impl<'a> DataUplink<'a> {
         } else {
             Ack::No
         };
+        let acked: Vec<u64> = self.acked.iter().map(|(_, id)| *id).collect();
         let answer = ClassAAnswer {
             uplink_dr: self.radio.data_rate,
             ack,
             mac: &mac,
-            kind: AnswerKind::Fresh,
+            kind: AnswerKind::Fresh { acked: &acked },
         };
         self.ns
             .plan_class_a(index, &mut self.session, &answer)

@@ -343,3 +343,20 @@ async fn a_class_c_device_gets_what_waited_for_its_first_uplink() {
     assert_eq!(sent[0].0, gateway(2));
     assert_eq!(sim.receive(&sent[0].1.phy_payload).unwrap().payload, [1]);
 }
+
+#[tokio::test]
+async fn a_confirmed_downlink_the_device_acknowledged_is_not_sent_again() {
+    let (h, d, mut sim) = abp(MacVersion::V1_0_3);
+    edit_session(&h, &d, |s| s.last_dev_status_req = Some(s.created_at));
+    h.ns.enqueue(&d.dev_eui, 5, vec![0xab; 4], true).unwrap();
+    h.uplink(&sim.uplink(1, b"x", false, 5, 0).unwrap(), vec![rx(1, 0.0, 5)]);
+    let sent = h.downlinks().await;
+    assert_eq!(sent.len(), 1);
+    assert!(sim.receive(&sent[0].1.phy_payload).unwrap().confirmed);
+    // The next uplink carries the ACK: the item leaves the queue, and the answer (there
+    // is nothing else to say) is no downlink at all.
+    h.uplink(&sim.uplink(1, b"y", false, 5, 0).unwrap(), vec![rx(1, 0.0, 5)]);
+    assert!(h.downlinks().await.is_empty());
+    assert!(h.ns.queue(&d.dev_eui).unwrap().is_empty());
+    assert_eq!(h.session(d.dev_eui).pending_confirmed_down, None);
+}
