@@ -121,6 +121,42 @@ pub enum ConfigError {
     },
 }
 
+/// Keys of earlier node.toml files and what replaced them, so an upgrade's first start
+/// says what to write instead of only "unknown field".
+const RENAMED: &[(&str, &str)] = &[
+    ("lns.dedup_window_ms", "lns.dedup_window = \"200ms\""),
+    (
+        "lns.dev_status_interval_hours",
+        "lns.dev_status_interval = \"24h\"",
+    ),
+    (
+        "federation.visited_dedup_window_ms",
+        "lns.visited_dedup_window = \"50ms\"",
+    ),
+    ("federation.roster", "node.roster"),
+    ("federation.policies", "node.policies"),
+    ("gateway.online_window_secs", "gateway.online_window = \"90s\""),
+    ("gateway.status_flush_secs", "gateway.status_flush = \"30s\""),
+    ("delivery.retention_hours", "delivery.retention = \"48h\""),
+    ("delivery.backoff_base_secs", "delivery.backoff_base = \"1s\""),
+    ("delivery.backoff_max_secs", "delivery.backoff_max = \"5m\""),
+    ("delivery.http_timeout_ms", "delivery.http_timeout = \"10s\""),
+];
+
+/// serde's message, and the new name when the unknown field (`path`, the section and
+/// the key) is a renamed one.
+fn with_rename_hint(path: &str, message: &str) -> String {
+    let unknown = message.starts_with("unknown field `");
+    let renamed = RENAMED
+        .iter()
+        .find(|(old, _)| unknown && *old == path)
+        .map(|(_, new)| *new);
+    match renamed {
+        Some(new) => format!("{message}; this key was renamed: write {new}"),
+        None => message.to_string(),
+    }
+}
+
 impl NodeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -149,7 +185,8 @@ impl NodeConfig {
         let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
-            field_err(field, inner.message().to_string(), inner.span())
+            let reason = with_rename_hint(&field, inner.message());
+            field_err(field, reason, inner.span())
         })?;
         cfg.validate().map_err(|(field, reason)| {
             let span = key_span(text, &field);
@@ -318,6 +355,7 @@ mod tests {
             e.contains("unknown field") && e.contains("dedup_window_ms"),
             "{e}"
         );
+        assert!(e.contains("renamed: write lns.dedup_window = \"200ms\""), "{e}");
 
         let e = parse(&format!("{MIN}[lns]\nnet_id = \"3C\"\n")).unwrap_err();
         assert!(
