@@ -59,12 +59,17 @@ pub fn entente(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A port for a node to listen on later (the roster names it before the node starts).
+/// Taken below the kernel's ephemeral range (32768 and up), where no outgoing
+/// connection's source port can land on it before the node binds it; tried until one
+/// binds.
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct Federation {

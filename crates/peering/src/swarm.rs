@@ -108,7 +108,8 @@ pub(crate) async fn listen(
     for a in addrs {
         swarm
             .listen_on(a.clone())
-            .map_err(|e| PeeringError::Transport(format!("cannot listen on {a}: {e}")))?;
+            // The transport error's own text can be empty; its debug form names the cause.
+            .map_err(|e| PeeringError::Transport(format!("cannot listen on {a}: {e:?}")))?;
     }
     let mut listening = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
