@@ -9,7 +9,7 @@ use std::mem::{MaybeUninit, size_of};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use crate::mmsg::{BATCH, std_to_sockaddr};
+use crate::mmsg::{BATCH, send_headers, std_to_sockaddr};
 
 /// Datagrams per run at most (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
 pub const MAX_SEGMENTS: usize = 64;
@@ -67,19 +67,8 @@ pub fn send_runs(fd: &impl AsRawFd, runs: &[Run]) -> io::Result<usize> {
         }
     }
     // SAFETY: the first `count` headers point at live buffers, addresses and control
-    // messages; the kernel only reads them (and writes `msg_len`).
-    let n = unsafe {
-        libc::sendmmsg(
-            fd.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            count as libc::c_uint,
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    // messages.
+    unsafe { send_headers(fd.as_raw_fd(), hdrs.get_mut(..count).unwrap_or_default()) }
 }
 
 /// Attaches a `UDP_SEGMENT` control message to `hdr`, stored in `c`.

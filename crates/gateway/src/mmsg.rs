@@ -178,13 +178,23 @@ pub fn send_batch(fd: &impl AsRawFd, msgs: &[(&[u8], Option<SocketAddr>)]) -> io
         h.msg_hdr.msg_iov = v;
         h.msg_hdr.msg_iovlen = 1;
     }
-    // SAFETY: the first `count` headers point at live buffers and addresses; the kernel
-    // only reads them (and writes `msg_len`).
+    // SAFETY: the first `count` headers point at live buffers and addresses.
+    unsafe { send_headers(fd.as_raw_fd(), hdrs.get_mut(..count).unwrap_or_default()) }
+}
+
+/// One `sendmmsg(2)` of `hdrs`, without blocking: how many the kernel took (the first
+/// ones), `Err(WouldBlock)` when it took none.
+///
+/// # Safety
+/// Every header must point at buffers, addresses and control messages that stay alive
+/// through the call; the kernel only reads them (and writes `msg_len`).
+pub(crate) unsafe fn send_headers(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: the caller's promise, for `hdrs.len()` headers.
     let n = unsafe {
         libc::sendmmsg(
-            fd.as_raw_fd(),
+            fd,
             hdrs.as_mut_ptr(),
-            count as libc::c_uint,
+            hdrs.len() as libc::c_uint,
             libc::MSG_DONTWAIT,
         )
     };
