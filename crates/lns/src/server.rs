@@ -81,10 +81,8 @@ impl NetworkServer {
         for r in store.iter::<Uplinks>()? {
             max = max.max(r?.0.1);
         }
-        for r in store.iter::<DownlinkQueue>()? {
-            max = max.max(r?.0.1);
-        }
-        let index = SessionIndex::load(&store)?;
+        let (index, newest_queued) = SessionIndex::load(&store)?;
+        max = max.max(newest_queued);
         Ok(NetworkServer {
             store,
             gateways,

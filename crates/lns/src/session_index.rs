@@ -24,13 +24,17 @@ pub(crate) struct SessionIndex {
 }
 
 impl SessionIndex {
-    /// Starts with every device that has a queued downlink.
-    pub(crate) fn load(store: &Store) -> Result<Self, StoreError> {
+    /// Starts with every device that has a queued downlink; also returns the newest
+    /// queue item's id (sequence numbers continue after it), from the same scan.
+    pub(crate) fn load(store: &Store) -> Result<(Self, u64), StoreError> {
         let mut index = SessionIndex::default();
+        let mut newest = 0;
         for r in store.iter::<DownlinkQueue>()? {
-            index.queued.insert(r?.0.0);
+            let ((eui, id), _) = r?;
+            index.queued.insert(eui);
+            newest = newest.max(id);
         }
-        Ok(index)
+        Ok((index, newest))
     }
 
     /// The devices whose session uses `addr`.
@@ -97,7 +101,7 @@ mod tests {
     #[test]
     fn an_address_is_read_once_until_a_write_changes_it() {
         let (_d, s) = store();
-        let mut index = SessionIndex::load(&s).unwrap();
+        let (mut index, _) = SessionIndex::load(&s).unwrap();
         assert!(index.devices_at(&s, ADDR).unwrap().is_empty());
         s.put::<DevAddrIndex>(&(ADDR, DevEui([1; 8])), &(), Durability::Buffered)
             .unwrap();
@@ -123,7 +127,8 @@ mod tests {
         };
         s.put::<DownlinkQueue>(&(DevEui([2; 8]), 7), &item, Durability::Buffered)
             .unwrap();
-        let mut index = SessionIndex::load(&s).unwrap();
+        let (mut index, newest) = SessionIndex::load(&s).unwrap();
+        assert_eq!(newest, 7);
         assert!(index.may_have_queue(&DevEui([2; 8])));
         assert!(!index.may_have_queue(&DevEui([3; 8])));
         index.queueing(DevEui([3; 8]));
