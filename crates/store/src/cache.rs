@@ -75,7 +75,8 @@ impl ValueCache {
     pub(crate) fn apply(tables: &mut Tables, changes: Vec<Change>) {
         for c in changes {
             let entries = tables.of(c.table);
-            if !entries.contains_key(&c.key) {
+            // One lookup when there is room, the common case.
+            if entries.len() >= MAX_ENTRIES_PER_TABLE && !entries.contains_key(&c.key) {
                 make_room(entries);
             }
             entries.insert(c.key, c.value);
