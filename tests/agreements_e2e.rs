@@ -238,6 +238,7 @@ async fn a_convention_proposed_approved_enforced_reviewed_and_terminated() {
                 agreement: ID.into(),
                 by: by.parse().unwrap(),
                 at: chrono::Utc::now(),
+                follows: None,
                 kind: ActKind::Terminate,
             },
             &agglo_key,

@@ -288,7 +288,7 @@ async fn supervise_federation(
 struct Federated {
     peering: Option<Arc<entente_peering::Peering>>,
     /// Receptions of this node's frames by peers' gateways, for the network server.
-    roamed: tokio::sync::mpsc::Receiver<entente_gateway::Uplink>,
+    roamed: tokio::sync::mpsc::Receiver<entente_gateway::RoamedUplink>,
     p2p: Vec<String>,
     book: Option<Arc<entente_agreements::Book>>,
     accounts: Option<Arc<entente_ledger::accounts::Accounts>>,

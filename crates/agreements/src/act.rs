@@ -46,6 +46,11 @@ pub struct Act {
     pub agreement: String,
     pub by: MemberId,
     pub at: DateTime<Utc>,
+    /// The [`SignedAct::id`] of the last act of the dossier it was made on (none for the
+    /// proposal): a causal chain per agreement, so an act cannot claim to come before
+    /// what its author had seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
     #[serde(flatten)]
     pub kind: ActKind,
 }
@@ -62,6 +67,12 @@ impl SignedAct {
         let bytes = serde_json::to_vec(act).map_err(|e| SignError::Decode(e.to_string()))?;
         let signature = sign_hex(key, ACT_DOMAIN, &bytes);
         Ok(SignedAct { bytes, signature })
+    }
+
+    /// The act's name in the chain: the SHA-256 of its bytes, in hex.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&self.bytes))
     }
 
     pub fn act(&self) -> Result<Act, SignError> {

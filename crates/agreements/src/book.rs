@@ -358,6 +358,7 @@ impl Book {
                 agreement: id.to_string(),
                 by: self.me.clone(),
                 at: self.act_time(Some(&d)),
+                follows: d.head().map(SignedAct::id),
                 kind,
             };
             r.tick(act.at)?;
@@ -391,6 +392,7 @@ impl Book {
                 agreement: a.id.clone(),
                 by: self.me.clone(),
                 at: self.clock.now(),
+                follows: None,
                 kind: ActKind::Propose { version: 1 },
             };
             let d = Dossier::new(signed, SignedAct::sign(&act, &self.key)?)?;

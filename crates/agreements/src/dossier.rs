@@ -3,7 +3,7 @@
 //! Merging two dossiers is a union that must still replay: a forged, altered or
 //! conflicting document is refused and nothing already held is lost.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
@@ -22,7 +22,12 @@ pub enum DossierError {
     Inconsistent(String),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    #[error("act refused: {0}")]
+    Refused(String),
 }
+
+/// How far ahead of a receiver's clock an act may be dated.
+pub const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dossier {
@@ -116,13 +121,80 @@ impl Dossier {
         if !self.acts.contains(&act) {
             self.acts.push(act);
         }
-        let mut keyed: Vec<(DateTime<Utc>, SignedAct)> = self
+        // By time; an act dated like the one it follows still comes after it.
+        let depths = self.depths()?;
+        let mut keyed: Vec<(DateTime<Utc>, usize, SignedAct)> = self
             .acts
             .drain(..)
-            .map(|a| Ok((a.act()?.at, a)))
+            .map(|a| {
+                let depth = depths.get(&a.id()).copied().unwrap_or(0);
+                Ok((a.act()?.at, depth, a))
+            })
             .collect::<Result<_, SignError>>()?;
         keyed.sort();
-        self.acts = keyed.into_iter().map(|(_, a)| a).collect();
+        self.acts = keyed.into_iter().map(|(.., a)| a).collect();
+        Ok(())
+    }
+
+    /// The act a new act follows: the last in replay order.
+    pub fn head(&self) -> Option<&SignedAct> {
+        self.acts.last()
+    }
+
+    /// Each act's distance from the start of its chain (0 for one that names no act held).
+    fn depths(&self) -> Result<HashMap<String, usize>, SignError> {
+        let mut follows = HashMap::new();
+        for a in &self.acts {
+            follows.insert(a.id(), a.act()?.follows);
+        }
+        let mut depths = HashMap::new();
+        for id in follows.keys() {
+            let (mut n, mut at) = (0, id);
+            // The chain is of hashes: it cannot loop, and is at most as long as the acts.
+            while let Some(Some(prev)) = follows.get(at) {
+                n += 1;
+                at = prev;
+                if n > follows.len() {
+                    break;
+                }
+            }
+            depths.insert(id.clone(), n);
+        }
+        Ok(depths)
+    }
+
+    /// As a receiver: every act here that `held` lacks names an act of this dossier it
+    /// follows, is dated no earlier than that act and no later than `now` plus
+    /// [`CLOCK_SKEW`]. Only the proposal follows nothing.
+    pub fn check_new_acts(&self, held: Option<&Dossier>, now: DateTime<Utc>) -> Result<(), DossierError> {
+        let by_id: HashMap<String, Act> = self
+            .acts
+            .iter()
+            .map(|a| Ok((a.id(), a.act()?)))
+            .collect::<Result<_, SignError>>()?;
+        let refused = |act: &Act, why: String| {
+            Err(DossierError::Refused(format!(
+                "{:?} by {} dated {}: {why}",
+                act.kind, act.by, act.at
+            )))
+        };
+        for sa in self.acts.iter().filter(|a| held.is_none_or(|h| !h.acts.contains(a))) {
+            let act = sa.act()?;
+            if act.at > now + CLOCK_SKEW {
+                return refused(&act, format!("later than this node's clock ({now}) allows"));
+            }
+            match (&act.follows, &act.kind) {
+                (None, ActKind::Propose { version: 1 }) => {}
+                (None, _) => return refused(&act, "it names no act it follows".into()),
+                (Some(prev), _) => match by_id.get(prev) {
+                    None => return refused(&act, format!("it follows act {prev}, which is not held")),
+                    Some(p) if act.at < p.at => {
+                        return refused(&act, format!("dated before the act it follows ({})", p.at));
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
         Ok(())
     }
 

@@ -47,7 +47,8 @@ enum DeviceKey {
 
 struct Entry {
     id: String,
-    version: u32,
+    /// The effective agreement's JSON: what the entry was built from.
+    content: Vec<u8>,
     host: MemberId,
     guest: MemberId,
     flows: BTreeSet<Flow>,
@@ -87,7 +88,7 @@ pub fn agreement_quota(a: &Agreement) -> Quota {
 }
 
 impl Entry {
-    fn new(a: &Agreement, clock: &PolicyClock) -> Entry {
+    fn new(a: &Agreement, content: Vec<u8>, clock: &PolicyClock) -> Entry {
         let mut declared = HashMap::new();
         let mut per_device = HashMap::new();
         for u in &a.users {
@@ -104,7 +105,7 @@ impl Entry {
             .or_insert_with(|| RateLimiter::hashmap_with_clock(device_quota(max_per_day), clock.clone()));
         Entry {
             id: a.id.clone(),
-            version: a.version,
+            content,
             host: a.host.clone(),
             guest: a.guest.clone(),
             flows: a.flows.clone(),
@@ -145,12 +146,14 @@ impl AgreementPolicy {
     /// Installs the agreements in force (with their approved access requests); an
     /// unchanged version keeps its rate-limit state.
     pub fn replace(&self, records: &[Record]) {
-        let old: HashMap<(String, u32, usize), Arc<Entry>> = self
+        // Keyed by the agreement's whole effective content: a device list changed at equal
+        // count (an access request swapping devices) is a new entry.
+        let old: HashMap<(String, Vec<u8>), Arc<Entry>> = self
             .entries
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|e| ((e.id.clone(), e.version, e.declared.len()), e.clone()))
+            .map(|e| ((e.id.clone(), e.content.clone()), e.clone()))
             .collect();
         let mut next = Vec::new();
         for r in records.iter().filter(|r| r.in_force()) {
@@ -158,7 +161,7 @@ impl AgreementPolicy {
             if !a.services.contains(&Service::Transit) {
                 continue;
             }
-            let key = (a.id.clone(), a.version, a.declared_devices().len());
+            let key = (a.id.clone(), serde_json::to_vec(&a).unwrap_or_default());
             let e = match old.get(&key) {
                 Some(e) => {
                     for l in e.per_device.values() {
@@ -166,7 +169,7 @@ impl AgreementPolicy {
                     }
                     e.clone()
                 }
-                None => Arc::new(Entry::new(&a, &self.clock)),
+                None => Arc::new(Entry::new(&a, key.1, &self.clock)),
             };
             next.push(e);
         }
@@ -186,11 +189,19 @@ impl AgreementPolicy {
     /// DevEUI -> home member, for every device declared under an agreement in force: the
     /// visited side routes joins by it.
     pub fn declared(&self) -> Vec<(DevEui, MemberId)> {
-        self.entries
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .flat_map(|e| e.declared.keys().map(|d| (*d, e.guest.clone())))
+        let mut by_device: HashMap<DevEui, BTreeSet<MemberId>> = HashMap::new();
+        for e in self.entries.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            for d in e.declared.keys() {
+                by_device.entry(*d).or_default().insert(e.guest.clone());
+            }
+        }
+        // Declared by two guests: routed to neither (see `find`).
+        by_device
+            .into_iter()
+            .filter_map(|(d, guests)| match guests.len() {
+                1 => guests.into_iter().next().map(|g| (d, g)),
+                _ => None,
+            })
             .collect()
     }
 
@@ -217,38 +228,11 @@ impl RoamingPolicy for AgreementPolicy {
     }
 
     fn check(&self, f: &FrameFacts) -> Result<(), Refusal> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut candidates: Vec<&Arc<Entry>> = entries
-            .iter()
-            .filter(|e| e.guest == f.home && e.host == f.visited)
-            .collect();
-        if candidates.is_empty() {
-            return Err(Refusal::NoAgreement);
-        }
-        candidates.retain(|e| e.flows.contains(&f.flow));
-        if candidates.is_empty() {
-            return Err(Refusal::FlowNotAllowed);
-        }
-        // A device is identified for joins everywhere, and for every frame at home.
-        let known = f.dev_eui.is_some() || (f.home == self.me && f.dev_addr.is_some());
-        let (entry, key, per_day) = if known {
-            let euis = self.resolve(f);
-            let found = candidates.iter().find_map(|e| {
-                euis.iter()
-                    .find_map(|d| e.declared.get(d).map(|(flows, pd)| (e, *d, flows, *pd)))
-            });
-            let Some((e, d, flows, pd)) = found else {
-                return Err(Refusal::UndeclaredDevice);
-            };
-            if !flows.contains(&f.flow) {
-                return Err(Refusal::FlowNotAllowed);
-            }
-            (*e, Some(DeviceKey::Eui(d)), pd)
-        } else {
-            // A join accept names no device in clear: only the agreement's rate applies.
-            let key = f.dev_addr.map(DeviceKey::Addr);
-            (candidates[0], key, candidates[0].max_per_day)
-        };
+        self.find(f).map(|_| ())
+    }
+
+    fn charge(&self, f: &FrameFacts) -> Result<(), Refusal> {
+        let (entry, key, per_day) = self.find(f)?;
         // The declared frequency bounds what devices send; downlinks are the home node's,
         // bounded by the visited gateway's duty cycle.
         if f.downlink {
@@ -263,5 +247,47 @@ impl RoamingPolicy for AgreementPolicy {
             .per_agreement
             .check()
             .map_err(|_| Refusal::AgreementRateLimited)
+    }
+}
+
+impl AgreementPolicy {
+    /// The agreement, the device's rate-limit key and its declared messages per day
+    /// under which the frame may pass.
+    fn find(&self, f: &FrameFacts) -> Result<(Arc<Entry>, Option<DeviceKey>, u32), Refusal> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut candidates: Vec<&Arc<Entry>> = entries
+            .iter()
+            .filter(|e| e.guest == f.home && e.host == f.visited)
+            .collect();
+        if candidates.is_empty() {
+            return Err(Refusal::NoAgreement);
+        }
+        candidates.retain(|e| e.flows.contains(&f.flow));
+        let Some(first) = candidates.first() else {
+            return Err(Refusal::FlowNotAllowed);
+        };
+        // A device is identified for joins everywhere, and for every frame at home.
+        let known = f.dev_eui.is_some() || (f.home == self.me && f.dev_addr.is_some());
+        if !known {
+            // A join accept names no device in clear: only the agreement's rate applies.
+            return Ok(((*first).clone(), f.dev_addr.map(DeviceKey::Addr), first.max_per_day));
+        }
+        let euis = self.resolve(f);
+        let found = candidates.iter().find_map(|e| {
+            euis.iter()
+                .find_map(|d| e.declared.get(d).map(|(flows, pd)| (e, *d, flows, *pd)))
+        });
+        let Some((e, d, flows, pd)) = found else {
+            return Err(Refusal::UndeclaredDevice);
+        };
+        // A guest declaring another member's device would pull its joins: a DevEUI two
+        // guests declare belongs to neither here.
+        if entries.iter().any(|o| o.guest != f.home && o.declared.contains_key(&d)) {
+            return Err(Refusal::DeclaredTwice);
+        }
+        if !flows.contains(&f.flow) {
+            return Err(Refusal::FlowNotAllowed);
+        }
+        Ok(((*e).clone(), Some(DeviceKey::Eui(d)), pd))
     }
 }

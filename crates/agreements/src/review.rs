@@ -250,6 +250,32 @@ impl Review {
     }
 }
 
+/// A review is for a quarter already begun (by the receiver's clock, give or take the
+/// federation's skew), and its label, period and agreement fields agree.
+pub fn check_period(r: &Review, now: DateTime<Utc>) -> Result<(), SignError> {
+    let (label, start, end) = quarter_of(r.period_start);
+    let bad = |why: &str| Err(SignError::Decode(format!("review {}/{}: {why}", r.agreement, r.quarter)));
+    if label != r.quarter || start != r.period_start || end != r.period_end {
+        return bad("its quarter and period disagree");
+    }
+    if r.period_start > now + chrono::TimeDelta::minutes(5) {
+        return bad("its quarter has not begun");
+    }
+    Ok(())
+}
+
+/// Of two different reviews of one agreement and quarter, the one both parties keep,
+/// whichever each saw first: the host's over the guest's; between two by one party, the
+/// later prepared; then the smaller bytes.
+pub fn preferred<'a>(a: &'a SignedReview, b: &'a SignedReview) -> Result<&'a SignedReview, SignError> {
+    let (ra, rb) = (a.review()?, b.review()?);
+    let rank = |r: &Review| (r.prepared_by != r.host, std::cmp::Reverse(r.prepared_at));
+    Ok(match rank(&ra).cmp(&rank(&rb)).then_with(|| a.bytes.cmp(&b.bytes)) {
+        std::cmp::Ordering::Greater => b,
+        _ => a,
+    })
+}
+
 /// A review as kept: its exact bytes and the committee members' signatures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedReview {

@@ -225,3 +225,125 @@ fn a_rejected_proposal_stays_rejected() {
     foreign.host = id("agglopolys");
     assert!(err(tours.book.propose(&foreign)).contains("not a party"));
 }
+
+/// Two books holding one active agreement, at 10:00 on 1 June 2026.
+fn active_pair() -> (Arc<ManualClock>, Side, Side, String) {
+    let manual = Arc::new(ManualClock::new(t("2025-12-01T09:00:00Z")));
+    let clock: SharedClock = manual.clone();
+    let tours = open("tours-metropole", 1, &clock, tempfile::tempdir().unwrap());
+    let smo = open("smo-vdln", 2, &clock, tempfile::tempdir().unwrap());
+    let a: Agreement = toml::from_str(EXAMPLE).unwrap();
+    smo.book.propose(&a).unwrap();
+    sync(&smo, &tours);
+    tours.book.approve(&a.id).unwrap();
+    sync(&tours, &smo);
+    manual.set(t("2026-06-01T10:00:00Z"));
+    (manual, tours, smo, a.id)
+}
+
+fn send_reviews(to: &Side, from: &str, reviews: Vec<SignedReview>) -> usize {
+    to.book.merge_from(&id(from), SyncMsg { dossiers: vec![], reviews })
+}
+
+#[test]
+fn a_review_is_kept_only_from_a_party_signed_by_its_preparer_for_a_quarter_begun() {
+    let (_clock, tours, smo, id_) = active_pair();
+    let (review, signed) = tours.book.review(&id_).unwrap();
+    let refusals = smo.book.rejections().len();
+
+    let mut unsigned = signed.clone();
+    unsigned.signatures.clear();
+    let mut future = review.clone();
+    (future.quarter, future.period_start, future.period_end) =
+        entente_agreements::review::quarter_of(t("2100-01-01T00:00:00Z"));
+    future.quarter = "2100-Q1".into();
+    let mut future = SignedReview::new(&future).unwrap();
+    future
+        .sign(&id("tours-metropole"), &SigningKey::from_bytes(&[1; 32]))
+        .unwrap();
+    let mut forged = signed.clone();
+    forged.bytes[20] ^= 1;
+    let attempts = [
+        ("a third member sends it", "orleans-metropole", signed.clone()),
+        ("nobody signed it", "tours-metropole", unsigned),
+        ("its quarter has not begun", "tours-metropole", future),
+        ("its bytes were changed", "tours-metropole", forged),
+    ];
+    for (what, from, r) in attempts {
+        assert_eq!(send_reviews(&smo, from, vec![r]), 0, "{what}");
+        assert!(smo.book.reviews(&id_).is_empty(), "{what}: nothing kept");
+    }
+    assert_eq!(smo.book.rejections().len(), refusals + 4, "each refusal recorded");
+
+    assert_eq!(send_reviews(&smo, "tours-metropole", vec![signed]), 1);
+    assert_eq!(smo.book.reviews(&id_).len(), 1);
+}
+
+#[test]
+fn two_reviews_of_one_quarter_end_as_the_same_one_on_both_sides() {
+    let (clock, tours, smo, id_) = active_pair();
+    // Each prepares its own before hearing of the other's; the host's is kept by both,
+    // whichever side syncs first.
+    let (_, guests) = smo.book.review(&id_).unwrap();
+    clock.advance(TimeDelta::seconds(5));
+    let (_, hosts) = tours.book.review(&id_).unwrap();
+    assert_ne!(guests.bytes, hosts.bytes);
+    sync(&smo, &tours);
+    let held = |s: &Side| s.book.reviews(&id_).into_iter().map(|(_, r)| r.bytes).collect::<Vec<_>>();
+    assert_eq!(held(&tours), vec![hosts.bytes.clone()]);
+    assert_eq!(held(&smo), vec![hosts.bytes.clone()]);
+    // The guest's committee signs the kept one, and both end with both signatures.
+    smo.book.review(&id_).unwrap();
+    sync(&smo, &tours);
+    for s in [&tours, &smo] {
+        let (_, r) = s.book.reviews(&id_).pop().unwrap();
+        assert_eq!(r.bytes, hosts.bytes);
+        assert_eq!(r.signatures.len(), 2);
+    }
+}
+
+#[test]
+fn acts_dated_beyond_the_clock_or_before_what_they_follow_are_refused_and_not_stored() {
+    let (_clock, tours, smo, id_) = active_pair();
+    let held = smo.book.dossier(&id_).unwrap();
+    let head = held.head().unwrap().clone();
+    let head_at = head.act().unwrap().at;
+    let host_key = SigningKey::from_bytes(&[1; 32]);
+    let suspend = |at: DateTime<Utc>, follows: Option<String>| {
+        let act = Act {
+            agreement: id_.clone(),
+            by: id("tours-metropole"),
+            at,
+            follows,
+            kind: ActKind::Suspend,
+        };
+        let mut d = held.clone();
+        d.put_act(SignedAct::sign(&act, &host_key).unwrap()).unwrap();
+        d
+    };
+    let refusals = smo.book.rejections().len();
+    let attempts = [
+        ("backdated before the act it follows", suspend(head_at - TimeDelta::days(30), Some(head.id()))),
+        ("dated in 2100", suspend(t("2100-01-01T00:00:00Z"), Some(head.id()))),
+        ("naming no act", suspend(t("2026-06-01T10:00:00Z"), None)),
+        ("following an act nobody holds", suspend(t("2026-06-01T10:00:00Z"), Some("00".repeat(32)))),
+    ];
+    for (what, d) in attempts {
+        let msg = SyncMsg {
+            dossiers: vec![d],
+            reviews: vec![],
+        };
+        assert_eq!(smo.book.merge_from(&id("tours-metropole"), msg), 0, "{what}");
+        assert_eq!(smo.book.dossier(&id_).unwrap(), held, "{what}: nothing stored");
+        assert_eq!(smo.book.show(&id_).unwrap().state, State::Active, "{what}");
+    }
+    assert_eq!(smo.book.rejections().len(), refusals + 4);
+
+    // The same act made honestly, on the dossier as it stands, goes through.
+    tours.book.suspend(&id_).unwrap();
+    sync(&tours, &smo);
+    assert_eq!(smo.book.show(&id_).unwrap().state, State::Suspended);
+    let d = smo.book.dossier(&id_).unwrap();
+    let last = d.head().unwrap().act().unwrap();
+    assert_eq!(last.follows, Some(head.id()), "the chain names the act it was made on");
+}

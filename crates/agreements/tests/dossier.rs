@@ -15,6 +15,7 @@ fn act(p: &SigningKey, by: &str, at: &str, kind: ActKind) -> SignedAct {
             agreement: "tours-smo-2025".into(),
             by: id(by),
             at: t(at),
+            follows: None,
             kind,
         },
         p,

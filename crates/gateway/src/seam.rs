@@ -23,6 +23,37 @@ pub struct Uplink {
     pub rx: RxInfo,
 }
 
+/// A frame of one of our devices that a federation peer forwarded to us, its home: every
+/// reception the peer shared, and where the network server says what it made of it.
+pub struct RoamedUplink {
+    pub frame: UplinkFrame,
+    pub rx: Vec<RxInfo>,
+    /// Buffered while we were unreachable: no downlink can answer it any more.
+    pub arrival: Arrival,
+    /// Spends the frame's share of the agreement's quotas once the network server has
+    /// verified it and knows the device; `Err` is the refusal's label.
+    pub charge: Charge,
+    pub verdict: tokio::sync::oneshot::Sender<Verdict>,
+}
+
+pub type Charge = Box<dyn FnOnce(DevEui) -> Result<(), &'static str> + Send>;
+
+/// Whether a frame can still be answered in its receive windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    Live,
+    Late,
+}
+
+/// What the home network server made of a roamed frame: only a verified frame (MIC and
+/// frame counter checked, and written) is counted and spends quotas, on either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Verified,
+    /// The network server's rejection label (`mic_failed`, `replay`, ...).
+    Rejected(&'static str),
+}
+
 /// A backend's reference to one reception, opaque to the network server, which only
 /// hands it back to time a downlink after it. Semtech UDP: the concentrator's `tmst`
 /// (µs); Basics Station: its `xtime`.

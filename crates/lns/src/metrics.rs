@@ -18,6 +18,10 @@ pub enum Rejection {
     NoKey,
     DevNonceReused,
     DevAddrExhausted,
+    /// A join a peer kept while we were unreachable.
+    LateJoin,
+    /// Only peers forwarded it, and every one's agreement was over its quota.
+    OverQuota,
     Store,
 }
 
@@ -34,6 +38,8 @@ impl Rejection {
             Rejection::NoKey => "no_key",
             Rejection::DevNonceReused => "dev_nonce_reused",
             Rejection::DevAddrExhausted => "dev_addr_exhausted",
+            Rejection::LateJoin => "late_join",
+            Rejection::OverQuota => "over_quota",
             Rejection::Store => "store_error",
         }
     }

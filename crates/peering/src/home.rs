@@ -7,11 +7,13 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use entente_gateway::{Downlink, DownlinkError, Registry, RxInfo, Timing, TxAckError, TxOutcome, Uplink};
+use entente_gateway::{
+    Arrival, Downlink, DownlinkError, Registry, RoamedUplink, RxInfo, Timing, TxAckError, TxOutcome, Verdict,
+};
 use entente_model::{GatewayEui, MemberId};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use libp2p::PeerId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::PeeringMetrics;
 use crate::policy::FrameFacts;
@@ -21,6 +23,9 @@ use crate::usage::{CarriedFrame, Direction, airtime_us};
 use crate::visited::TOKEN_MEMORY;
 
 const TOKENS_PER_GATEWAY: usize = 64;
+/// How long a forwarded frame's answer waits for the network server's verdict: its dedup
+/// window and a busy moment, inside the visited node's request timeout (5 s by default).
+const VERDICT_PATIENCE: Duration = Duration::from_secs(3);
 const MAX_HELD_GATEWAYS: usize = 50_000;
 
 /// A token a visited node gave us with one reception: our way back through its gateway.
@@ -45,7 +50,7 @@ pub(crate) struct Home {
     /// Our own gateways: a peer cannot pass one of them off as its own.
     local_gateways: Arc<Registry>,
     /// Where the roamed uplinks we accept go, for the network server.
-    roamed_tx: mpsc::Sender<Uplink>,
+    roamed_tx: mpsc::Sender<RoamedUplink>,
     /// Frames each peer may forward per second (and burst) before being refused.
     limiter: DefaultKeyedRateLimiter<PeerId>,
 }
@@ -54,7 +59,7 @@ impl Home {
     pub(crate) fn new(
         cfg: &PeeringConfig,
         local_gateways: Arc<Registry>,
-        roamed_tx: mpsc::Sender<Uplink>,
+        roamed_tx: mpsc::Sender<RoamedUplink>,
     ) -> Self {
         let quota =
             Quota::per_second(NonZeroU32::new(cfg.peer_rate_per_sec.max(1)).unwrap_or(NonZeroU32::MIN))
@@ -143,62 +148,97 @@ impl Peering {
                 reason: format!("more than {MAX_BATCH} frames in one request"),
             };
         }
-        let answers = batch
-            .into_iter()
-            .map(|f| self.on_uplink(peer, &visited, f))
-            .collect();
-        Response::Uplinks(answers)
+        let answers = batch.into_iter().map(|f| self.on_uplink(peer, &visited, f));
+        Response::Uplinks(futures::future::join_all(answers).await)
     }
 
-    fn on_uplink(&self, peer: PeerId, visited: &MemberId, fwd: UplinkForward) -> UplinkAnswer {
+    /// Checks a forwarded frame, holds its tokens, and answers once the network server
+    /// has verified it: only then is it counted, here and by the visited node.
+    async fn on_uplink(&self, peer: PeerId, visited: &MemberId, fwd: UplinkForward) -> UplinkAnswer {
         let count = |r: &'static str| PeeringMetrics::count(&self.metrics.received, visited.as_str(), r);
-        let reject = |r: &'static str| {
-            count(r);
-            UplinkAnswer::Rejected { reason: r.into() }
+        let (roamed, verdict) = match self.admit_uplink(peer, visited, &fwd) {
+            Ok(r) => r,
+            Err(reason) => {
+                count(reason);
+                return UplinkAnswer::Rejected { reason: reason.into() };
+            }
         };
+        let air = roamed.rx.first().map_or(0, |r| {
+            airtime_us(r.data_rate, fwd.frame.len(), Direction::Uplink)
+        });
+        if self.home.roamed_tx.try_send(roamed).is_err() {
+            count("busy");
+            return UplinkAnswer::Rejected { reason: "busy".into() };
+        }
+        let reason = match tokio::time::timeout(VERDICT_PATIENCE, verdict).await {
+            Ok(Ok(Verdict::Verified)) => {
+                // Counted before the answer leaves: if this node dies now, the visited
+                // node sends the frame again and the count, keyed by the frame, does
+                // not double.
+                self.carried(&self.me, visited, CarriedFrame::Uplink(&fwd.frame), air);
+                count(if fwd.late { "accepted_late" } else { "accepted" });
+                return UplinkAnswer::Verified;
+            }
+            Ok(Ok(Verdict::Rejected(reason))) => reason,
+            Ok(Err(_)) => "dropped",
+            Err(_) => "timeout",
+        };
+        count(reason);
+        UplinkAnswer::Rejected { reason: reason.into() }
+    }
+
+    /// The checks that need nothing but the frame and what peers told us: the frame for
+    /// the network server (tokens held), and where its verdict comes back.
+    fn admit_uplink(
+        &self,
+        peer: PeerId,
+        visited: &MemberId,
+        fwd: &UplinkForward,
+    ) -> Result<(RoamedUplink, oneshot::Receiver<Verdict>), &'static str> {
         if self.home.limiter.check_key(&peer).is_err() {
-            return reject("rate_limited");
+            return Err("rate_limited");
         }
         if fwd.rx.is_empty() || fwd.rx.len() > MAX_RX_PER_FRAME {
-            return reject("malformed");
+            return Err("malformed");
         }
         match self.home_of(&fwd.frame) {
             Some(h) if h == self.me => {}
-            _ => return reject("not_home"),
+            _ => return Err("not_home"),
         }
         let facts = FrameFacts::of_uplink(self.me.clone(), visited.clone(), &fwd.frame);
-        if let Err(r) = self.check_policy(Side::Home, &self.me, visited, Some(facts)) {
-            return reject(r.as_str());
-        }
-        let mut frames = Vec::new();
-        for r in fwd.rx {
+        self.check_policy(Side::Home, &self.me, visited, Some(facts.clone()))
+            .map_err(|r| r.as_str())?;
+        let mut rx = Vec::with_capacity(fwd.rx.len());
+        for r in &fwd.rx {
             // A peer cannot pass one of our own gateways off as its own.
             if !valid_rx(&r.info) || self.home.local_gateways.get(&r.info.gateway).is_some() {
                 continue;
             }
             self.home.sweep_if_full(&r.info.gateway);
             if !fwd.late {
-                self.home.hold(&r.info, r.token, peer, visited);
+                self.home.hold(&r.info, r.token.clone(), peer, visited);
             }
-            frames.push(Uplink {
-                frame: fwd.frame.clone(),
-                rx: r.info,
-            });
+            rx.push(r.info.clone());
         }
-        if frames.is_empty() {
-            return reject("malformed");
+        if rx.is_empty() {
+            return Err("malformed");
         }
-        let air = airtime_us(frames[0].rx.data_rate, fwd.frame.len(), Direction::Uplink);
-        for f in frames {
-            if self.home.roamed_tx.try_send(f).is_err() {
-                return reject("busy");
-            }
-        }
-        // Counted before the answer leaves: if this node dies now, the visited node
-        // sends the frame again and the count, keyed by the frame, does not double.
-        self.carried(&self.me, visited, CarriedFrame::Uplink(&fwd.frame), air);
-        count(if fwd.late { "accepted_late" } else { "accepted" });
-        UplinkAnswer::Accepted
+        let me = self.self_arc().ok_or("shutting_down")?;
+        let (tx, verdict) = oneshot::channel();
+        let roamed = RoamedUplink {
+            frame: fwd.frame.clone(),
+            rx,
+            arrival: if fwd.late { Arrival::Late } else { Arrival::Live },
+            charge: Box::new(move |dev_eui| {
+                let facts = FrameFacts {
+                    dev_eui: Some(dev_eui),
+                    ..facts
+                };
+                me.charge_policy(Side::Home, facts).map_err(|r| r.as_str())
+            }),
+            verdict: tx,
+        };
+        Ok((roamed, verdict))
     }
 
     /// Sends one of our downlinks through a peer's gateway (the `Roaming` seam) on the

@@ -1,5 +1,5 @@
 //! Federation over libp2p: the signed roster and admission, the routing table, the
-//! roaming protocol (`/entente/roaming/1`) on the visited and the home side.
+//! roaming protocol (`/entente/roaming/2`) on the visited and the home side.
 
 mod buffer;
 mod client;

@@ -91,6 +91,8 @@ pub enum Refusal {
     FlowNotAllowed,
     /// The device is not declared under an agreement with the visited member.
     UndeclaredDevice,
+    /// Two guests declare the device: it is neither's.
+    DeclaredTwice,
     /// Over the device's rate derived from its declared frequency.
     DeviceRateLimited,
     /// Over the agreement's total rate.
@@ -103,6 +105,7 @@ impl Refusal {
             Refusal::NoAgreement => "no_agreement",
             Refusal::FlowNotAllowed => "flow_not_allowed",
             Refusal::UndeclaredDevice => "undeclared_device",
+            Refusal::DeclaredTwice => "declared_twice",
             Refusal::DeviceRateLimited => "rate_limited_device",
             Refusal::AgreementRateLimited => "rate_limited_agreement",
         }
@@ -129,8 +132,15 @@ impl Default for Terms {
 
 pub trait RoamingPolicy: Send + Sync {
     /// May this frame of `home`'s device pass through `visited`'s network? Called once per
-    /// frame on each side; an implementation may count it against rate limits.
+    /// frame on each side, before anything is known of its authenticity: spends nothing.
     fn check(&self, frame: &FrameFacts) -> Result<(), Refusal>;
+
+    /// Spends the frame's share of the rate limits. Called at home only, once the network
+    /// server verified the frame (MIC and counter), so forged or replayed frames cannot
+    /// drain a device's allowance; a refusal means the frame is not counted.
+    fn charge(&self, _frame: &FrameFacts) -> Result<(), Refusal> {
+        Ok(())
+    }
 
     /// The terms under which `home`'s frames travel through `visited`'s network.
     fn terms(&self, _home: &MemberId, _visited: &MemberId) -> Terms {

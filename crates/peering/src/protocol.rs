@@ -1,4 +1,4 @@
-//! `/entente/roaming/1`: request-response messages between a visited and a home node.
+//! `/entente/roaming/2`: request-response messages between a visited and a home node.
 //! CBOR, size-capped by the codec; every field is untrusted and checked on arrival.
 
 use entente_frame::UplinkFrame;
@@ -6,7 +6,7 @@ use entente_gateway::{Downlink, RxInfo, TxAckError};
 use entente_model::GatewayEui;
 use serde::{Deserialize, Serialize};
 
-pub const ROAMING_PROTOCOL: &str = "/entente/roaming/1";
+pub const ROAMING_PROTOCOL: &str = "/entente/roaming/2";
 /// A PHYPayload is at most 255 bytes; 16 gateways' metadata fit many times in this.
 pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
@@ -51,9 +51,11 @@ pub struct RoamedRx {
     pub token: Vec<u8>,
 }
 
+/// The home node's answer, given once its network server has checked the frame's MIC
+/// and counter: only a verified frame is counted, on either side.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UplinkAnswer {
-    Accepted,
+    Verified,
     Rejected { reason: String },
 }
 

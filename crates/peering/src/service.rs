@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 use std::time::Duration;
 
 use entente_frame::{UplinkFrame, UplinkKind};
-use entente_gateway::{Downlink, GatewayBackend, Registry, Roaming, Route, RxInfo, TxFuture, Uplink};
+use entente_gateway::{Downlink, GatewayBackend, Registry, RoamedUplink, Roaming, Route, RxInfo, TxFuture};
 use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui, MemberId, SharedClock};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
@@ -112,7 +112,7 @@ pub struct Handlers {
 pub struct Built {
     pub peering: Arc<Peering>,
     /// Frames of this node's devices heard by peers' gateways, for the network server.
-    pub roamed: mpsc::Receiver<Uplink>,
+    pub roamed: mpsc::Receiver<RoamedUplink>,
     pub listening: Vec<Multiaddr>,
     events: EventLoop<Peering>,
 }
@@ -120,7 +120,7 @@ pub struct Built {
 pub struct Started {
     pub peering: Arc<Peering>,
     /// Frames of this node's devices heard by peers' gateways, for the network server.
-    pub roamed: mpsc::Receiver<Uplink>,
+    pub roamed: mpsc::Receiver<RoamedUplink>,
     pub listening: Vec<Multiaddr>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -312,6 +312,20 @@ impl Peering {
                 Side::Home => visited,
             };
             self.refusals.count(side, peer, flow, r.as_str());
+        }
+        verdict
+    }
+
+    /// Spends a verified frame's share of the policy's quotas; a refusal is counted like
+    /// the check's.
+    pub(crate) fn charge_policy(&self, side: Side, facts: FrameFacts) -> Result<(), Refusal> {
+        let verdict = read(&self.policy).charge(&facts);
+        if let Err(r) = verdict {
+            let peer = match side {
+                Side::Visited => &facts.home,
+                Side::Home => &facts.visited,
+            };
+            self.refusals.count(side, peer, facts.flow.as_str(), r.as_str());
         }
         verdict
     }

@@ -89,7 +89,7 @@ impl Peering {
             return;
         };
         for (f, a) in frames.iter().zip(answers) {
-            if *a == UplinkAnswer::Accepted {
+            if *a == UplinkAnswer::Verified {
                 let air = f.rx.first().map_or(0, |r| {
                     airtime_us(r.info.data_rate, f.frame.len(), Direction::Uplink)
                 });

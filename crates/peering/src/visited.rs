@@ -7,8 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use entente_frame::UplinkFrame;
-use entente_gateway::{GatewayBackend, RxInfo, Timing, TxOutcome};
+use entente_frame::phy::MType;
+use entente_gateway::{Downlink, GatewayBackend, RxInfo, Timing, TxOutcome};
+use entente_region::Eu868;
 use libp2p::PeerId;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -23,6 +27,10 @@ use crate::usage::{CarriedFrame, Direction, airtime_us};
 /// How long a home node may use a token for a Class C downlink (`Timing::Immediately`).
 pub(crate) const TOKEN_MEMORY: Duration = Duration::from_secs(3600);
 
+/// Forward requests to one home node waiting for their answers at once: each waits about
+/// the home's dedup window, so this many keep 5 000 frames/s moving.
+const MAX_IN_FLIGHT: usize = 32;
+
 pub(crate) struct Visited {
     /// Signs the tokens home nodes show to send a downlink through our gateways.
     token_key: TokenKey,
@@ -34,6 +42,8 @@ pub(crate) struct Visited {
     tx_margin: Duration,
     /// One queue per home peer, drained in order by that peer's sender task.
     senders: Mutex<HashMap<PeerId, mpsc::Sender<(Seq, UplinkForward)>>>,
+    /// Receive windows already used, by token and delay: one downlink per window.
+    used_windows: Mutex<HashMap<(Vec<u8>, Duration), Instant>>,
 }
 
 impl Visited {
@@ -44,6 +54,7 @@ impl Visited {
             gateways,
             tx_margin,
             senders: Mutex::new(HashMap::new()),
+            used_windows: Mutex::new(HashMap::new()),
         }
     }
 
@@ -144,37 +155,51 @@ impl Peering {
         }
     }
 
-    /// One sender per home peer: takes whatever frames queued meanwhile (up to a batch),
-    /// sends them in one request, waits for the answer, and so on; order is kept. A
-    /// failed request leaves its frames in the late buffer.
+    /// One sender per home peer: takes whatever frames queued meanwhile (up to a batch)
+    /// and sends them in one request, with up to [`MAX_IN_FLIGHT`] requests waiting for
+    /// their answers (the home node answers once it verified the frames, after its dedup
+    /// window); requests leave in order. A failed request leaves its frames in the late
+    /// buffer.
     async fn sender(self: Arc<Self>, peer: PeerId, mut rx: mpsc::Receiver<(Seq, UplinkForward)>) {
         let member = self
             .member_of(&peer)
             .map(|m| m.id.to_string())
             .unwrap_or_default();
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(f) => batch.push(f),
-                    Err(_) => break,
-                }
-            }
-            if self.peers.is_connected(&peer) && !self.buffer.has(&peer) {
-                let frames: Vec<UplinkForward> = batch.iter().map(|(_, f)| f.clone()).collect();
-                match self.client.request(peer, Request::Uplinks(frames.clone())).await {
-                    Ok(resp) => {
-                        self.count_answers(&member, &resp, batch.len(), Delivery::Live);
-                        self.count_carried(&peer, &frames, &resp);
-                        continue;
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                first = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    let Some(first) = first else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(f) => batch.push(f),
+                            Err(_) => break,
+                        }
                     }
-                    Err(e) => debug!(peer = %member, error = %e, "forward failed; frames wait for the peer"),
+                    in_flight.push(self.send_batch(peer, &member, batch));
                 }
             }
-            for (seq, f) in batch {
-                PeeringMetrics::count(&self.metrics.forwarded, &member, "buffered");
-                self.buffer(peer, seq, f);
+        }
+        while in_flight.next().await.is_some() {}
+    }
+
+    async fn send_batch(&self, peer: PeerId, member: &str, batch: Vec<(Seq, UplinkForward)>) {
+        if self.peers.is_connected(&peer) && !self.buffer.has(&peer) {
+            let frames: Vec<UplinkForward> = batch.iter().map(|(_, f)| f.clone()).collect();
+            match self.client.request(peer, Request::Uplinks(frames.clone())).await {
+                Ok(resp) => {
+                    self.count_answers(member, &resp, batch.len(), Delivery::Live);
+                    self.count_carried(&peer, &frames, &resp);
+                    return;
+                }
+                Err(e) => debug!(peer = %member, error = %e, "forward failed; frames wait for the peer"),
             }
+        }
+        for (seq, f) in batch {
+            PeeringMetrics::count(&self.metrics.forwarded, member, "buffered");
+            self.buffer(peer, seq, f);
         }
     }
 
@@ -186,8 +211,8 @@ impl Peering {
         };
         for i in 0..n {
             let label = match (answers.get(i), delivery) {
-                (Some(UplinkAnswer::Accepted), Delivery::Live) => "accepted",
-                (Some(UplinkAnswer::Accepted), Delivery::Late) => "late_accepted",
+                (Some(UplinkAnswer::Verified), Delivery::Live) => "accepted",
+                (Some(UplinkAnswer::Verified), Delivery::Late) => "late_accepted",
                 (Some(UplinkAnswer::Rejected { .. }), Delivery::Live) => "rejected",
                 (Some(UplinkAnswer::Rejected { .. }), Delivery::Late) => "late_rejected",
                 (None, _) => "refused",
@@ -218,6 +243,12 @@ impl Peering {
 
     async fn downlink_result(&self, peer: PeerId, req: DownlinkRequest) -> TxResult {
         if let Err(refused) = self.check_token(&peer, &req) {
+            return refused;
+        }
+        if let Err(reason) = check_radio(&req.downlink) {
+            return TxResult::Refused { reason };
+        }
+        if let Err(refused) = self.use_window(&req) {
             return refused;
         }
         let Some(home) = self.member_of(&peer).map(|m| m.id.clone()) else {
@@ -254,6 +285,24 @@ impl Peering {
         }
     }
 
+    /// A Class A token opens each of its receive windows once.
+    fn use_window(&self, req: &DownlinkRequest) -> Result<(), TxResult> {
+        let Timing::AfterReception { delay, .. } = req.downlink.timing else {
+            return Ok(());
+        };
+        let mut used = lock(&self.visited.used_windows);
+        if used.len() >= 4096 {
+            used.retain(|_, at| at.elapsed() < Duration::from_secs(20));
+        }
+        match used.entry((req.token.clone(), delay)) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(TxResult::BadToken),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Instant::now());
+                Ok(())
+            }
+        }
+    }
+
     /// The token must be ours, issued to this peer for this gateway, and still usable for
     /// the downlink's timing.
     fn check_token(&self, peer: &PeerId, req: &DownlinkRequest) -> Result<(), TxResult> {
@@ -284,4 +333,18 @@ impl Peering {
         }
         Ok(())
     }
+}
+
+/// What a home node asks to transmit must be a downlink (a join accept or a data
+/// downlink) that EU868 allows on our gateway: frequency, data rate, power and size.
+fn check_radio(d: &Downlink) -> Result<(), String> {
+    let mtype = d.phy_payload.first().map(|m| MType::from_mhdr(*m));
+    if !matches!(
+        mtype,
+        Some(MType::JoinAccept | MType::UnconfirmedDown | MType::ConfirmedDown)
+    ) {
+        return Err("not_a_downlink".into());
+    }
+    Eu868::check_downlink(d.frequency_hz, d.data_rate, d.power_dbm, d.phy_payload.len())
+        .map_err(|e| format!("outside_eu868: {e}"))
 }

@@ -118,6 +118,31 @@ impl Eu868 {
         Ok(uplink.saturating_sub(offset))
     }
 
+    /// Whether a downlink may go on the air as asked: a frequency in a sub-band, an EU868
+    /// data rate, a power within the sub-band's limit (27 dBm in g3, RX2's, 14 dBm
+    /// elsewhere) and a PHYPayload the data rate carries (MHDR + MACPayload + MIC).
+    pub fn check_downlink(freq_hz: u32, dr: DataRate, power_dbm: i8, phy_len: usize) -> Result<(), RegionError> {
+        let band = Self::sub_band(freq_hz)?;
+        let index = Self::data_rate_index(dr).ok_or_else(|| RegionError::BadDataRate(format!("{dr:?}")))?;
+        let max_dbm = if band.name == "g3" {
+            Self::RX2_TX_POWER_DBM
+        } else {
+            Self::DEFAULT_TX_POWER_DBM
+        };
+        if !(0..=max_dbm).contains(&power_dbm) {
+            return Err(RegionError::TxPower {
+                freq_hz,
+                power_dbm,
+                max_dbm,
+            });
+        }
+        let max = Self::max_mac_payload(index)? + 5;
+        if phy_len > max {
+            return Err(RegionError::TooLong { len: phy_len, max, index });
+        }
+        Ok(())
+    }
+
     pub fn sub_band(freq_hz: u32) -> Result<SubBand, RegionError> {
         SUB_BANDS
             .iter()
@@ -130,6 +155,24 @@ impl Eu868 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downlinks_outside_the_plan_are_refused() {
+        let sf = |n| DataRate::lora(n, Bandwidth::Khz125);
+        let cases: [(&str, u32, DataRate, i8, usize, bool); 8] = [
+            ("RX1 on a default channel", 868_100_000, sf(7), 14, 250 + 5, true),
+            ("RX2, 27 dBm", Eu868::RX2_FREQUENCY_HZ, sf(12), 27, 64, true),
+            ("out of band", 870_500_000, sf(7), 14, 20, false),
+            ("between sub-bands", 868_650_000, sf(7), 14, 20, false),
+            ("27 dBm outside g3", 868_100_000, sf(7), 27, 20, false),
+            ("negative power", 868_100_000, sf(7), -3, 20, false),
+            ("too long for SF12", 868_100_000, sf(12), 14, 59 + 6, false),
+            ("SF6 is not EU868", 868_100_000, sf(6), 14, 20, false),
+        ];
+        for (what, f, dr, p, len, ok) in cases {
+            assert_eq!(Eu868::check_downlink(f, dr, p, len).is_ok(), ok, "{what}");
+        }
+    }
 
     #[test]
     fn rx1_offsets() {

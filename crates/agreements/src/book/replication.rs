@@ -51,32 +51,10 @@ impl Book {
             }
         }
         for r in msg.reviews {
-            let key = match (r.key(), r.verify(&*self.keys)) {
-                (Ok(k), Ok(_)) => k,
-                (Err(e), _) | (_, Err(e)) => {
-                    self.reject_doc(from, "review", e.to_string());
-                    continue;
-                }
-            };
-            let mut rs = lock(&self.reviews);
-            let next = match rs.get(&key) {
-                Some(held) if held.bytes != r.bytes => {
-                    // Both prepared one: the earlier-signed bytes stay; ours is not replaced.
-                    continue;
-                }
-                Some(held) => {
-                    let mut m = held.clone();
-                    for (k, v) in r.signatures {
-                        m.signatures.entry(k).or_insert(v);
-                    }
-                    m
-                }
-                None => r,
-            };
-            if rs.get(&key) != Some(&next) && self.store.put::<Reviews>(&key, &next, Durability::Sync).is_ok()
-            {
-                rs.insert(key, next);
-                changed += 1;
+            match self.merge_review(from, r) {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => self.reject_doc(from, "review", e.to_string()),
             }
         }
         if changed > 0 {
@@ -84,6 +62,45 @@ impl Book {
             self.refresh();
         }
         changed
+    }
+
+    /// One review from `from`: kept only if it is about an agreement we hold with
+    /// `from`, for a quarter already begun, prepared by one of its parties and signed by
+    /// that party. When both parties prepared one, both keep the one [`preferred`] picks.
+    pub(super) fn merge_review(&self, from: &MemberId, r: SignedReview) -> Result<bool, BookError> {
+        let review = r.review()?;
+        let key = r.key()?;
+        let parties = lock(&self.dossiers)
+            .get(&review.agreement)
+            .ok_or_else(|| BookError::NotFound(review.agreement.clone()))?
+            .parties()?;
+        let ours = [review.host.clone(), review.guest.clone()];
+        if !parties.contains(from) || !ours.iter().all(|m| parties.contains(m)) {
+            return Err(BookError::NotAParty(from.clone(), review.agreement.clone()));
+        }
+        crate::review::check_period(&review, self.clock.now())?;
+        let signers = r.verify(&*self.keys)?;
+        if !signers.contains(&review.prepared_by) {
+            return Err(SignError::Missing(review.prepared_by.clone()).into());
+        }
+        let mut rs = lock(&self.reviews);
+        let next = match rs.get(&key) {
+            Some(held) if held.bytes == r.bytes => {
+                let mut m = held.clone();
+                for (k, v) in r.signatures {
+                    m.signatures.entry(k).or_insert(v);
+                }
+                m
+            }
+            Some(held) if crate::review::preferred(held, &r)? == held => return Ok(false),
+            _ => r,
+        };
+        if rs.get(&key) == Some(&next) {
+            return Ok(false);
+        }
+        self.store.put::<Reviews>(&key, &next, Durability::Sync)?;
+        rs.insert(key, next);
+        Ok(true)
     }
 
     /// One dossier from `from`: merged if both of us are its parties and it verifies and
@@ -94,13 +111,16 @@ impl Book {
             return Err(BookError::NotAParty(from.clone(), theirs.id.clone()));
         }
         let mut ds = lock(&self.dossiers);
-        let merged = match ds.get(&theirs.id) {
-            Some(ours) => ours.merged(&theirs, &*self.keys, self.clock.now())?,
+        let now = self.clock.now();
+        let held = ds.get(&theirs.id);
+        let merged = match held {
+            Some(ours) => ours.merged(&theirs, &*self.keys, now)?,
             None => {
                 self.replay(&theirs)?;
                 theirs
             }
         };
+        merged.check_new_acts(held, now)?;
         if ds.get(&merged.id) == Some(&merged) {
             return Ok(false);
         }

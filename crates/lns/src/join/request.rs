@@ -3,6 +3,7 @@
 //! answer in the join windows.
 
 use crate::session_index::SessionIndex;
+use crate::uplink::Waiters;
 use std::sync::Arc;
 
 use entente_gateway::RxInfo;
@@ -59,11 +60,13 @@ impl NetworkServer {
         signed: &[u8],
         j: JoinRequest,
         rx: Vec<RxInfo>,
+        waiters: &mut Waiters,
     ) -> Result<(), Rejection> {
         let mut join = JoinUplink::load(self, signed, j, rx)?;
         join.check_mic()?;
         let mut guard = self.lock_sessions();
         join.check_dev_nonce()?;
+        waiters.charge(j.dev_eui)?;
         let dev_addr = join.allocate_dev_addr()?;
         join.next_join_nonce();
         let session = join.new_session(dev_addr);

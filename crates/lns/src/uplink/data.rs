@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use entente_gateway::RxInfo;
+use entente_gateway::{Arrival, RxInfo};
 use entente_model::DevEui;
 use entente_region::Eu868;
 use entente_store::{Batch, Durability, StoreError};
@@ -23,6 +23,7 @@ use crate::session::{FCntCheck, Session};
 use crate::tables::{Devices, DownlinkQueue, Sessions, UplinkRecord, Uplinks};
 
 use super::channel_index;
+use super::Waiters;
 use super::group::{Accepted, Group};
 use crate::session_index::SessionIndex;
 
@@ -75,22 +76,37 @@ pub(crate) struct DataUplink<'a> {
     /// Queue items the device acknowledged.
     pub acked: Vec<(DevEui, u64)>,
     pub payload: AppPayload,
+    /// A late frame gets no answer: its receive windows closed long ago.
+    pub arrival: Arrival,
+}
+
+/// Where a data uplink that passed its checks stands.
+pub(crate) enum Staging {
+    /// In the group's batch with the peers waiting for it, accepted once the batch is
+    /// written.
+    Staged,
+    /// The last accepted frame again: answered, not stored twice.
+    Retransmission,
 }
 
 impl NetworkServer {
     pub(super) fn process_data(
         self: &Arc<Self>,
         frame: DataFrame<'_>,
-        rx: Vec<RxInfo>,
+        (rx, arrival): (Vec<RxInfo>, Arrival),
+        waiters: &mut Waiters,
         group: &mut Group<'_>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Staging, Rejection> {
         let radio = Radio::of(rx.first().ok_or(Rejection::BadPhy)?);
         let staged = group.for_addr(frame.dev_addr);
         let (session, fcnt) = self.match_session(&mut staged.index, &frame, radio)?;
         let mut up = DataUplink::new(self, frame, rx, radio, session, fcnt);
+        up.arrival = arrival;
         if up.check_fcnt()? == Counter::Retransmission {
-            return up.answer_retransmission(&mut staged.index);
+            up.answer_retransmission(&mut staged.index)?;
+            return Ok(Staging::Retransmission);
         }
+        waiters.charge(up.session.dev_eui)?;
         up.load_device()?;
         up.decrypt_mac_commands();
         up.handle_mac_commands();
@@ -103,8 +119,8 @@ impl NetworkServer {
             staged.fail();
             return Err(r);
         }
-        staged.accept(up.accepted(plan));
-        Ok(())
+        staged.accept(up.accepted(plan, std::mem::take(waiters)));
+        Ok(Staging::Staged)
     }
 }
 
@@ -138,6 +154,7 @@ impl<'a> DataUplink<'a> {
             mac_out: Vec::new(),
             acked: Vec::new(),
             payload: AppPayload::default(),
+            arrival: Arrival::Live,
         }
     }
 
@@ -153,7 +170,7 @@ impl<'a> DataUplink<'a> {
     /// The device missed our ACK: acknowledge again, deliver nothing twice.
     fn answer_retransmission(mut self, index: &mut SessionIndex) -> Result<(), Rejection> {
         self.ns.metrics.retransmissions.inc();
-        if !self.frame.confirmed() {
+        if !self.frame.confirmed() || self.arrival == Arrival::Late {
             return Ok(());
         }
         let answer = ClassAAnswer::re_ack(self.fcnt, self.radio.data_rate);
@@ -301,6 +318,11 @@ impl<'a> DataUplink<'a> {
         &mut self,
         index: &mut SessionIndex,
     ) -> Result<Option<DownlinkPlan>, Rejection> {
+        // Planning would spend one of a queued downlink's attempts on a frame that
+        // cannot be answered.
+        if self.arrival == Arrival::Late {
+            return Ok(None);
+        }
         let mac = maccommand::encode(&self.mac_out);
         let ack = if self.frame.confirmed() {
             Ack::Uplink(self.fcnt)
@@ -365,13 +387,15 @@ impl<'a> DataUplink<'a> {
     }
 
     /// What is left to do once the batch is durable.
-    pub(crate) fn accepted(self, answer: Option<DownlinkPlan>) -> Accepted {
+    pub(crate) fn accepted(self, answer: Option<DownlinkPlan>, waiters: Waiters) -> Accepted {
         Accepted {
             dev_eui: self.session.dev_eui,
             fcnt: self.fcnt,
             class: self.session.class,
             answer,
             rx: self.rx,
+            arrival: self.arrival,
+            waiters,
         }
     }
 }

@@ -285,7 +285,7 @@ fn one_batch_holds_the_session_the_uplink_and_the_hook() {
     assert_eq!(hook.seen.load(Ordering::SeqCst), 1);
     assert_eq!(hook.committed.load(Ordering::SeqCst), 0);
     h.ns.store().write(batch, Durability::Sync).unwrap();
-    up.accepted(None).committed(&h.ns);
+    up.accepted(None, Default::default()).committed(&h.ns);
     assert_eq!(hook.committed.load(Ordering::SeqCst), 1);
     assert_eq!(h.session(d.dev_eui).fcnt_up, Some(0));
     let stored = h.ns.uplinks(&d.dev_eui, 0, 10).unwrap();
@@ -305,7 +305,7 @@ async fn the_answer_acks_a_confirmed_uplink_and_says_nothing_otherwise() {
         up.request_mac_commands();
         let plan = up.plan_answer(&mut h.ns.lock_sessions()).unwrap();
         assert_eq!(plan.as_ref().map(|p| p.kind), kind);
-        up.accepted(plan).answer(&h.ns);
+        up.accepted(plan, Default::default()).answer(&h.ns);
         let sent = h.downlinks().await;
         assert_eq!(sent.len(), usize::from(confirmed));
         if confirmed {

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, MutexGuard};
 
-use entente_gateway::RxInfo;
+use entente_gateway::{Arrival, RxInfo, Verdict};
 use entente_model::{DevAddr, DevEui};
 use entente_store::{Batch, Durability};
 use tracing::{debug, warn};
@@ -16,6 +16,8 @@ use crate::downlink::DownlinkPlan;
 use crate::metrics::Rejection;
 use crate::server::NetworkServer;
 use crate::session_index::SessionIndex;
+
+use super::Waiters;
 
 /// Uplinks staged at most before the group is written (bounds a burst's latency).
 pub(crate) const MAX_STAGED: usize = 1024;
@@ -56,15 +58,19 @@ pub(crate) struct Accepted {
     pub answer: Option<DownlinkPlan>,
     /// Every gateway's reception, best first: the answer goes through the first.
     pub rx: Vec<RxInfo>,
+    pub arrival: Arrival,
+    /// The peers that forwarded the frame, told once it is durable.
+    pub waiters: Waiters,
 }
 
 impl Accepted {
-    pub(crate) fn committed(self, ns: &Arc<NetworkServer>) {
+    pub(crate) fn committed(mut self, ns: &Arc<NetworkServer>) {
         if let Some(h) = ns.hook.as_ref() {
             h.committed();
         }
         ns.metrics.uplinks_accepted.inc();
         debug!(dev_eui = %self.dev_eui, fcnt = self.fcnt, gateways = self.rx.len(), "uplink accepted");
+        std::mem::take(&mut self.waiters).tell(Verdict::Verified);
         self.answer(ns);
     }
 
@@ -73,7 +79,9 @@ impl Accepted {
     pub(crate) fn answer(self, ns: &Arc<NetworkServer>) {
         match self.answer {
             Some(p) => ns.spawn_class_a(p, self.rx),
-            None if self.class == DeviceClass::C => ns.send_class_c(self.dev_eui),
+            None if self.class == DeviceClass::C && self.arrival == Arrival::Live => {
+                ns.send_class_c(self.dev_eui)
+            }
             None => {}
         }
     }
@@ -133,8 +141,9 @@ impl<'a> Group<'a> {
             Ok(()) => accepted.into_iter().for_each(|a| a.committed(self.ns)),
             Err(error) => {
                 warn!(%error, uplinks = accepted.len(), "uplinks not written");
-                for _ in &accepted {
+                for a in accepted {
                     self.ns.metrics.reject(Rejection::Store);
+                    a.waiters.tell(Verdict::Rejected(Rejection::Store.as_str()));
                 }
             }
         }
@@ -159,7 +168,9 @@ mod tests {
 
     fn data(h: &Harness, group: &mut Group<'_>, bytes: Vec<u8>) -> Result<(), Rejection> {
         let frame = UplinkFrame::parse(bytes).unwrap();
-        h.ns.process_data(frame.data().unwrap(), vec![rx(1, 0.0, 5)], group)
+        let copies = (vec![rx(1, 0.0, 5)], entente_gateway::Arrival::Live);
+        h.ns.process_data(frame.data().unwrap(), copies, &mut Waiters::heard_here(), group)
+            .map(|_| ())
     }
 
     #[tokio::test]

@@ -6,18 +6,22 @@ pub(crate) mod data;
 mod data_tests;
 mod group;
 mod session_match;
+#[cfg(test)]
+mod verdict_tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use entente_frame::{UplinkFrame, UplinkKind};
-use entente_gateway::{Route, RxInfo, Uplink};
+use entente_gateway::{Arrival, Charge, RoamedUplink, Route, RxInfo, Uplink, Verdict};
+use entente_model::DevEui;
 use entente_region::Eu868;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use self::data::Staging;
 use self::group::Group;
 use crate::join;
 use crate::metrics::Rejection;
@@ -40,11 +44,74 @@ pub(crate) fn channel_index(freq_hz: u32) -> u8 {
         .unwrap_or(0)
 }
 
+/// Where a frame's copies came from: our own gateways, and the peers that forwarded one
+/// to us, its home, each waiting for the verdict.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    heard_here: bool,
+    peers: Vec<(Charge, oneshot::Sender<Verdict>)>,
+}
+
+impl Waiters {
+    pub(crate) fn heard_here() -> Self {
+        Waiters {
+            heard_here: true,
+            peers: Vec::new(),
+        }
+    }
+
+    fn join(&mut self, other: Waiters) {
+        self.heard_here |= other.heard_here;
+        self.peers.extend(other.peers);
+    }
+
+    /// The frame verified as `dev_eui`'s: each forwarding peer's agreement is charged
+    /// for it, and a peer refused hears why. The frame goes on if a copy was heard here
+    /// or one charge passed.
+    pub(crate) fn charge(&mut self, dev_eui: DevEui) -> Result<(), Rejection> {
+        let mut kept = Vec::with_capacity(self.peers.len());
+        for (charge, verdict) in self.peers.drain(..) {
+            match charge(dev_eui) {
+                Ok(()) => kept.push((no_charge(), verdict)),
+                Err(reason) => {
+                    let _ = verdict.send(Verdict::Rejected(reason));
+                }
+            }
+        }
+        let refused_all = kept.is_empty() && !self.heard_here;
+        self.peers = kept;
+        if refused_all {
+            return Err(Rejection::OverQuota);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn tell(self, verdict: Verdict) {
+        for (_, w) in self.peers {
+            // A peer that stopped waiting has nothing to count.
+            let _ = w.send(verdict);
+        }
+    }
+}
+
+/// A charge already paid.
+fn no_charge() -> Charge {
+    Box::new(|_| Ok(()))
+}
+
+/// A frame's copies so far, and who waits for what becomes of it.
+struct Copies {
+    rx: Vec<RxInfo>,
+    waiters: Waiters,
+    /// Late only when every copy came from a peer's buffer.
+    arrival: Arrival,
+}
+
 /// Frames waiting for their other copies, each with every reception so far. Two FIFOs
 /// of deadlines, one per window length, so each stays in order.
 #[derive(Default)]
 struct DedupWindow {
-    pending: HashMap<Vec<u8>, Vec<RxInfo>, foldhash::fast::RandomState>,
+    pending: HashMap<Vec<u8>, Copies, foldhash::fast::RandomState>,
     home: VecDeque<(Instant, UplinkFrame)>,
     visited: VecDeque<(Instant, UplinkFrame)>,
 }
@@ -65,19 +132,26 @@ impl NetworkServer {
     pub async fn run(
         self: Arc<Self>,
         mut frames: mpsc::Receiver<Uplink>,
-        mut roamed: mpsc::Receiver<Uplink>,
+        mut roamed: mpsc::Receiver<RoamedUplink>,
         shutdown: CancellationToken,
     ) {
         let mut window = DedupWindow::default();
         let mut roamed_open = true;
         loop {
             let next = window.next_deadline();
-            let f = tokio::select! {
+            let (frame, copies) = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                f = frames.recv() => match f { Some(f) => f, None => break },
+                f = frames.recv() => match f {
+                    Some(f) => (f.frame, Copies { rx: vec![f.rx], waiters: Waiters::heard_here(), arrival: Arrival::Live }),
+                    None => break,
+                },
                 f = roamed.recv(), if roamed_open => match f {
-                    Some(f) => { self.metrics.roamed_in.inc(); f }
+                    Some(f) => {
+                        self.metrics.roamed_in.inc();
+                        let waiters = Waiters { heard_here: false, peers: vec![(f.charge, f.verdict)] };
+                        (f.frame, Copies { rx: f.rx, waiters, arrival: f.arrival })
+                    }
                     None => { roamed_open = false; continue }
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
@@ -85,28 +159,32 @@ impl NetworkServer {
                     continue;
                 }
             };
-            self.admit(&mut window, f);
+            self.admit(&mut window, frame, copies);
         }
         // Frames still in their window are processed rather than lost.
         self.dispatch_closed(&mut window, None);
     }
 
-    /// A later copy joins its frame; a first copy opens the frame's window, the visited
+    /// Later copies join their frame; a first copy opens the frame's window, the visited
     /// one when the frame is only forwarded from here.
-    fn admit(&self, window: &mut DedupWindow, f: Uplink) {
-        if let Some(rx) = window.pending.get_mut(f.frame.bytes()) {
-            self.metrics.duplicate_copies.inc();
-            rx.push(f.rx);
+    fn admit(&self, window: &mut DedupWindow, frame: UplinkFrame, copies: Copies) {
+        if let Some(c) = window.pending.get_mut(frame.bytes()) {
+            self.metrics.duplicate_copies.inc_by(copies.rx.len() as u64);
+            c.rx.extend(copies.rx);
+            c.waiters.join(copies.waiters);
+            if copies.arrival == Arrival::Live {
+                c.arrival = Arrival::Live;
+            }
             return;
         }
-        window.pending.insert(f.frame.bytes().to_vec(), vec![f.rx]);
-        if self.forwards(&f.frame) {
+        window.pending.insert(frame.bytes().to_vec(), copies);
+        if self.forwards(&frame) {
             let deadline = Instant::now() + self.cfg.visited_dedup_window;
-            window.visited.push_back((deadline, f.frame));
+            window.visited.push_back((deadline, frame));
         } else {
             window
                 .home
-                .push_back((Instant::now() + self.cfg.dedup_window, f.frame));
+                .push_back((Instant::now() + self.cfg.dedup_window, frame));
         }
     }
 
@@ -121,8 +199,8 @@ impl NetworkServer {
         for (q, forward) in [(home, false), (visited, true)] {
             while q.front().is_some_and(|(t, _)| until.is_none_or(|u| *t <= u)) {
                 let Some((_, frame)) = q.pop_front() else { break };
-                if let Some(rx) = pending.remove(frame.bytes()) {
-                    self.dispatch(frame, rx, forward, &mut group);
+                if let Some(copies) = pending.remove(frame.bytes()) {
+                    self.dispatch(frame, copies, forward, &mut group);
                 }
             }
         }
@@ -131,14 +209,16 @@ impl NetworkServer {
 
     /// The routing decision was taken once, when the frame's first copy arrived: the
     /// queue it waited in says whether it is ours or forwarded.
-    fn dispatch(self: &Arc<Self>, frame: UplinkFrame, rx: Vec<RxInfo>, forward: bool, group: &mut Group<'_>) {
+    fn dispatch(self: &Arc<Self>, frame: UplinkFrame, copies: Copies, forward: bool, group: &mut Group<'_>) {
+        let Copies { rx, waiters, arrival } = copies;
         match (forward, self.roaming.as_ref()) {
             (true, Some(r)) => {
                 self.metrics.frames_deduplicated.inc();
                 self.metrics.forwarded.inc();
+                waiters.tell(Verdict::Rejected("not_home"));
                 r.forward(frame, best_first(rx));
             }
-            _ => self.process_in(group, &frame, rx),
+            _ => self.process_in(group, &frame, rx, waiters, arrival),
         }
     }
 
@@ -161,26 +241,52 @@ impl NetworkServer {
     /// Processes one deduplicated frame with every gateway's reception metadata.
     pub fn process(self: &Arc<Self>, frame: &UplinkFrame, rx: Vec<RxInfo>) {
         let mut group = Group::new(self);
-        self.process_in(&mut group, frame, rx);
+        self.process_in(&mut group, frame, rx, Waiters::heard_here(), Arrival::Live);
         group.commit();
     }
 
     /// Processes a frame among the others of its group; a join writes what the group
-    /// staged first, then takes the session lock itself.
-    fn process_in(self: &Arc<Self>, group: &mut Group<'_>, frame: &UplinkFrame, rx: Vec<RxInfo>) {
+    /// staged first, then takes the session lock itself. The peers waiting for the frame
+    /// hear of a data uplink once its group is written.
+    fn process_in(
+        self: &Arc<Self>,
+        group: &mut Group<'_>,
+        frame: &UplinkFrame,
+        rx: Vec<RxInfo>,
+        waiters: Waiters,
+        arrival: Arrival,
+    ) {
         self.metrics.frames_deduplicated.inc();
         let rx = best_first(rx);
+        let mut waiters = waiters;
         let result = match (frame.kind(), frame.data()) {
+            // Its accept could no longer reach the device, and the session it would
+            // start would replace the one the device uses.
+            (UplinkKind::Join(_), _) if arrival == Arrival::Late => Err(Rejection::LateJoin),
             (UplinkKind::Join(j), _) => {
                 group.commit();
-                self.process_join(frame.signed(), *j, rx)
+                self.process_join(frame.signed(), *j, rx, &mut waiters)
+                    .map(|()| Some(Verdict::Verified))
             }
-            (UplinkKind::Data(_), Some(d)) => self.process_data(d, rx, group),
+            (UplinkKind::Data(_), Some(d)) => {
+                self.process_data(d, (rx, arrival), &mut waiters, group).map(|s| match s {
+                    Staging::Staged => None,
+                    Staging::Retransmission => Some(Verdict::Rejected("retransmission")),
+                })
+            }
             (UplinkKind::Data(_), None) => Err(Rejection::BadPhy),
         };
-        if let Err(r) = result {
-            debug!(reason = r.as_str(), "uplink rejected");
-            self.metrics.reject(r);
+        match result {
+            Ok(verdict) => {
+                if let Some(v) = verdict {
+                    waiters.tell(v);
+                }
+            }
+            Err(r) => {
+                debug!(reason = r.as_str(), "uplink rejected");
+                self.metrics.reject(r);
+                waiters.tell(Verdict::Rejected(r.as_str()));
+            }
         }
     }
 }
