@@ -226,7 +226,8 @@ async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
             downlink: d,
         })
     };
-    let refused: [(&str, fn(&mut Downlink)); 4] = [
+    type Edit = fn(&mut Downlink);
+    let refused: [(&str, Edit); 4] = [
         ("30 dBm", |d| d.power_dbm = 30),
         ("out of band", |d| d.frequency_hz = 915_000_000),
         ("an uplink MType", |d| d.phy_payload[0] = 0x40),
