@@ -178,7 +178,11 @@ impl Dossier {
                 act.kind, act.by, act.at
             )))
         };
-        for sa in self.acts.iter().filter(|a| held.is_none_or(|h| !h.acts.contains(a))) {
+        for sa in self
+            .acts
+            .iter()
+            .filter(|a| held.is_none_or(|h| !h.acts.contains(a)))
+        {
             let act = sa.act()?;
             if act.at > now + CLOCK_SKEW {
                 return refused(&act, format!("later than this node's clock ({now}) allows"));

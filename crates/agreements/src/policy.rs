@@ -270,7 +270,11 @@ impl AgreementPolicy {
         let known = f.dev_eui.is_some() || (f.home == self.me && f.dev_addr.is_some());
         if !known {
             // A join accept names no device in clear: only the agreement's rate applies.
-            return Ok(((*first).clone(), f.dev_addr.map(DeviceKey::Addr), first.max_per_day));
+            return Ok((
+                (*first).clone(),
+                f.dev_addr.map(DeviceKey::Addr),
+                first.max_per_day,
+            ));
         }
         let euis = self.resolve(f);
         let found = candidates.iter().find_map(|e| {
@@ -282,7 +286,10 @@ impl AgreementPolicy {
         };
         // A guest declaring another member's device would pull its joins: a DevEUI two
         // guests declare belongs to neither here.
-        if entries.iter().any(|o| o.guest != f.home && o.declared.contains_key(&d)) {
+        if entries
+            .iter()
+            .any(|o| o.guest != f.home && o.declared.contains_key(&d))
+        {
             return Err(Refusal::DeclaredTwice);
         }
         if !flows.contains(&f.flow) {

@@ -254,7 +254,12 @@ impl Review {
 /// federation's skew), and its label, period and agreement fields agree.
 pub fn check_period(r: &Review, now: DateTime<Utc>) -> Result<(), SignError> {
     let (label, start, end) = quarter_of(r.period_start);
-    let bad = |why: &str| Err(SignError::Decode(format!("review {}/{}: {why}", r.agreement, r.quarter)));
+    let bad = |why: &str| {
+        Err(SignError::Decode(format!(
+            "review {}/{}: {why}",
+            r.agreement, r.quarter
+        )))
+    };
     if label != r.quarter || start != r.period_start || end != r.period_end {
         return bad("its quarter and period disagree");
     }
@@ -270,10 +275,12 @@ pub fn check_period(r: &Review, now: DateTime<Utc>) -> Result<(), SignError> {
 pub fn preferred<'a>(a: &'a SignedReview, b: &'a SignedReview) -> Result<&'a SignedReview, SignError> {
     let (ra, rb) = (a.review()?, b.review()?);
     let rank = |r: &Review| (r.prepared_by != r.host, std::cmp::Reverse(r.prepared_at));
-    Ok(match rank(&ra).cmp(&rank(&rb)).then_with(|| a.bytes.cmp(&b.bytes)) {
-        std::cmp::Ordering::Greater => b,
-        _ => a,
-    })
+    Ok(
+        match rank(&ra).cmp(&rank(&rb)).then_with(|| a.bytes.cmp(&b.bytes)) {
+            std::cmp::Ordering::Greater => b,
+            _ => a,
+        },
+    )
 }
 
 /// A review as kept: its exact bytes and the committee members' signatures.

@@ -242,7 +242,13 @@ fn active_pair() -> (Arc<ManualClock>, Side, Side, String) {
 }
 
 fn send_reviews(to: &Side, from: &str, reviews: Vec<SignedReview>) -> usize {
-    to.book.merge_from(&id(from), SyncMsg { dossiers: vec![], reviews })
+    to.book.merge_from(
+        &id(from),
+        SyncMsg {
+            dossiers: vec![],
+            reviews,
+        },
+    )
 }
 
 #[test]
@@ -289,7 +295,13 @@ fn two_reviews_of_one_quarter_end_as_the_same_one_on_both_sides() {
     let (_, hosts) = tours.book.review(&id_).unwrap();
     assert_ne!(guests.bytes, hosts.bytes);
     sync(&smo, &tours);
-    let held = |s: &Side| s.book.reviews(&id_).into_iter().map(|(_, r)| r.bytes).collect::<Vec<_>>();
+    let held = |s: &Side| {
+        s.book
+            .reviews(&id_)
+            .into_iter()
+            .map(|(_, r)| r.bytes)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(held(&tours), vec![hosts.bytes.clone()]);
     assert_eq!(held(&smo), vec![hosts.bytes.clone()]);
     // The guest's committee signs the kept one, and both end with both signatures.
@@ -323,10 +335,19 @@ fn acts_dated_beyond_the_clock_or_before_what_they_follow_are_refused_and_not_st
     };
     let refusals = smo.book.rejections().len();
     let attempts = [
-        ("backdated before the act it follows", suspend(head_at - TimeDelta::days(30), Some(head.id()))),
-        ("dated in 2100", suspend(t("2100-01-01T00:00:00Z"), Some(head.id()))),
+        (
+            "backdated before the act it follows",
+            suspend(head_at - TimeDelta::days(30), Some(head.id())),
+        ),
+        (
+            "dated in 2100",
+            suspend(t("2100-01-01T00:00:00Z"), Some(head.id())),
+        ),
         ("naming no act", suspend(t("2026-06-01T10:00:00Z"), None)),
-        ("following an act nobody holds", suspend(t("2026-06-01T10:00:00Z"), Some("00".repeat(32)))),
+        (
+            "following an act nobody holds",
+            suspend(t("2026-06-01T10:00:00Z"), Some("00".repeat(32))),
+        ),
     ];
     for (what, d) in attempts {
         let msg = SyncMsg {
@@ -345,5 +366,9 @@ fn acts_dated_beyond_the_clock_or_before_what_they_follow_are_refused_and_not_st
     assert_eq!(smo.book.show(&id_).unwrap().state, State::Suspended);
     let d = smo.book.dossier(&id_).unwrap();
     let last = d.head().unwrap().act().unwrap();
-    assert_eq!(last.follows, Some(head.id()), "the chain names the act it was made on");
+    assert_eq!(
+        last.follows,
+        Some(head.id()),
+        "the chain names the act it was made on"
+    );
 }

@@ -18,7 +18,7 @@ pub use frame::{CrcStatus, FrameError, RxFrame, RxInfo};
 pub use metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
 pub use registry::{GatewayRecord, GatewayStatus, GatewayView, NewGateway, Registry, RegistryError};
 pub use seam::{
-    Arrival, Charge, Downlink, DownlinkError, GatewayBackend, Roaming, RoamedUplink, Route, RxContext, Timing,
-    TxAckError, TxFuture, TxOutcome, Uplink, Verdict,
+    Arrival, Charge, Downlink, DownlinkError, GatewayBackend, RoamedUplink, Roaming, Route, RxContext,
+    Timing, TxAckError, TxFuture, TxOutcome, Uplink, Verdict,
 };
 pub use server::{GatewayServer, ServerConfig};

@@ -160,15 +160,20 @@ impl Peering {
             Ok(r) => r,
             Err(reason) => {
                 count(reason);
-                return UplinkAnswer::Rejected { reason: reason.into() };
+                return UplinkAnswer::Rejected {
+                    reason: reason.into(),
+                };
             }
         };
-        let air = roamed.rx.first().map_or(0, |r| {
-            airtime_us(r.data_rate, fwd.frame.len(), Direction::Uplink)
-        });
+        let air = roamed
+            .rx
+            .first()
+            .map_or(0, |r| airtime_us(r.data_rate, fwd.frame.len(), Direction::Uplink));
         if self.home.roamed_tx.try_send(roamed).is_err() {
             count("busy");
-            return UplinkAnswer::Rejected { reason: "busy".into() };
+            return UplinkAnswer::Rejected {
+                reason: "busy".into(),
+            };
         }
         let reason = match tokio::time::timeout(VERDICT_PATIENCE, verdict).await {
             Ok(Ok(Verdict::Verified)) => {
@@ -184,7 +189,9 @@ impl Peering {
             Err(_) => "timeout",
         };
         count(reason);
-        UplinkAnswer::Rejected { reason: reason.into() }
+        UplinkAnswer::Rejected {
+            reason: reason.into(),
+        }
     }
 
     /// The checks that need nothing but the frame and what peers told us: the frame for

@@ -10,9 +10,9 @@ use entente_frame::UplinkFrame;
 use entente_frame::phy::MType;
 use entente_gateway::{Downlink, GatewayBackend, RxInfo, Timing, TxOutcome};
 use entente_region::Eu868;
-use libp2p::PeerId;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tracing::debug;
 

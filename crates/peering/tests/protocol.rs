@@ -237,8 +237,15 @@ async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
         }),
     ];
     for (what, edit) in refused {
-        let r = smo.peering.request(tours.peering.peer_id(), odd(edit)).await.unwrap();
-        assert!(matches!(r, Response::Downlink(TxResult::Refused { .. })), "{what}: {r:?}");
+        let r = smo
+            .peering
+            .request(tours.peering.peer_id(), odd(edit))
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, Response::Downlink(TxResult::Refused { .. })),
+            "{what}: {r:?}"
+        );
     }
     // It passes the checks; the gateway itself is not connected, and that is what comes
     // back (never a synthesised OK).
@@ -257,7 +264,10 @@ async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
         .request(tours.peering.peer_id(), req(token, 11_000_000))
         .await
         .unwrap();
-    assert!(matches!(r, Response::Downlink(TxResult::BadToken)), "reused: {r:?}");
+    assert!(
+        matches!(r, Response::Downlink(TxResult::BadToken)),
+        "reused: {r:?}"
+    );
 
     // Garbage on the roaming protocol from a roster member: refused, node unharmed.
     let kp = libp2p::identity::Keypair::ed25519_from_bytes(keys[3].to_bytes()).unwrap();

@@ -121,7 +121,12 @@ impl Eu868 {
     /// Whether a downlink may go on the air as asked: a frequency in a sub-band, an EU868
     /// data rate, a power within the sub-band's limit (27 dBm in g3, RX2's, 14 dBm
     /// elsewhere) and a PHYPayload the data rate carries (MHDR + MACPayload + MIC).
-    pub fn check_downlink(freq_hz: u32, dr: DataRate, power_dbm: i8, phy_len: usize) -> Result<(), RegionError> {
+    pub fn check_downlink(
+        freq_hz: u32,
+        dr: DataRate,
+        power_dbm: i8,
+        phy_len: usize,
+    ) -> Result<(), RegionError> {
         let band = Self::sub_band(freq_hz)?;
         let index = Self::data_rate_index(dr).ok_or_else(|| RegionError::BadDataRate(format!("{dr:?}")))?;
         let max_dbm = if band.name == "g3" {
@@ -138,7 +143,11 @@ impl Eu868 {
         }
         let max = Self::max_mac_payload(index)? + 5;
         if phy_len > max {
-            return Err(RegionError::TooLong { len: phy_len, max, index });
+            return Err(RegionError::TooLong {
+                len: phy_len,
+                max,
+                index,
+            });
         }
         Ok(())
     }

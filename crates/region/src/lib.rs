@@ -20,7 +20,11 @@ pub enum RegionError {
     #[error("RX1 data rate offset {0} is outside 0..=5")]
     BadRx1DrOffset(u8),
     #[error("{power_dbm} dBm is outside 0..={max_dbm} dBm allowed at {freq_hz} Hz")]
-    TxPower { freq_hz: u32, power_dbm: i8, max_dbm: i8 },
+    TxPower {
+        freq_hz: u32,
+        power_dbm: i8,
+        max_dbm: i8,
+    },
     #[error("a {len}-byte PHYPayload exceeds the {max} bytes DR{index} carries")]
     TooLong { len: usize, max: usize, index: u8 },
 }

@@ -22,8 +22,8 @@ use crate::server::NetworkServer;
 use crate::session::{FCntCheck, Session};
 use crate::tables::{Devices, DownlinkQueue, Sessions, UplinkRecord, Uplinks};
 
-use super::channel_index;
 use super::Waiters;
+use super::channel_index;
 use super::group::{Accepted, Group};
 use crate::session_index::SessionIndex;
 

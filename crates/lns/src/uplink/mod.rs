@@ -269,10 +269,11 @@ impl NetworkServer {
                     .map(|()| Some(Verdict::Verified))
             }
             (UplinkKind::Data(_), Some(d)) => {
-                self.process_data(d, (rx, arrival), &mut waiters, group).map(|s| match s {
-                    Staging::Staged => None,
-                    Staging::Retransmission => Some(Verdict::Rejected("retransmission")),
-                })
+                self.process_data(d, (rx, arrival), &mut waiters, group)
+                    .map(|s| match s {
+                        Staging::Staged => None,
+                        Staging::Retransmission => Some(Verdict::Rejected("retransmission")),
+                    })
             }
             (UplinkKind::Data(_), None) => Err(Rejection::BadPhy),
         };

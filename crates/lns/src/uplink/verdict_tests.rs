@@ -79,7 +79,11 @@ async fn forged_replayed_and_repeated_frames_are_refused_and_charge_nothing() {
     let cases: [(&str, Vec<u8>, Verdict); 4] = [
         ("forged MIC", forged, Verdict::Rejected("mic_failed")),
         ("genuine", first.clone(), Verdict::Verified),
-        ("the same frame again", first.clone(), Verdict::Rejected("retransmission")),
+        (
+            "the same frame again",
+            first.clone(),
+            Verdict::Rejected("retransmission"),
+        ),
         ("genuine", second, Verdict::Verified),
     ];
     for (what, bytes, want) in cases {
@@ -91,7 +95,11 @@ async fn forged_replayed_and_repeated_frames_are_refused_and_charge_nothing() {
     let (w, told) = from_peer(charge(&asked, Ok(())));
     roamed(&h, first, w, Arrival::Live);
     assert_eq!(verdict(told), Some(Verdict::Rejected("replay")));
-    assert_eq!(asked.lock().unwrap().len(), 2, "only the two genuine frames were charged");
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        2,
+        "only the two genuine frames were charged"
+    );
     assert_eq!(h.ns.metrics.uplinks_accepted.get(), 2);
 }
 
