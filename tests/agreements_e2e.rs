@@ -48,8 +48,16 @@ async fn wait_refused(node: &NodeProcess, side: &str, reason: &str, at_least: u6
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{side}/{reason}: {n} < {at_least}: {}",
-            node.get_json("/v1/refusals").await.unwrap()
+            "{side}/{reason}: {n} < {at_least}: {}\n{}\n{}",
+            node.get_json("/v1/refusals").await.unwrap(),
+            node.metrics()
+                .await
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("roam") || l.contains("uplink"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            node.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

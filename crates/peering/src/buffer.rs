@@ -158,19 +158,19 @@ impl Peering {
             if batch.frames.is_empty() {
                 break;
             }
-            let n = batch.frames.len();
+            self.expect_verdicts(peer, &batch.frames, Delivery::Late);
             match self
                 .client
                 .request(peer, Request::Uplinks(batch.frames.clone()))
                 .await
             {
                 Ok(resp) => {
-                    self.count_carried(&peer, &batch.frames, &resp);
                     let left = self.buffer.remove(&peer, &batch.seqs);
                     self.metrics.buffered.set(left);
-                    self.count_answers(&member, &resp, n, Delivery::Late);
+                    self.on_receipts(peer, &member, &batch.frames, &resp, Delivery::Late);
                 }
                 Err(e) => {
+                    self.forget_verdicts(peer, &batch.frames);
                     debug!(peer = %member, error = %e, "buffer flush stopped");
                     return;
                 }

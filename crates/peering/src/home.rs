@@ -20,12 +20,10 @@ use crate::policy::FrameFacts;
 use crate::protocol::*;
 use crate::service::{Peering, PeeringConfig, Side, lock};
 use crate::usage::{CarriedFrame, Direction, airtime_us};
+use crate::verdicts::Taken;
 use crate::visited::TOKEN_MEMORY;
 
 const TOKENS_PER_GATEWAY: usize = 64;
-/// How long a forwarded frame's answer waits for the network server's verdict: its dedup
-/// window and a busy moment, inside the visited node's request timeout (5 s by default).
-const VERDICT_PATIENCE: Duration = Duration::from_secs(3);
 const MAX_HELD_GATEWAYS: usize = 50_000;
 
 /// A token a visited node gave us with one reception: our way back through its gateway.
@@ -137,7 +135,7 @@ fn valid_rx(i: &RxInfo) -> bool {
 
 impl Peering {
     /// A visited node forwards a batch of our devices' frames.
-    pub(crate) async fn on_uplinks(&self, peer: PeerId, batch: Vec<UplinkForward>) -> Response {
+    pub(crate) fn on_uplinks(&self, peer: PeerId, batch: Vec<UplinkForward>) -> Response {
         let Some(visited) = self.member_of(&peer).map(|m| m.id.clone()) else {
             return Response::Refused {
                 reason: "not a roster member".into(),
@@ -148,50 +146,41 @@ impl Peering {
                 reason: format!("more than {MAX_BATCH} frames in one request"),
             };
         }
-        let answers = batch.into_iter().map(|f| self.on_uplink(peer, &visited, f));
-        Response::Uplinks(futures::future::join_all(answers).await)
+        let receipts = batch.into_iter().map(|f| self.on_uplink(peer, &visited, f));
+        Response::Uplinks(receipts.collect())
     }
 
-    /// Checks a forwarded frame, holds its tokens, and answers once the network server
-    /// has verified it: only then is it counted, here and by the visited node.
-    async fn on_uplink(&self, peer: PeerId, visited: &MemberId, fwd: UplinkForward) -> UplinkAnswer {
-        let count = |r: &'static str| PeeringMetrics::count(&self.metrics.received, visited.as_str(), r);
-        let (roamed, verdict) = match self.admit_uplink(peer, visited, &fwd) {
-            Ok(r) => r,
-            Err(reason) => {
-                count(reason);
-                return UplinkAnswer::Rejected {
-                    reason: reason.into(),
-                };
+    /// Checks a forwarded frame, holds its tokens and hands it to the network server;
+    /// its verdict follows (see `verdicts`), and only then is it counted.
+    fn on_uplink(&self, peer: PeerId, visited: &MemberId, fwd: UplinkForward) -> Receipt {
+        let reject = |reason: &'static str| {
+            PeeringMetrics::count(&self.metrics.received, visited.as_str(), reason);
+            Receipt::Rejected {
+                reason: reason.into(),
             }
         };
-        let air = roamed
+        let (roamed, verdict) = match self.admit_uplink(peer, visited, &fwd) {
+            Ok(r) => r,
+            Err(reason) => return reject(reason),
+        };
+        let Some(me) = self.self_arc() else {
+            return reject("shutting_down");
+        };
+        let airtime_us = roamed
             .rx
             .first()
             .map_or(0, |r| airtime_us(r.data_rate, fwd.frame.len(), Direction::Uplink));
         if self.home.roamed_tx.try_send(roamed).is_err() {
-            count("busy");
-            return UplinkAnswer::Rejected {
-                reason: "busy".into(),
-            };
+            return reject("busy");
         }
-        let reason = match tokio::time::timeout(VERDICT_PATIENCE, verdict).await {
-            Ok(Ok(Verdict::Verified)) => {
-                // Counted before the answer leaves: if this node dies now, the visited
-                // node sends the frame again and the count, keyed by the frame, does
-                // not double.
-                self.carried(&self.me, visited, CarriedFrame::Uplink(&fwd.frame), air);
-                count(if fwd.late { "accepted_late" } else { "accepted" });
-                return UplinkAnswer::Verified;
-            }
-            Ok(Ok(Verdict::Rejected(reason))) => reason,
-            Ok(Err(_)) => "dropped",
-            Err(_) => "timeout",
+        let taken = Taken {
+            id: fwd.id,
+            frame: fwd.frame,
+            late: fwd.late,
+            airtime_us,
         };
-        count(reason);
-        UplinkAnswer::Rejected {
-            reason: reason.into(),
-        }
+        tokio::spawn(me.follow(peer, visited.clone(), taken, verdict));
+        Receipt::Taken
     }
 
     /// The checks that need nothing but the frame and what peers told us: the frame for

@@ -1,5 +1,5 @@
 //! Federation over libp2p: the signed roster and admission, the routing table, the
-//! roaming protocol (`/entente/roaming/2`) on the visited and the home side.
+//! roaming protocol (`/entente/roaming/3`) on the visited and the home side.
 
 mod buffer;
 mod client;
@@ -19,6 +19,7 @@ mod swarm;
 mod sync;
 pub mod token;
 mod usage;
+mod verdicts;
 mod visited;
 
 pub use policy::{FrameFacts, Refusal, RoamingPolicy, RosterPolicy, Terms};

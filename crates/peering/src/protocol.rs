@@ -1,4 +1,4 @@
-//! `/entente/roaming/2`: request-response messages between a visited and a home node.
+//! `/entente/roaming/3`: request-response messages between a visited and a home node.
 //! CBOR, size-capped by the codec; every field is untrusted and checked on arrival.
 
 use entente_frame::UplinkFrame;
@@ -6,13 +6,15 @@ use entente_gateway::{Downlink, RxInfo, TxAckError};
 use entente_model::GatewayEui;
 use serde::{Deserialize, Serialize};
 
-pub const ROAMING_PROTOCOL: &str = "/entente/roaming/2";
+pub const ROAMING_PROTOCOL: &str = "/entente/roaming/3";
 /// A PHYPayload is at most 255 bytes; 16 gateways' metadata fit many times in this.
 pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 /// Frames per `Uplinks` request: one stream carries what queued up meanwhile, so a burst
 /// does not open thousands of streams (yamux holds 256 unacknowledged ones).
 pub const MAX_BATCH: usize = 64;
+/// Verdicts per `Verdicts` request.
+pub const MAX_VERDICTS: usize = 1024;
 /// More receptions than this in one forward are refused.
 pub const MAX_RX_PER_FRAME: usize = 32;
 
@@ -20,14 +22,18 @@ pub const MAX_RX_PER_FRAME: usize = 32;
 pub enum Request {
     /// Visited -> home: deduplicated frames of the home's devices, oldest first.
     Uplinks(Vec<UplinkForward>),
+    /// Home -> visited: what its network server found of frames it took.
+    Verdicts(Vec<FrameVerdict>),
     /// Home -> visited: send this through the gateway the token names.
     Downlink(DownlinkRequest),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    /// One answer per frame, in the request's order.
-    Uplinks(Vec<UplinkAnswer>),
+    /// One receipt per frame, in the request's order.
+    Uplinks(Vec<Receipt>),
+    /// The verdicts were read.
+    Verdicts,
     Downlink(TxResult),
     /// The request could not be decoded or is not allowed here.
     Refused {
@@ -37,6 +43,8 @@ pub enum Response {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UplinkForward {
+    /// The visited node's number for this frame, which the home's verdict names.
+    pub id: u64,
     /// Parsed (and so checked) once by the receiver as it decodes the request.
     pub frame: UplinkFrame,
     pub rx: Vec<RoamedRx>,
@@ -51,8 +59,23 @@ pub struct RoamedRx {
     pub token: Vec<u8>,
 }
 
-/// The home node's answer, given once its network server has checked the frame's MIC
+/// The home node's first answer, at once: it took the frame to its network server (its
+/// verdict follows), or rejected it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Receipt {
+    Taken,
+    Rejected { reason: String },
+}
+
+/// The home node's second answer, once its network server has checked the frame's MIC
 /// and counter: only a verified frame is counted, on either side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameVerdict {
+    /// The [`UplinkForward::id`] of the frame.
+    pub id: u64,
+    pub answer: UplinkAnswer,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UplinkAnswer {
     Verified,

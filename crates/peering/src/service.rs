@@ -27,6 +27,7 @@ use crate::roster::{Member, Roster};
 use crate::routing::RoutingTable;
 use crate::sync::SyncHandlers;
 use crate::token::TokenKey;
+use crate::verdicts::Verdicts;
 use crate::visited::Visited;
 
 pub use crate::peers::PeerStatus;
@@ -83,6 +84,8 @@ pub struct Peering {
     pub(crate) home: Home,
     /// Frames waiting for unreachable home peers.
     pub(crate) buffer: LateBuffer,
+    /// Verdicts on frames we took (home) and frames awaiting theirs (visited).
+    pub(crate) verdicts: Verdicts,
     /// Who answers each sync channel.
     pub(crate) sync: SyncHandlers,
     /// Who may roam where, frame by frame: the roster's until the agreements install theirs.
@@ -177,6 +180,7 @@ impl Peering {
             visited: Visited::new(token_key, gateways, cfg.tx_margin),
             home: Home::new(&cfg, local_gateways, roamed_tx),
             buffer: LateBuffer::new(cfg.buffer_max, cfg.buffer_retention),
+            verdicts: Verdicts::default(),
             sync: SyncHandlers::default(),
             policy: RwLock::new(Arc::new(RosterPolicy(roster.clone()))),
             refusals: Refusals::default(),
@@ -377,7 +381,8 @@ impl Inbound for Peering {
         let this = this.clone();
         tokio::spawn(async move {
             let resp = match req {
-                Request::Uplinks(f) => this.on_uplinks(peer, f).await,
+                Request::Uplinks(f) => this.on_uplinks(peer, f),
+                Request::Verdicts(v) => this.on_verdicts(peer, v),
                 Request::Downlink(d) => this.on_downlink(peer, d).await,
             };
             this.client.respond(channel, resp).await;

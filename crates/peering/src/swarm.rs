@@ -1,5 +1,5 @@
 //! The libp2p swarm: the roster as an allow-list, ping, and the two request-response
-//! protocols (`/entente/roaming/2`, `/entente/sync/1`) over TCP, noise and yamux.
+//! protocols (`/entente/roaming/3`, `/entente/sync/1`) over TCP, noise and yamux.
 
 use std::time::Duration;
 

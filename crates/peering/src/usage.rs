@@ -4,9 +4,7 @@
 use chrono::{DateTime, Utc};
 use entente_frame::UplinkFrame;
 use entente_model::{DevAddr, MemberId};
-use libp2p::PeerId;
 
-use crate::protocol::{Response, UplinkAnswer, UplinkForward};
 use crate::service::{Peering, read};
 
 /// A roamed frame this side saw complete: on the visited side, an uplink the home node
@@ -80,21 +78,6 @@ impl Peering {
                 airtime_us,
                 at: self.clock.now(),
             });
-        }
-    }
-
-    /// Counts the frames of a batch the home node accepted (visited side).
-    pub(crate) fn count_carried(&self, peer: &PeerId, frames: &[UplinkForward], resp: &Response) {
-        let (Response::Uplinks(answers), Some(home)) = (resp, self.member_of(peer)) else {
-            return;
-        };
-        for (f, a) in frames.iter().zip(answers) {
-            if *a == UplinkAnswer::Verified {
-                let air = f.rx.first().map_or(0, |r| {
-                    airtime_us(r.info.data_rate, f.frame.len(), Direction::Uplink)
-                });
-                self.carried(&home.id, &self.me, CarriedFrame::Uplink(&f.frame), air);
-            }
         }
     }
 }

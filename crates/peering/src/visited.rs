@@ -10,8 +10,6 @@ use entente_frame::UplinkFrame;
 use entente_frame::phy::MType;
 use entente_gateway::{Downlink, GatewayBackend, RxInfo, Timing, TxOutcome};
 use entente_region::Eu868;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -26,10 +24,6 @@ use crate::usage::{CarriedFrame, Direction, airtime_us};
 
 /// How long a home node may use a token for a Class C downlink (`Timing::Immediately`).
 pub(crate) const TOKEN_MEMORY: Duration = Duration::from_secs(3600);
-
-/// Forward requests to one home node waiting for their answers at once: each waits about
-/// the home's dedup window, so this many keep 5 000 frames/s moving.
-const MAX_IN_FLIGHT: usize = 32;
 
 pub(crate) struct Visited {
     /// Signs the tokens home nodes show to send a downlink through our gateways.
@@ -95,12 +89,13 @@ impl Peering {
         }
         let terms = self.terms(&home);
         let rx = self.copies(&peer, rx, &terms);
+        let seq = self.buffer.next_seq();
         let fwd = UplinkForward {
+            id: seq,
             frame,
             rx,
             late: false,
         };
-        let seq = self.buffer.next_seq();
         // While older frames wait for this peer, newer ones queue behind them: the home
         // node's frame counters would refuse anything that overtook them.
         if !self.peers.is_connected(&peer) || self.buffer.has(&peer) {
@@ -156,68 +151,44 @@ impl Peering {
     }
 
     /// One sender per home peer: takes whatever frames queued meanwhile (up to a batch)
-    /// and sends them in one request, with up to [`MAX_IN_FLIGHT`] requests waiting for
-    /// their answers (the home node answers once it verified the frames, after its dedup
-    /// window); requests leave in order. A failed request leaves its frames in the late
-    /// buffer.
+    /// and sends them in one request, the next once the home node took it: the home's
+    /// frame counters refuse a frame that overtook an older one. A failed request leaves
+    /// its frames in the late buffer.
     async fn sender(self: Arc<Self>, peer: PeerId, mut rx: mpsc::Receiver<(Seq, UplinkForward)>) {
         let member = self
             .member_of(&peer)
             .map(|m| m.id.to_string())
             .unwrap_or_default();
-        let mut in_flight = FuturesUnordered::new();
-        loop {
-            tokio::select! {
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                first = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
-                    let Some(first) = first else { break };
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(f) => batch.push(f),
-                            Err(_) => break,
-                        }
-                    }
-                    in_flight.push(self.send_batch(peer, &member, batch));
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
                 }
             }
+            self.send_batch(peer, &member, batch).await;
         }
-        while in_flight.next().await.is_some() {}
     }
 
     async fn send_batch(&self, peer: PeerId, member: &str, batch: Vec<(Seq, UplinkForward)>) {
         if self.peers.is_connected(&peer) && !self.buffer.has(&peer) {
             let frames: Vec<UplinkForward> = batch.iter().map(|(_, f)| f.clone()).collect();
+            self.expect_verdicts(peer, &frames, Delivery::Live);
             match self.client.request(peer, Request::Uplinks(frames.clone())).await {
                 Ok(resp) => {
-                    self.count_answers(member, &resp, batch.len(), Delivery::Live);
-                    self.count_carried(&peer, &frames, &resp);
+                    self.on_receipts(peer, member, &frames, &resp, Delivery::Live);
                     return;
                 }
-                Err(e) => debug!(peer = %member, error = %e, "forward failed; frames wait for the peer"),
+                Err(e) => {
+                    self.forget_verdicts(peer, &frames);
+                    debug!(peer = %member, error = %e, "forward failed; frames wait for the peer");
+                }
             }
         }
         for (seq, f) in batch {
             PeeringMetrics::count(&self.metrics.forwarded, member, "buffered");
             self.buffer(peer, seq, f);
-        }
-    }
-
-    /// Counts the home node's answers to `n` forwarded frames.
-    pub(crate) fn count_answers(&self, member: &str, resp: &Response, n: usize, delivery: Delivery) {
-        let answers: &[UplinkAnswer] = match resp {
-            Response::Uplinks(a) => a,
-            _ => &[],
-        };
-        for i in 0..n {
-            let label = match (answers.get(i), delivery) {
-                (Some(UplinkAnswer::Verified), Delivery::Live) => "accepted",
-                (Some(UplinkAnswer::Verified), Delivery::Late) => "late_accepted",
-                (Some(UplinkAnswer::Rejected { .. }), Delivery::Live) => "rejected",
-                (Some(UplinkAnswer::Rejected { .. }), Delivery::Late) => "late_rejected",
-                (None, _) => "refused",
-            };
-            PeeringMetrics::count(&self.metrics.forwarded, member, label);
         }
     }
 

@@ -313,7 +313,7 @@ async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_over_its_rate_is_refused_frame_by_frame() {
-    use entente_peering::protocol::{RoamedRx, UplinkAnswer, UplinkForward};
+    use entente_peering::protocol::{Receipt, RoamedRx, UplinkForward};
     let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
     let ports: Vec<u16> = (0..4).map(|_| port()).collect();
     let text = roster(&keys, &ports);
@@ -331,6 +331,7 @@ async fn a_peer_over_its_rate_is_refused_frame_by_frame() {
         let mut phy = vec![0x40, 0x01, 0x00, 0x02, 0x26, 0x80, fcnt, 0x00, 0x01, 0xaa];
         phy.extend_from_slice(&[0, 0, 0, 0]);
         UplinkForward {
+            id: u64::from(fcnt),
             frame: UplinkFrame::parse(phy).unwrap(),
             rx: vec![RoamedRx {
                 info: rx_info(GatewayEui([0, 0x80, 0, 0, 0, 0, 0xc0, 2]), 1_000),
@@ -353,9 +354,9 @@ async fn a_peer_over_its_rate_is_refused_frame_by_frame() {
     assert_eq!(answers.len(), 5);
     let limited = answers
         .iter()
-        .filter(|a| matches!(a, UplinkAnswer::Rejected { reason } if reason == "rate_limited"))
+        .filter(|a| matches!(a, Receipt::Rejected { reason } if reason == "rate_limited"))
         .count();
     assert_eq!(limited, 3, "burst of 2, then refused: {answers:?}");
-    assert_eq!(answers[0], UplinkAnswer::Verified, "{answers:?}");
+    assert_eq!(answers[0], Receipt::Taken, "{answers:?}");
     stop.cancel();
 }

@@ -1,0 +1,263 @@
+//! The home node's two answers to a forwarded frame. The first, at once, says whether it
+//! took the frame (tokens held, handed to its network server), so the visited node's
+//! requests never wait out the home's dedup window. The second, the verdict, follows in
+//! batches once the network server checked the frame's MIC and counter; only a verified
+//! frame is counted, on either side.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use entente_frame::UplinkFrame;
+use entente_gateway::Verdict;
+use entente_model::MemberId;
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::metrics::PeeringMetrics;
+use crate::protocol::*;
+use crate::service::{Peering, lock};
+use crate::usage::{CarriedFrame, Direction, airtime_us};
+use crate::visited::Delivery;
+
+/// How long the home waits for its network server's verdict on a frame it took: the
+/// dedup window and a busy moment.
+const VERDICT_PATIENCE: Duration = Duration::from_secs(3);
+/// How long a visited node waits for a verdict before it stops counting on one.
+const VERDICT_WAIT: Duration = Duration::from_secs(15);
+/// Frames awaiting a verdict, all home peers together: 15 s of 10 000 frames/s and more.
+const MAX_AWAITED: usize = 262_144;
+
+/// A frame the home took, as the visited node remembers it until the verdict.
+struct Awaited {
+    home: MemberId,
+    frame: UplinkFrame,
+    airtime_us: u32,
+    delivery: Delivery,
+    since: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct Verdicts {
+    /// Home side: one queue of verdicts per visited peer, drained by its sender task.
+    outbox: Mutex<HashMap<PeerId, mpsc::Sender<FrameVerdict>>>,
+    /// Visited side: frames sent to a home node, by peer and id, until their verdict.
+    awaited: Mutex<HashMap<(PeerId, u64), Awaited>>,
+    /// When `awaited` was last cleared of frames whose verdict never came.
+    swept: Mutex<Option<Instant>>,
+}
+
+/// A frame the home took, followed until its network server's verdict.
+pub(crate) struct Taken {
+    pub(crate) id: u64,
+    pub(crate) frame: UplinkFrame,
+    pub(crate) late: bool,
+    pub(crate) airtime_us: u32,
+}
+
+/// Home side.
+impl Peering {
+    /// Waits for the network server's verdict on a frame we took, counts it if verified
+    /// (before the verdict leaves: the count is keyed by the frame, so a resend does not
+    /// double it), and queues the verdict for the visited node.
+    pub(crate) async fn follow(
+        self: Arc<Self>,
+        peer: PeerId,
+        visited: MemberId,
+        taken: Taken,
+        rx: oneshot::Receiver<Verdict>,
+    ) {
+        let count = |r: &'static str| PeeringMetrics::count(&self.metrics.received, visited.as_str(), r);
+        let answer = match tokio::time::timeout(VERDICT_PATIENCE, rx).await {
+            Ok(Ok(Verdict::Verified)) => {
+                self.carried(
+                    &self.me,
+                    &visited,
+                    CarriedFrame::Uplink(&taken.frame),
+                    taken.airtime_us,
+                );
+                count(if taken.late { "accepted_late" } else { "accepted" });
+                UplinkAnswer::Verified
+            }
+            Ok(Ok(Verdict::Rejected(reason))) => {
+                count(reason);
+                UplinkAnswer::Rejected {
+                    reason: reason.into(),
+                }
+            }
+            Ok(Err(_)) => {
+                count("dropped");
+                UplinkAnswer::Rejected {
+                    reason: "dropped".into(),
+                }
+            }
+            Err(_) => {
+                count("timeout");
+                UplinkAnswer::Rejected {
+                    reason: "timeout".into(),
+                }
+            }
+        };
+        let verdict = FrameVerdict { id: taken.id, answer };
+        if self.verdict_queue(peer).try_send(verdict).is_err() {
+            count("verdict_unsent");
+        }
+    }
+
+    fn verdict_queue(&self, peer: PeerId) -> mpsc::Sender<FrameVerdict> {
+        let mut outbox = lock(&self.verdicts.outbox);
+        match outbox.get(&peer) {
+            Some(tx) if !tx.is_closed() => tx.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(65_536);
+                if let Some(me) = self.self_arc() {
+                    tokio::spawn(me.send_verdicts(peer, rx));
+                }
+                outbox.insert(peer, tx.clone());
+                tx
+            }
+        }
+    }
+
+    /// One task per visited peer: sends whatever verdicts queued meanwhile in one request.
+    async fn send_verdicts(self: Arc<Self>, peer: PeerId, mut rx: mpsc::Receiver<FrameVerdict>) {
+        let member = self
+            .member_of(&peer)
+            .map(|m| m.id.to_string())
+            .unwrap_or_default();
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_VERDICTS {
+                match rx.try_recv() {
+                    Ok(v) => batch.push(v),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len();
+            if let Err(e) = self.client.request(peer, Request::Verdicts(batch)).await {
+                warn!(peer = %member, error = %e, frames = n, "verdicts not delivered; the visited node will not count these frames");
+                for _ in 0..n {
+                    PeeringMetrics::count(&self.metrics.received, &member, "verdict_unsent");
+                }
+            }
+        }
+    }
+}
+
+/// Visited side.
+impl Peering {
+    /// Remembers frames about to be sent to `peer`, before the request leaves: the
+    /// verdict may come back before the request's own answer.
+    pub(crate) fn expect_verdicts(&self, peer: PeerId, frames: &[UplinkForward], delivery: Delivery) {
+        let Some(home) = self.member_of(&peer).map(|m| m.id.clone()) else {
+            return;
+        };
+        self.sweep_awaited();
+        let mut awaited = lock(&self.verdicts.awaited);
+        for f in frames {
+            if awaited.len() >= MAX_AWAITED {
+                PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "untracked");
+                continue;
+            }
+            let airtime_us = f.rx.first().map_or(0, |r| {
+                airtime_us(r.info.data_rate, f.frame.len(), Direction::Uplink)
+            });
+            let entry = Awaited {
+                home: home.clone(),
+                frame: f.frame.clone(),
+                airtime_us,
+                delivery,
+                since: Instant::now(),
+            };
+            awaited.insert((peer, f.id), entry);
+        }
+    }
+
+    /// The home's first answer: frames it did not take get no verdict.
+    pub(crate) fn on_receipts(
+        &self,
+        peer: PeerId,
+        member: &str,
+        frames: &[UplinkForward],
+        resp: &Response,
+        delivery: Delivery,
+    ) {
+        let receipts: &[Receipt] = match resp {
+            Response::Uplinks(r) => r,
+            _ => &[],
+        };
+        let mut awaited = lock(&self.verdicts.awaited);
+        for (i, f) in frames.iter().enumerate() {
+            let label = match (receipts.get(i), delivery) {
+                (Some(Receipt::Taken), _) => continue,
+                (Some(Receipt::Rejected { .. }), Delivery::Live) => "rejected",
+                (Some(Receipt::Rejected { .. }), Delivery::Late) => "late_rejected",
+                (None, _) => "refused",
+            };
+            awaited.remove(&(peer, f.id));
+            PeeringMetrics::count(&self.metrics.forwarded, member, label);
+        }
+    }
+
+    /// Forgets frames whose request failed: they wait in the late buffer.
+    pub(crate) fn forget_verdicts(&self, peer: PeerId, frames: &[UplinkForward]) {
+        let mut awaited = lock(&self.verdicts.awaited);
+        for f in frames {
+            awaited.remove(&(peer, f.id));
+        }
+    }
+
+    /// The home's verdicts: a frame it verified is counted here too. A verdict for a
+    /// frame we did not send it, or already had one for, counts for nothing.
+    pub(crate) fn on_verdicts(&self, peer: PeerId, verdicts: Vec<FrameVerdict>) -> Response {
+        let Some(member) = self.member_of(&peer).map(|m| m.id.to_string()) else {
+            return Response::Refused {
+                reason: "not a roster member".into(),
+            };
+        };
+        if verdicts.len() > MAX_VERDICTS {
+            return Response::Refused {
+                reason: format!("more than {MAX_VERDICTS} verdicts in one request"),
+            };
+        }
+        for v in verdicts {
+            let Some(a) = lock(&self.verdicts.awaited).remove(&(peer, v.id)) else {
+                PeeringMetrics::count(&self.metrics.forwarded, &member, "verdict_unknown");
+                continue;
+            };
+            let label = match (&v.answer, a.delivery) {
+                (UplinkAnswer::Verified, Delivery::Live) => "accepted",
+                (UplinkAnswer::Verified, Delivery::Late) => "late_accepted",
+                (UplinkAnswer::Rejected { .. }, Delivery::Live) => "rejected",
+                (UplinkAnswer::Rejected { .. }, Delivery::Late) => "late_rejected",
+            };
+            if v.answer == UplinkAnswer::Verified {
+                self.carried(&a.home, &self.me, CarriedFrame::Uplink(&a.frame), a.airtime_us);
+            }
+            PeeringMetrics::count(&self.metrics.forwarded, &member, label);
+        }
+        Response::Verdicts
+    }
+
+    /// Once a second (or when full), frames whose verdict never came are given up on.
+    fn sweep_awaited(&self) {
+        {
+            let mut swept = lock(&self.verdicts.swept);
+            let full = lock(&self.verdicts.awaited).len() >= MAX_AWAITED;
+            if !full && swept.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *swept = Some(Instant::now());
+        }
+        let mut awaited = lock(&self.verdicts.awaited);
+        awaited.retain(|_, a| {
+            let keep = a.since.elapsed() < VERDICT_WAIT;
+            if !keep {
+                PeeringMetrics::count(&self.metrics.forwarded, a.home.as_str(), "unanswered");
+            }
+            keep
+        });
+    }
+}
