@@ -56,6 +56,7 @@ pub struct UplinkForward {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoamedRx {
     pub info: RxInfo,
+    #[serde(with = "serde_bytes")]
     pub token: Vec<u8>,
 }
 
@@ -85,6 +86,7 @@ pub enum UplinkAnswer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DownlinkRequest {
     pub gateway: GatewayEui,
+    #[serde(with = "serde_bytes")]
     pub token: Vec<u8>,
     pub downlink: Downlink,
 }
@@ -122,8 +124,9 @@ pub const SYNC_PROTOCOL: &str = "/entente/sync/1";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub channel: String,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SyncResponse(pub Vec<u8>);
+pub struct SyncResponse(#[serde(with = "serde_bytes")] pub Vec<u8>);
