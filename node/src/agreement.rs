@@ -255,6 +255,7 @@ pub fn transit(
             flows: all.clone(),
             messages_per_day,
             devices: devices.iter().copied().collect(),
+            class: Default::default(),
         }],
         flows: all,
         share_signal_quality: true,

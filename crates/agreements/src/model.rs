@@ -68,6 +68,23 @@ pub struct AuthorisedUser {
     /// Messages per device per day, declared.
     pub messages_per_day: u32,
     pub devices: BTreeSet<DevEui>,
+    /// The devices' LoRaWAN class, as the request declares it: the host relays downlinks
+    /// at any time (Class C) only under an agreement that declares Class C devices.
+    #[serde(default, skip_serializing_if = "DeclaredClass::is_a")]
+    pub class: DeclaredClass,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeclaredClass {
+    #[default]
+    A,
+    C,
+}
+
+impl DeclaredClass {
+    fn is_a(&self) -> bool {
+        *self == DeclaredClass::A
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

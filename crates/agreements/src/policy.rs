@@ -34,7 +34,7 @@ type DeviceLimiter = RateLimiter<DeviceKey, HashMapStateStore<DeviceKey>, Policy
 type AgreementLimiter = RateLimiter<NotKeyed, InMemoryState, PolicyClock, Mw>;
 
 use crate::lifecycle::Record;
-use crate::model::{Agreement, Service, WhenHomeUnreachable};
+use crate::model::{Agreement, DeclaredClass, Service, WhenHomeUnreachable};
 
 /// DevAddr -> the home node's devices using it (only the home node can answer).
 pub type Resolver = Arc<dyn Fn(DevAddr) -> Vec<DevEui> + Send + Sync>;
@@ -114,6 +114,7 @@ impl Entry {
             terms: Terms {
                 max_copies: a.max_copies_per_frame.max(1) as usize,
                 buffer_when_unreachable: a.when_home_unreachable == WhenHomeUnreachable::Buffer,
+                class_c: a.users.iter().any(|u| u.class == DeclaredClass::C),
             },
             per_device,
             per_agreement: RateLimiter::direct_with_clock(agreement_quota(a), clock.clone()),

@@ -3,6 +3,7 @@
 //! packet-forwarder protocol (GWMP v2) server: acks, uplink frames, downlinks with TX_ACK,
 //! and the registry of the gateways this node accepts.
 
+mod dutycycle;
 mod frame;
 pub mod gso;
 pub mod json;
@@ -14,6 +15,7 @@ pub mod seam;
 mod server;
 mod settings;
 
+pub use dutycycle::DutyCycle;
 pub use frame::{CrcStatus, FrameError, RxFrame, RxInfo};
 pub use metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
 pub use registry::{GatewayRecord, GatewayStatus, GatewayView, NewGateway, Registry, RegistryError};

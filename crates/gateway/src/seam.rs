@@ -14,6 +14,7 @@ use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui};
 use entente_region::DataRate;
 use serde::{Deserialize, Serialize};
 
+use crate::dutycycle::DutyCycle;
 use crate::frame::RxInfo;
 
 /// One gateway's reception of an uplink, parsed once where it entered the node.
@@ -172,6 +173,9 @@ pub type TxFuture<'a> = Pin<Box<dyn Future<Output = Result<TxOutcome, DownlinkEr
 /// gateway's own answer.
 pub trait GatewayBackend: Send + Sync {
     fn transmit(&self, gateway: GatewayEui, downlink: Downlink, timeout: Duration) -> TxFuture<'_>;
+    /// The airtime each gateway's sub-bands spent this hour: every downlink through these
+    /// gateways books it, the network server's and those relayed for peers alike.
+    fn duty_cycle(&self) -> &DutyCycle;
 }
 
 /// Where a frame is processed.

@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use entente_frame::UplinkFrame;
 
+use crate::dutycycle::DutyCycle;
 use crate::frame::RxFrame;
 use crate::gso;
 use crate::json::{PullResp, PushData, TxAckBody, TxPk};
@@ -67,6 +68,8 @@ pub struct GatewayServer {
     max_datagram: usize,
     /// Acks go as segmented runs until the kernel refuses one.
     segmented: AtomicBool,
+    /// Airtime spent per gateway and sub-band, whoever asked for the downlink.
+    duty_cycle: DutyCycle,
 }
 
 impl GatewayServer {
@@ -94,6 +97,7 @@ impl GatewayServer {
             pending: Mutex::new(HashMap::new()),
             max_datagram: cfg.max_datagram_bytes.clamp(12, 65_507),
             segmented: AtomicBool::new(true),
+            duty_cycle: DutyCycle::default(),
         });
         Ok((server, rx))
     }
@@ -391,6 +395,10 @@ impl GatewayServer {
 impl GatewayBackend for GatewayServer {
     fn transmit(&self, gateway: GatewayEui, downlink: Downlink, timeout: Duration) -> TxFuture<'_> {
         Box::pin(self.send_downlink(gateway, TxPk::from_downlink(&downlink), timeout))
+    }
+
+    fn duty_cycle(&self) -> &DutyCycle {
+        &self.duty_cycle
     }
 }
 

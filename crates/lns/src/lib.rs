@@ -3,7 +3,6 @@
 
 pub mod device;
 pub mod downlink;
-mod dutycycle;
 pub mod import;
 pub mod join;
 mod maccommand;

@@ -62,7 +62,6 @@ pub struct NetworkServer {
     /// guards the in-memory indexes of what it serialises.
     pub(crate) session_lock: Mutex<SessionIndex>,
     pub(crate) next_seq: AtomicU64,
-    pub(crate) duty: crate::dutycycle::DutyCycle,
     /// Who gets every accepted uplink in its batch (application delivery).
     pub(crate) hook: Option<Arc<dyn UplinkHook>>,
     /// The federation, when the node federates: routes, forwards, peers' gateways.
@@ -91,7 +90,6 @@ impl NetworkServer {
             metrics: LnsMetrics::default(),
             session_lock: Mutex::new(index),
             next_seq: AtomicU64::new(max + 1),
-            duty: crate::dutycycle::DutyCycle::default(),
             hook: None,
             roaming: None,
         })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entente_frame::UplinkFrame;
-use entente_gateway::{Downlink, GatewayBackend, RxInfo, TxAckError, TxFuture, TxOutcome};
+use entente_gateway::{Downlink, DutyCycle, GatewayBackend, RxInfo, TxAckError, TxFuture, TxOutcome};
 use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui, ManualClock};
 use entente_region::{Bandwidth, DataRate, Eu868};
 use entente_store::Store;
@@ -24,6 +24,7 @@ pub const START: &str = "2030-01-01T00:00:00Z";
 pub struct RecordingGateways {
     pub sent: Mutex<Vec<(GatewayEui, Downlink)>>,
     pub refusals: Mutex<VecDeque<TxAckError>>,
+    pub duty_cycle: DutyCycle,
 }
 
 impl GatewayBackend for RecordingGateways {
@@ -37,6 +38,10 @@ impl GatewayBackend for RecordingGateways {
             }
         };
         Box::pin(async move { Ok(outcome) })
+    }
+
+    fn duty_cycle(&self) -> &DutyCycle {
+        &self.duty_cycle
     }
 }
 

@@ -158,6 +158,7 @@ impl Peering {
             if batch.frames.is_empty() {
                 break;
             }
+            self.announce_for(peer, &batch.frames).await;
             self.expect_verdicts(peer, &batch.frames, Delivery::Late);
             match self
                 .client

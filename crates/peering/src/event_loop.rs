@@ -27,6 +27,8 @@ use crate::swarm::{Behaviour, BehaviourEvent};
 pub(crate) trait Inbound: Send + Sync + 'static {
     /// A roster member's first connection is up.
     fn connected(this: &Arc<Self>, peer: PeerId);
+    /// A member's last connection closed.
+    fn disconnected(this: &Arc<Self>, peer: PeerId);
     /// A peer's roaming request, answered later on `channel`.
     fn roaming_request(this: &Arc<Self>, peer: PeerId, req: Request, channel: ResponseChannel<Response>);
     /// A peer's sync request, answered later on `channel`.
@@ -180,6 +182,7 @@ impl<I: Inbound> EventLoop<I> {
         if let Some(m) = self.roster.by_peer(&peer) {
             warn!(peer = %m.id, "peer disconnected");
         }
+        I::disconnected(&self.inbound, peer);
     }
 
     fn on_incoming_error(&mut self, error: ListenError, from: Multiaddr) {

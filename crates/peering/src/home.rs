@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use entente_gateway::{
     Arrival, Downlink, DownlinkError, Registry, RoamedUplink, RxInfo, Timing, TxAckError, TxOutcome, Verdict,
 };
-use entente_model::{GatewayEui, MemberId};
+use entente_model::{DevAddr, GatewayEui, MemberId};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
@@ -21,7 +21,7 @@ use crate::protocol::*;
 use crate::service::{Peering, PeeringConfig, Side, lock};
 use crate::usage::{CarriedFrame, Direction, airtime_us};
 use crate::verdicts::Taken;
-use crate::visited::TOKEN_MEMORY;
+use crate::visited::{TOKEN_MEMORY, downlink_dev_addr};
 
 const TOKENS_PER_GATEWAY: usize = 64;
 const MAX_HELD_GATEWAYS: usize = 50_000;
@@ -29,8 +29,9 @@ const MAX_HELD_GATEWAYS: usize = 50_000;
 /// A token a visited node gave us with one reception: our way back through its gateway.
 struct HeldToken {
     tmst: u32,
+    /// The frame's DevAddr (none for a join request): the token answers that device only.
+    dev_addr: Option<DevAddr>,
     token: Vec<u8>,
-    peer: PeerId,
     member: MemberId,
     at: Instant,
 }
@@ -42,15 +43,19 @@ pub(crate) struct Path {
     token: Vec<u8>,
 }
 
+/// Tokens are held per forwarding peer and gateway: a peer's tokens never stand for
+/// another peer's gateway.
+type HeldKey = (PeerId, GatewayEui);
+
 pub(crate) struct Home {
-    /// Tokens peers gave us, per gateway of theirs, newest last (at most 64 each).
-    held: Mutex<HashMap<GatewayEui, VecDeque<HeldToken>>>,
+    /// Tokens peers gave us, per (peer, gateway of theirs), newest last (at most 64 each).
+    held: Mutex<HashMap<HeldKey, VecDeque<HeldToken>>>,
     /// Our own gateways: a peer cannot pass one of them off as its own.
-    local_gateways: Arc<Registry>,
+    pub(crate) local_gateways: Arc<Registry>,
     /// Where the roamed uplinks we accept go, for the network server.
-    roamed_tx: mpsc::Sender<RoamedUplink>,
+    pub(crate) roamed_tx: mpsc::Sender<RoamedUplink>,
     /// Frames each peer may forward per second (and burst) before being refused.
-    limiter: DefaultKeyedRateLimiter<PeerId>,
+    pub(crate) limiter: DefaultKeyedRateLimiter<PeerId>,
 }
 
 impl Home {
@@ -70,15 +75,15 @@ impl Home {
         }
     }
 
-    pub(crate) fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool {
-        lock(&self.held).get(gateway).is_some_and(|q| !q.is_empty())
+    fn has_tokens(&self, key: &HeldKey) -> bool {
+        lock(&self.held).get(key).is_some_and(|q| !q.is_empty())
     }
 
-    /// When the table is full and `gateway` is new, forgets the gateways whose latest
-    /// token expired.
-    fn sweep_if_full(&self, gateway: &GatewayEui) {
+    /// When the table is full and `key` is new, forgets the gateways whose latest token
+    /// expired.
+    fn sweep_if_full(&self, key: &HeldKey) {
         let mut held = lock(&self.held);
-        if held.len() >= MAX_HELD_GATEWAYS && !held.contains_key(gateway) {
+        if held.len() >= MAX_HELD_GATEWAYS && !held.contains_key(key) {
             held.retain(|_, q| q.back().is_some_and(|h| h.at.elapsed() < TOKEN_MEMORY));
         }
     }
@@ -86,43 +91,74 @@ impl Home {
     /// Holds the token of one reception. A peer inventing gateway EUIs cannot grow this
     /// without bound: when full, the frame still goes home, without a downlink path
     /// through that gateway.
-    fn hold(&self, rx: &RxInfo, token: Vec<u8>, peer: PeerId, member: &MemberId) {
+    fn hold(&self, peer: PeerId, member: &MemberId, rx: &RxInfo, dev_addr: Option<DevAddr>, token: Vec<u8>) {
         let mut held = lock(&self.held);
-        if held.len() >= MAX_HELD_GATEWAYS && !held.contains_key(&rx.gateway) {
+        let key = (peer, rx.gateway);
+        if held.len() >= MAX_HELD_GATEWAYS && !held.contains_key(&key) {
             return;
         }
-        let q = held.entry(rx.gateway).or_default();
+        let q = held.entry(key).or_default();
         if q.len() >= TOKENS_PER_GATEWAY {
             q.pop_front();
         }
         q.push_back(HeldToken {
             tmst: rx.tmst,
+            dev_addr,
             token,
-            peer,
             member: member.clone(),
             at: Instant::now(),
         });
     }
 
-    /// The token for a downlink through `gateway`: the one of the reception it answers,
-    /// or the latest for a Class C downlink.
-    pub(crate) fn path(&self, gateway: GatewayEui, timing: &Timing) -> Result<Path, DownlinkError> {
+    /// The token for a downlink to `dev_addr` (none: a join accept) through `peer`'s
+    /// `gateway`: the one of the reception it answers, or that device's latest for a
+    /// Class C downlink.
+    fn path(&self, key: HeldKey, timing: &Timing, dev_addr: Option<DevAddr>) -> Result<Path, DownlinkError> {
+        let gateway = key.1;
         let mut held = lock(&self.held);
-        let Some(q) = held.get_mut(&gateway) else {
+        let Some(q) = held.get_mut(&key) else {
             return Err(DownlinkError::Peer(gateway, "no token for this gateway".into()));
         };
         q.retain(|h| h.at.elapsed() < TOKEN_MEMORY);
+        let mut of_device = q.iter().rev().filter(|h| h.dev_addr == dev_addr);
         let chosen = match timing {
-            Timing::AfterReception { context, .. } => q.iter().rev().find(|h| u64::from(h.tmst) == context.0),
-            Timing::Immediately => q.back(),
+            Timing::AfterReception { context, .. } => of_device.find(|h| u64::from(h.tmst) == context.0),
+            Timing::Immediately => of_device.next(),
         };
         chosen
             .map(|h| Path {
-                peer: h.peer,
+                peer: key.0,
                 member: h.member.clone(),
                 token: h.token.clone(),
             })
-            .ok_or_else(|| DownlinkError::Peer(gateway, "no token for this gateway and time".into()))
+            .ok_or_else(|| DownlinkError::Peer(gateway, "no token for this gateway, device and time".into()))
+    }
+}
+
+impl Peering {
+    /// The peer whose gateway this is (the one member that announced it), if we hold
+    /// tokens of it.
+    fn gateway_peer(&self, gateway: &GatewayEui) -> Option<PeerId> {
+        let owner = self.gateway_lists.owner(gateway)?;
+        self.roster.member(&owner).map(|m| m.peer_id)
+    }
+
+    pub(crate) fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool {
+        self.gateway_peer(gateway)
+            .is_some_and(|p| self.home.has_tokens(&(p, *gateway)))
+    }
+
+    /// The token a downlink goes through `gateway` with, chosen as the network server asks.
+    pub(crate) fn downlink_path(
+        &self,
+        gateway: GatewayEui,
+        downlink: &Downlink,
+    ) -> Result<Path, DownlinkError> {
+        let peer = self
+            .gateway_peer(&gateway)
+            .ok_or_else(|| DownlinkError::Peer(gateway, "no peer announced this gateway".into()))?;
+        let dev_addr = downlink_dev_addr(&downlink.phy_payload);
+        self.home.path((peer, gateway), &downlink.timing, dev_addr)
     }
 }
 
@@ -205,19 +241,25 @@ impl Peering {
         self.check_policy(Side::Home, &self.me, visited, Some(facts.clone()))
             .map_err(|r| r.as_str())?;
         let mut rx = Vec::with_capacity(fwd.rx.len());
+        let dev_addr = fwd.frame.dev_addr();
         for r in &fwd.rx {
-            // A peer cannot pass one of our own gateways off as its own.
-            if !valid_rx(&r.info) || self.home.local_gateways.get(&r.info.gateway).is_some() {
+            if !valid_rx(&r.info) {
                 continue;
             }
-            self.home.sweep_if_full(&r.info.gateway);
+            // A peer cannot pass off as its own a gateway of ours or of another member.
+            if self.gateway_lists.owner(&r.info.gateway).as_ref() != Some(visited) {
+                PeeringMetrics::count(&self.metrics.received, visited.as_str(), "unannounced_gateway");
+                continue;
+            }
+            let key = (peer, r.info.gateway);
+            self.home.sweep_if_full(&key);
             if !fwd.late {
-                self.home.hold(&r.info, r.token.clone(), peer, visited);
+                self.home.hold(peer, visited, &r.info, dev_addr, r.token.clone());
             }
             rx.push(r.info.clone());
         }
         if rx.is_empty() {
-            return Err("malformed");
+            return Err("no_valid_reception");
         }
         let me = self.self_arc().ok_or("shutting_down")?;
         let (tx, verdict) = oneshot::channel();

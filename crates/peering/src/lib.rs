@@ -5,6 +5,7 @@ mod buffer;
 mod client;
 mod dispatch;
 mod event_loop;
+pub mod gateways;
 mod home;
 pub mod metrics;
 mod peers;

@@ -119,6 +119,9 @@ pub struct Terms {
     pub max_copies: usize,
     /// Keep frames for an unreachable home node (48 h), or drop them.
     pub buffer_when_unreachable: bool,
+    /// Downlinks at any time (Class C) for the home's devices: only if the agreement
+    /// declares Class C devices.
+    pub class_c: bool,
 }
 
 impl Default for Terms {
@@ -126,6 +129,7 @@ impl Default for Terms {
         Terms {
             max_copies: crate::protocol::MAX_RX_PER_FRAME,
             buffer_when_unreachable: true,
+            class_c: true,
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::buffer::LateBuffer;
 use crate::client::Client;
 use crate::event_loop::{EventLoop, Inbound};
+use crate::gateways::GatewayLists;
 use crate::home::Home;
 use crate::metrics::PeeringMetrics;
 use crate::peers::PeerTable;
@@ -86,6 +87,10 @@ pub struct Peering {
     pub(crate) buffer: LateBuffer,
     /// Verdicts on frames we took (home) and frames awaiting theirs (visited).
     pub(crate) verdicts: Verdicts,
+    /// Peers' gateways as each announced them, and what we told each peer of ours.
+    pub(crate) gateway_lists: GatewayLists,
+    /// Signs our gateway list (the roster key of this member).
+    pub(crate) signing: ed25519_dalek::SigningKey,
     /// Who answers each sync channel.
     pub(crate) sync: SyncHandlers,
     /// Who may roam where, frame by frame: the roster's until the agreements install theirs.
@@ -181,6 +186,8 @@ impl Peering {
             home: Home::new(&cfg, local_gateways, roamed_tx),
             buffer: LateBuffer::new(cfg.buffer_max, cfg.buffer_retention),
             verdicts: Verdicts::default(),
+            gateway_lists: GatewayLists::default(),
+            signing: ed25519_dalek::SigningKey::from_bytes(&secret),
             sync: SyncHandlers::default(),
             policy: RwLock::new(Arc::new(RosterPolicy(roster.clone()))),
             refusals: Refusals::default(),
@@ -373,6 +380,7 @@ impl Peering {
 /// What the event loop hands out: peers' requests and connections.
 impl Inbound for Peering {
     fn connected(this: &Arc<Self>, peer: PeerId) {
+        this.forget_told(&peer);
         tokio::spawn(this.clone().flush(peer));
         this.tell_connected(&peer);
     }
@@ -387,6 +395,11 @@ impl Inbound for Peering {
             };
             this.client.respond(channel, resp).await;
         });
+    }
+
+    fn disconnected(this: &Arc<Self>, peer: PeerId) {
+        // It may come back as a new process that knows none of our gateways.
+        this.forget_told(&peer);
     }
 
     fn sync_request(
@@ -417,12 +430,12 @@ impl Roaming for Peering {
     }
 
     fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool {
-        self.home.is_remote_gateway(gateway)
+        Peering::is_remote_gateway(self, gateway)
     }
 
     fn send_downlink(&self, gateway: GatewayEui, downlink: Downlink, timeout: Duration) -> TxFuture<'_> {
         // The token is chosen now, as the network server asks, not when the future runs.
-        let path = self.home.path(gateway, &downlink.timing);
+        let path = self.downlink_path(gateway, &downlink);
         Box::pin(async move {
             self.send_downlink_via_peer(path?, gateway, downlink, timeout)
                 .await

@@ -8,6 +8,7 @@ use entente_model::MemberId;
 use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 
+use crate::gateways::GATEWAYS_CHANNEL;
 use crate::protocol::{SyncRequest, SyncResponse};
 use crate::service::{Peering, read, write};
 
@@ -55,6 +56,13 @@ impl Peering {
         let this = self.clone();
         let from = self.member_of(&peer).map(|m| m.id.clone());
         tokio::spawn(async move {
+            if request.channel == GATEWAYS_CHANNEL {
+                let body = from
+                    .map(|f| this.on_gateway_list(&f, &request.body))
+                    .unwrap_or_default();
+                this.client.respond_sync(channel, body).await;
+                return;
+            }
             let body = match (from, this.sync.get(&request.channel)) {
                 (Some(from), Some(h)) => {
                     tokio::task::spawn_blocking(move || h.on_request(&from, request.body))
@@ -70,6 +78,10 @@ impl Peering {
     /// Tells every sync handler that a roster member connected.
     pub(crate) fn tell_connected(&self, peer: &PeerId) {
         let Some(m) = self.member_of(peer) else { return };
+        if let Some(me) = self.self_arc() {
+            let peer = *peer;
+            tokio::spawn(async move { me.announce(peer).await });
+        }
         for h in self.sync.all() {
             let m = m.id.clone();
             tokio::spawn(async move { h.on_connected(&m) });

@@ -1,20 +1,25 @@
 //! Uplink tokens: the visited node's proof, given to one home peer, that a gateway of its
 //! heard a frame at a given concentrator time. The home node can only ask for a downlink
-//! through a gateway and timing it was told about; it cannot forge or transfer a token.
+//! through a gateway and timing it was told about, for the device that sent the frame; it
+//! cannot forge or transfer a token.
 
 use aes::Aes128;
 use cmac::{Cmac, Mac, digest::KeyInit};
-use entente_model::GatewayEui;
+use entente_model::{DevAddr, GatewayEui};
 use libp2p::PeerId;
 
-/// Gateway (8) + tmst (4) + issued at, ms since the epoch (8) + CMAC (16).
-pub const TOKEN_LEN: usize = 36;
+/// Gateway (8) + tmst (4) + issued at, ms since the epoch (8) + DevAddr present (1) and
+/// DevAddr (4) + CMAC (16).
+pub const TOKEN_LEN: usize = 41;
+const BODY_LEN: usize = TOKEN_LEN - 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Token {
     pub gateway: GatewayEui,
     pub tmst: u32,
     pub issued_ms: i64,
+    /// The data frame's DevAddr; none for a join request (its DevAddr is the home's).
+    pub dev_addr: Option<DevAddr>,
 }
 
 pub struct TokenKey([u8; 16]);
@@ -39,6 +44,8 @@ impl TokenKey {
         v.extend_from_slice(&t.gateway.0);
         v.extend_from_slice(&t.tmst.to_be_bytes());
         v.extend_from_slice(&t.issued_ms.to_be_bytes());
+        v.push(u8::from(t.dev_addr.is_some()));
+        v.extend_from_slice(&t.dev_addr.map_or(0, |a| a.0).to_be_bytes());
         let mac = self.mac(peer, &v);
         v.extend_from_slice(&mac);
         v
@@ -49,7 +56,7 @@ impl TokenKey {
         if raw.len() != TOKEN_LEN {
             return None;
         }
-        let (body, mac) = raw.split_at(20);
+        let (body, mac) = raw.split_at(BODY_LEN);
         let want = self.mac(peer, body);
         // Constant time: a peer probing for valid tokens learns nothing from timing.
         if want.iter().zip(mac).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
@@ -58,10 +65,13 @@ impl TokenKey {
         let gateway = GatewayEui(body[0..8].try_into().ok()?);
         let tmst = u32::from_be_bytes(body[8..12].try_into().ok()?);
         let issued_ms = i64::from_be_bytes(body[12..20].try_into().ok()?);
+        let addr = DevAddr(u32::from_be_bytes(body[21..25].try_into().ok()?));
+        let dev_addr = (body[20] == 1).then_some(addr);
         Some(Token {
             gateway,
             tmst,
             issued_ms,
+            dev_addr,
         })
     }
 }
@@ -79,6 +89,7 @@ mod tests {
             gateway: GatewayEui([1; 8]),
             tmst: 42,
             issued_ms: 1_700_000_000_000,
+            dev_addr: Some(DevAddr(0x2602_0001)),
         };
         let raw = k.issue(&home, t);
         assert_eq!(k.check(&home, &raw), Some(t));

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use entente_frame::UplinkFrame;
 use entente_frame::phy::MType;
 use entente_gateway::{Downlink, GatewayBackend, RxInfo, Timing, TxOutcome};
+use entente_model::{DevAddr, MemberId};
 use entente_region::Eu868;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
@@ -65,12 +66,14 @@ pub(crate) enum Delivery {
 }
 
 impl Peering {
-    /// The token that lets `home` ask for a downlink through this reception's gateway.
-    pub fn issue_token(&self, home: &PeerId, info: &RxInfo) -> Vec<u8> {
+    /// The token that lets `home` ask for a downlink through this reception's gateway,
+    /// for the device that sent it (`dev_addr`; none for a join request).
+    pub fn issue_token(&self, home: &PeerId, info: &RxInfo, dev_addr: Option<DevAddr>) -> Vec<u8> {
         let token = Token {
             gateway: info.gateway,
             tmst: info.tmst,
             issued_ms: self.visited.now_ms(),
+            dev_addr,
         };
         self.visited.token_key.issue(home, token)
     }
@@ -88,7 +91,7 @@ impl Peering {
             return;
         }
         let terms = self.terms(&home);
-        let rx = self.copies(&peer, rx, &terms);
+        let rx = self.copies(&peer, rx, &terms, frame.dev_addr());
         let seq = self.buffer.next_seq();
         let fwd = UplinkForward {
             id: seq,
@@ -118,12 +121,18 @@ impl Peering {
 
     /// The receptions shared with the home node: the best ones, as many as the agreement
     /// lets through, each with its token.
-    fn copies(&self, peer: &PeerId, mut rx: Vec<RxInfo>, terms: &Terms) -> Vec<RoamedRx> {
+    fn copies(
+        &self,
+        peer: &PeerId,
+        mut rx: Vec<RxInfo>,
+        terms: &Terms,
+        dev_addr: Option<DevAddr>,
+    ) -> Vec<RoamedRx> {
         rx.sort_by(|a, b| b.snr.total_cmp(&a.snr));
         rx.into_iter()
             .take(terms.max_copies.clamp(1, MAX_RX_PER_FRAME))
             .map(|info| RoamedRx {
-                token: self.issue_token(peer, &info),
+                token: self.issue_token(peer, &info, dev_addr),
                 info,
             })
             .collect()
@@ -174,6 +183,7 @@ impl Peering {
     async fn send_batch(&self, peer: PeerId, member: &str, batch: Vec<(Seq, UplinkForward)>) {
         if self.peers.is_connected(&peer) && !self.buffer.has(&peer) {
             let frames: Vec<UplinkForward> = batch.iter().map(|(_, f)| f.clone()).collect();
+            self.announce_for(peer, &frames).await;
             self.expect_verdicts(peer, &frames, Delivery::Live);
             match self.client.request(peer, Request::Uplinks(frames.clone())).await {
                 Ok(resp) => {
@@ -213,7 +223,10 @@ impl Peering {
     }
 
     async fn downlink_result(&self, peer: PeerId, req: DownlinkRequest) -> TxResult {
-        if let Err(refused) = self.check_token(&peer, &req) {
+        let Some(home) = self.member_of(&peer).map(|m| m.id.clone()) else {
+            return TxResult::BadToken;
+        };
+        if let Err(refused) = self.check_token(&peer, &home, &req) {
             return refused;
         }
         if let Err(reason) = check_radio(&req.downlink) {
@@ -222,9 +235,6 @@ impl Peering {
         if let Err(refused) = self.use_window(&req) {
             return refused;
         }
-        let Some(home) = self.member_of(&peer).map(|m| m.id.clone()) else {
-            return TxResult::BadToken;
-        };
         let phy = req.downlink.phy_payload.clone();
         let facts = FrameFacts::of_downlink(home.clone(), self.me.clone(), &phy);
         let dev_addr = facts.as_ref().and_then(|f| f.dev_addr);
@@ -234,6 +244,19 @@ impl Peering {
             };
         }
         let air = airtime_us(req.downlink.data_rate, phy.len(), Direction::Downlink);
+        // Booked like our own downlinks: a peer's traffic cannot take our gateway past
+        // its sub-band's duty cycle.
+        let booked = self.visited.gateways.duty_cycle().try_reserve(
+            req.gateway,
+            req.downlink.frequency_hz,
+            Duration::from_micros(u64::from(air)),
+            self.clock.now(),
+        );
+        if !booked {
+            return TxResult::Refused {
+                reason: "duty_cycle".into(),
+            };
+        }
         let sent = self
             .visited
             .gateways
@@ -274,21 +297,27 @@ impl Peering {
         }
     }
 
-    /// The token must be ours, issued to this peer for this gateway, and still usable for
-    /// the downlink's timing.
-    fn check_token(&self, peer: &PeerId, req: &DownlinkRequest) -> Result<(), TxResult> {
+    /// The token must be ours, issued to this peer for this gateway and the device the
+    /// downlink is for, and still usable for the downlink's timing.
+    fn check_token(&self, peer: &PeerId, home: &MemberId, req: &DownlinkRequest) -> Result<(), TxResult> {
         let Some(t) = self.visited.token_key.check(peer, &req.token) else {
             return Err(TxResult::BadToken);
         };
-        if t.gateway != req.gateway {
+        if t.gateway != req.gateway || !answers_token(&req.downlink.phy_payload, t.dev_addr) {
             return Err(TxResult::BadToken);
         }
         let age_ms = self.visited.now_ms() - t.issued_ms;
         match req.downlink.timing {
-            // Class C: through the gateway that heard the device last, for an hour.
+            // Class C: through the gateway that heard the device last, for an hour, and
+            // only for the devices of an agreement that declares Class C ones.
             Timing::Immediately => {
                 if !(0..=TOKEN_MEMORY.as_millis() as i64).contains(&age_ms) {
                     return Err(TxResult::BadToken);
+                }
+                if !self.terms(home).class_c {
+                    return Err(TxResult::Refused {
+                        reason: "class_c_not_declared".into(),
+                    });
                 }
             }
             Timing::AfterReception { context, delay } => {
@@ -303,6 +332,24 @@ impl Peering {
             }
         }
         Ok(())
+    }
+}
+
+/// A token issued for a data frame answers that device only; one issued for a join
+/// request, only with a join accept.
+fn answers_token(phy: &[u8], dev_addr: Option<DevAddr>) -> bool {
+    let mtype = phy.first().map(|m| MType::from_mhdr(*m));
+    match dev_addr {
+        None => mtype == Some(MType::JoinAccept),
+        Some(a) => downlink_dev_addr(phy) == Some(a),
+    }
+}
+
+/// The DevAddr a data downlink is for; none for a join accept (or anything else).
+pub(crate) fn downlink_dev_addr(phy: &[u8]) -> Option<DevAddr> {
+    match entente_frame::phy::parse(phy) {
+        Ok(entente_frame::phy::Phy::Data(d)) => Some(d.dev_addr),
+        _ => None,
     }
 }
 

@@ -52,6 +52,7 @@ fn roster(keys: &[SigningKey], ports: &[u16]) -> String {
 
 struct Node {
     peering: Arc<Peering>,
+    registry: Arc<Registry>,
     _dir: tempfile::TempDir,
 }
 
@@ -104,6 +105,7 @@ async fn node_with(
         listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
         ..base
     };
+    let registry_kept = registry.clone();
     let started = Peering::start(
         IDS[i].parse().unwrap(),
         key.to_bytes(),
@@ -119,6 +121,7 @@ async fn node_with(
     verify_all(started.roamed);
     Node {
         peering: started.peering,
+        registry: registry_kept,
         _dir: dir,
     }
 }
@@ -178,9 +181,11 @@ async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
 
     // Tours (visited) gave SMO (home) a token for its gateway; Agglopolys tries to use it.
     let gw = GatewayEui([0, 0x80, 0, 0, 0, 0, 0xc0, 1]);
-    let token = tours
-        .peering
-        .issue_token(&smo.peering.peer_id(), &rx_info(gw, 10_000_000));
+    let token = tours.peering.issue_token(
+        &smo.peering.peer_id(),
+        &rx_info(gw, 10_000_000),
+        Some(entente_model::DevAddr(0x2601_0001)),
+    );
     let req = |t: Vec<u8>, at: u32| {
         Request::Downlink(DownlinkRequest {
             gateway: gw,
@@ -326,6 +331,19 @@ async fn a_peer_over_its_rate_is_refused_frame_by_frame() {
     };
     let smo = node_with(1, &keys[1], &text, ports[1], &stop, slow).await;
     connected(&tours.peering, 1).await;
+    // Tours announces the gateway its frames were heard by: the SMO takes no reception
+    // from a gateway its forwarder did not announce.
+    let heard_by = GatewayEui([0, 0x80, 0, 0, 0, 0, 0xc0, 2]);
+    tours
+        .registry
+        .create(entente_gateway::NewGateway {
+            eui: heard_by,
+            name: "tours".into(),
+            owner: None,
+            position: None,
+        })
+        .unwrap();
+    tours.peering.announce(smo.peering.peer_id()).await;
     // Five frames of an SMO device (DevAddr 2602xxxx), all within one second.
     let frame = |fcnt: u8| {
         let mut phy = vec![0x40, 0x01, 0x00, 0x02, 0x26, 0x80, fcnt, 0x00, 0x01, 0xaa];

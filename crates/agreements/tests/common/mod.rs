@@ -64,6 +64,7 @@ pub fn tours_smo(version: u32, devices: u64) -> Agreement {
             devices: (0..devices)
                 .map(|i| DevEui((0x70b3_d5e7_5e00_0000 + i).to_be_bytes()))
                 .collect(),
+            class: Default::default(),
         }],
         flows: [Flow::Join, Flow::Mac, Flow::UplinkData, Flow::DownlinkData]
             .into_iter()

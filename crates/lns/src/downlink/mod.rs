@@ -122,7 +122,10 @@ impl NetworkServer {
     /// The gateway's sub-band must have the airtime left this hour.
     fn reserve_airtime(&self, gw: GatewayEui, freq: u32, dr: DataRate, plan: &DownlinkPlan) -> bool {
         let airtime = time_on_air(Modulation::downlink(dr), plan.phy_payload.len());
-        let reserved = self.duty.try_reserve(gw, freq, airtime, self.now());
+        let reserved = self
+            .gateways
+            .duty_cycle()
+            .try_reserve(gw, freq, airtime, self.now());
         if !reserved {
             self.metrics
                 .downlink_failures
