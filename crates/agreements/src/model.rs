@@ -198,8 +198,17 @@ impl Agreement {
         [&self.host, &self.guest]
     }
 
-    /// Whether `new` changes the load substantially compared with this version.
+    /// Whether `new` changes the load substantially compared with this version, swaps
+    /// devices (some dropped, others named: at equal count too), or declares Class C
+    /// devices where there were none: each waits for the host. Growth under the
+    /// threshold takes effect at once, as the convention says.
     pub fn is_substantial_change(&self, new: &Agreement) -> bool {
+        let (before, after) = (self.declared_devices(), new.declared_devices());
+        let swapped = !before.is_subset(&after) && !after.is_subset(&before);
+        let class_c = |a: &Agreement| a.users.iter().any(|u| u.class == DeclaredClass::C);
+        if swapped || (class_c(new) && !class_c(self)) {
+            return true;
+        }
         let grow = |old: u64, new: u64| {
             old == 0 && new > 0 || new * 100 > old * (100 + self.substantial_change_pct as u64)
         };

@@ -245,6 +245,15 @@ fn access_requests_and_amendments_follow_the_convention() {
         12,
         "10 + 1 + the newcomer's 1"
     );
+    // A swap at equal count (one device dropped, another named): waits for the host.
+    let mut swapped = r.effective().unwrap().users[0].clone();
+    let first = *swapped.devices.iter().next().unwrap();
+    swapped.devices.remove(&first);
+    swapped.devices.insert(DevEui([0x44; 8]));
+    r.file_access("req-4", swapped, &smo, now).unwrap();
+    assert_eq!(r.access_requests[3].state, AccessState::Pending);
+    assert!(r.access_requests[3].substantial);
+    r.answer_access("req-4", false, &tours, now).unwrap();
 
     // An amendment: proposed by one side, countersigned by the other, or rejected.
     let v2 = SignedAgreement::propose(&tours_smo(2, 10), &smo, &p.smo).unwrap();

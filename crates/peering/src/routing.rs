@@ -1,5 +1,8 @@
 //! Which member a frame belongs to: DevAddr by longest-prefix match over the roster's
-//! blocks, JoinEUI by range, and DevEUIs declared under agreements (for joins).
+//! blocks, JoinEUI by range, and DevEUIs declared under agreements (for joins whose
+//! JoinEUI is in no member's range). A member's JoinEUI range decides before any
+//! declaration, and a DevEUI inside another member's range cannot be declared: a guest
+//! cannot pull another member's joins.
 //!
 //! Lookup cost depends on the number of distinct prefix lengths (at most 33) and the log
 //! of the number of ranges, never on the number of devices or members.
@@ -67,11 +70,23 @@ impl RoutingTable {
             }
         }
         for (eui, m) in declared {
-            if let Some(i) = t.members.iter().position(|x| x == m) {
+            let Some(i) = t.members.iter().position(|x| x == m) else {
+                continue;
+            };
+            if t.range_of(u64::from_be_bytes(eui.0))
+                .is_none_or(|owner| owner == i)
+            {
                 t.dev_euis.insert(*eui, i);
             }
         }
         Ok(t)
+    }
+
+    /// The member whose JoinEUI range holds `x`.
+    fn range_of(&self, x: u64) -> Option<usize> {
+        let idx = self.join_ranges.partition_point(|r| r.0 <= x);
+        let (first, last, i) = *self.join_ranges.get(idx.checked_sub(1)?)?;
+        (first <= x && x <= last).then_some(i)
     }
 
     pub fn dev_addr(&self, a: DevAddr) -> Option<&MemberId> {
@@ -84,13 +99,10 @@ impl RoutingTable {
     }
 
     pub fn join(&self, join_eui: JoinEui, dev_eui: DevEui) -> Option<&MemberId> {
-        if let Some(i) = self.dev_euis.get(&dev_eui) {
-            return Some(&self.members[*i]);
-        }
-        let j = u64::from_be_bytes(join_eui.0);
-        let idx = self.join_ranges.partition_point(|r| r.0 <= j);
-        let (first, last, i) = *self.join_ranges.get(idx.checked_sub(1)?)?;
-        (first <= j && j <= last).then(|| &self.members[i])
+        let i = self
+            .range_of(u64::from_be_bytes(join_eui.0))
+            .or_else(|| self.dev_euis.get(&dev_eui).copied())?;
+        self.members.get(i)
     }
 }
 
@@ -142,5 +154,14 @@ mod tests {
         assert_eq!(t.join(je(0x1ff), DevEui([1; 8])).unwrap().as_str(), "smo");
         assert!(t.join(je(0x200), DevEui([1; 8])).is_none());
         assert_eq!(t.join(je(0x200), DevEui([9; 8])).unwrap().as_str(), "blois");
+        // A declaration cannot take another member's joins: its JoinEUI range decides,
+        // and a DevEUI inside another member's range is not routed by declaration.
+        assert_eq!(t.join(je(0x10), DevEui([9; 8])).unwrap().as_str(), "tours");
+        let inside_tours = DevEui(0x42u64.to_be_bytes());
+        let t = RoutingTable::build(&ms, &[(inside_tours, "blois".parse().unwrap())]).unwrap();
+        assert!(t.join(je(0x200), inside_tours).is_none());
+        let own = DevEui(0x142u64.to_be_bytes());
+        let t = RoutingTable::build(&ms, &[(own, "smo".parse().unwrap())]).unwrap();
+        assert_eq!(t.join(je(0x200), own).unwrap().as_str(), "smo");
     }
 }
