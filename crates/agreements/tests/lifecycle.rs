@@ -204,6 +204,9 @@ fn the_policy_follows_the_agreements_in_force() {
         policy.check(&join(undeclared, "smo-vdln", "tours-metropole")),
         Err(Refusal::UndeclaredDevice)
     );
+    // Its users declare Class A devices only: the host relays no Class C downlink.
+    let terms = |pol: &AgreementPolicy| pol.terms(&id("smo-vdln"), &id("tours-metropole"));
+    assert!(!terms(&policy).class_c);
     // The user declared join, MAC and uplink data, not downlink data.
     let down = FrameFacts {
         flow: Flow::DownlinkData,

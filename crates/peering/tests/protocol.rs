@@ -53,6 +53,7 @@ fn roster(keys: &[SigningKey], ports: &[u16]) -> String {
 struct Node {
     peering: Arc<Peering>,
     registry: Arc<Registry>,
+    server: Arc<GatewayServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -106,6 +107,7 @@ async fn node_with(
         ..base
     };
     let registry_kept = registry.clone();
+    let server_kept = server.clone();
     let started = Peering::start(
         IDS[i].parse().unwrap(),
         key.to_bytes(),
@@ -122,6 +124,7 @@ async fn node_with(
     Node {
         peering: started.peering,
         registry: registry_kept,
+        server: server_kept,
         _dir: dir,
     }
 }
@@ -266,12 +269,29 @@ async fn tokens_work_only_for_their_peer_and_garbage_is_refused() {
     // One downlink per receive window: the same window again is refused.
     let r = smo
         .peering
-        .request(tours.peering.peer_id(), req(token, 11_000_000))
+        .request(tours.peering.peer_id(), req(token.clone(), 11_000_000))
         .await
         .unwrap();
     assert!(
         matches!(r, Response::Downlink(TxResult::BadToken)),
         "reused: {r:?}"
+    );
+    // The relayed downlink was booked in the gateway's duty cycle like Tours's own: the
+    // 1 % sub-band's 36 s per hour no longer fit whole.
+    use entente_gateway::GatewayBackend;
+    let duty = tours.server.duty_cycle();
+    assert!(!duty.try_reserve(gw, 868_100_000, Duration::from_secs(36), Utc::now()));
+    // Tours's own downlinks spend the rest: the RX2 window of the same token is refused
+    // before the gateway, as Tours's own would be.
+    while duty.try_reserve(gw, 868_100_000, Duration::from_millis(10), Utc::now()) {}
+    let r = smo
+        .peering
+        .request(tours.peering.peer_id(), req(token.clone(), 12_000_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Response::Downlink(TxResult::Refused { reason }) if reason == "duty_cycle"),
+        "{r:?}"
     );
 
     // Garbage on the roaming protocol from a roster member: refused, node unharmed.
