@@ -310,3 +310,37 @@ fn absurd_terms_from_a_document_do_not_panic() {
     r.tick(t("2200-01-01T00:00:00Z")).unwrap();
     assert_eq!(r.state, State::Terminating);
 }
+
+#[test]
+fn a_device_two_guests_declare_is_neithers_and_class_c_is_declared() {
+    let p = Parties::new();
+    let now = t("2026-02-01T00:00:00Z");
+    let policy = AgreementPolicy::new(
+        id("tours-metropole"),
+        std::sync::Arc::new(entente_model::ManualClock::new(now)),
+    );
+    // Another guest's convention with Tours declares the SMO's devices, as Class C.
+    let mut a = tours_smo(1, 10);
+    a.id = "tours-intruder".into();
+    a.guest = id("intruder");
+    a.users[0].class = DeclaredClass::C;
+    let mut s = SignedAgreement::propose(&a, &id("intruder"), &p.other).unwrap();
+    let mut r = Record::propose(s.clone(), &id("intruder"), t("2025-11-01T00:00:00Z"), &p.keys()).unwrap();
+    s.sign(&id("tours-metropole"), &p.tours).unwrap();
+    r.approve(s, &id("tours-metropole"), now, &p.keys()).unwrap();
+    policy.replace(&[approved(&p, now), r]);
+    let declared = DevEui((0x70b3_d5e7_5e00_0000u64).to_be_bytes());
+    for guest in ["smo-vdln", "intruder"] {
+        assert_eq!(
+            policy.check(&join(declared, guest, "tours-metropole")),
+            Err(Refusal::DeclaredTwice),
+            "{guest}"
+        );
+    }
+    assert!(
+        !policy.declared().iter().any(|(d, _)| *d == declared),
+        "routed to nobody"
+    );
+    assert!(policy.terms(&id("intruder"), &id("tours-metropole")).class_c);
+    assert!(!policy.terms(&id("smo-vdln"), &id("tours-metropole")).class_c);
+}
