@@ -159,6 +159,8 @@ enum BenchCmd {
     Routing,
     /// A year of billing for a million devices, from the counters to signed records.
     Billing(bench::BillingArgs),
+    /// Bytes and time to reconcile two members after a one-day and a one-month partition.
+    Sync(bench::SyncArgs),
     /// N nodes (100 by default) in one roster: time to form the mesh, routing, memory.
     Federation(bench::FederationArgs),
     /// The node process `bench ingest` starts and drives (not for direct use).
@@ -297,6 +299,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 let v = runtime()?.block_on(bench::federation(args))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
+            }
+            BenchCmd::Sync(args) => {
+                println!("{}", serde_json::to_string_pretty(&bench::sync(args)?)?);
             }
             BenchCmd::Billing(args) => {
                 println!("{}", serde_json::to_string_pretty(&bench::billing(args)?)?);
