@@ -302,6 +302,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             BenchCmd::Sync(args) => {
                 println!("{}", serde_json::to_string_pretty(&bench::sync(args)?)?);
+                Ok(())
             }
             BenchCmd::Billing(args) => {
                 println!("{}", serde_json::to_string_pretty(&bench::billing(args)?)?);

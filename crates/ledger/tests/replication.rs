@@ -20,13 +20,15 @@ fn a_year_of_statements_and_a_week_apart_converge_in_pages() {
         if day % 90 == 60 {
             p.amend(10).unwrap();
         }
-        if (358..365).contains(&day) {
-            continue; // the one-week partition
+        // Reconciled weekly (a debug build replays the 1 000-device dossier slowly);
+        // the last week is the partition.
+        if day % 7 != 0 || day > 357 {
+            continue;
         }
         let t = Instant::now();
         let s = p.sync().unwrap();
         largest = largest.max(s.largest);
-        if day % 30 == 0 {
+        if day % 28 == 0 {
             println!(
                 "day {day:3}: sync {:6.2} ms, {} rounds, {} B sent, {} B received",
                 t.elapsed().as_secs_f64() * 1e3,
