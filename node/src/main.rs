@@ -159,6 +159,8 @@ enum BenchCmd {
     Routing,
     /// A year of billing for a million devices, from the counters to signed records.
     Billing(bench::BillingArgs),
+    /// Bytes and time to reconcile two members after a one-day and a one-month partition.
+    Sync(bench::SyncArgs),
     /// N nodes (100 by default) in one roster: time to form the mesh, routing, memory.
     Federation(bench::FederationArgs),
     /// The node process `bench ingest` starts and drives (not for direct use).
@@ -296,6 +298,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             BenchCmd::Federation(args) => {
                 let v = runtime()?.block_on(bench::federation(args))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            BenchCmd::Sync(args) => {
+                println!("{}", serde_json::to_string_pretty(&bench::sync(args)?)?);
                 Ok(())
             }
             BenchCmd::Billing(args) => {

@@ -369,7 +369,7 @@ fn federate(
             key.clone(),
             store.clone(),
             book.keys().clone(),
-        )),
+        )?),
         Arc::new(entente_ledger::usage::Usage::new(store.clone())),
         book.clone(),
         Arc::new(crate::directory::LnsDirectory(lns.clone())),

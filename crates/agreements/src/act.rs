@@ -58,6 +58,7 @@ pub struct Act {
 /// An act as stored and sent: its exact bytes and its author's signature over them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SignedAct {
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
     pub signature: String,
 }

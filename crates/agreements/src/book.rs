@@ -23,7 +23,7 @@ use crate::policy::AgreementPolicy;
 use crate::review::{Review, SignedReview};
 use crate::signing::{SignError, SignedAgreement};
 
-mod replication;
+pub mod replication;
 
 pub struct Dossiers;
 impl Table for Dossiers {
@@ -66,7 +66,8 @@ pub enum BookError {
     NoReview(String),
 }
 
-/// What travels on `/entente/sync/1`: every dossier and review shared with the peer.
+/// A page of documents on `/entente/sync/1` (see [`replication::BookMsg`]): whole
+/// dossiers and reviews the receiver's heads lack.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SyncMsg {
     pub dossiers: Vec<Dossier>,
@@ -133,6 +134,8 @@ pub struct Book {
     rejections: Mutex<Vec<SyncRejection>>,
     seen: Option<Seen>,
     this: std::sync::OnceLock<std::sync::Weak<Book>>,
+    /// Each dossier's digest and parties, kept while its shape does not change.
+    summaries: Mutex<std::collections::HashMap<String, replication::Summary>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,6 +176,7 @@ impl Book {
             rejections: Mutex::new(Vec::new()),
             seen: links.seen,
             this: std::sync::OnceLock::new(),
+            summaries: Mutex::new(Default::default()),
         });
         let _ = book.this.set(Arc::downgrade(&book));
         book.refresh();

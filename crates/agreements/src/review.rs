@@ -286,6 +286,7 @@ pub fn preferred<'a>(a: &'a SignedReview, b: &'a SignedReview) -> Result<&'a Sig
 /// A review as kept: its exact bytes and the committee members' signatures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedReview {
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
     pub signatures: BTreeMap<MemberId, String>,
 }

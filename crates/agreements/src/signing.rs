@@ -28,6 +28,7 @@ pub enum SignError {
 /// One agreement version as it travels and is stored: its bytes and who signed them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedAgreement {
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
     /// Member -> ed25519 signature (hex) over DOMAIN || bytes.
     pub signatures: BTreeMap<MemberId, String>,

@@ -10,7 +10,6 @@ use ed25519_dalek::SigningKey;
 use entente_agreements::book::TABLES;
 use entente_agreements::*;
 use entente_model::{DevEui, ManualClock, MemberId, SharedClock};
-use entente_peering::SyncHandler;
 use entente_store::Store;
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -50,22 +49,11 @@ fn open(member: &str, seed: u8, clock: &SharedClock, dir: tempfile::TempDir) -> 
     Side { book, _dir: dir }
 }
 
-/// What the federation does on a connection: each side sends what it shares, the other
-/// merges and answers with its own.
+/// What the federation does on a connection: a session from `a`, answered by `b`'s
+/// handler, exchanging heads and then what the other lacks until both agree.
 fn sync(a: &Side, b: &Side) {
-    let msg = |s: &Side| {
-        let views = s.book.list();
-        let dossiers = views.iter().map(|v| s.book.dossier(&v.id).unwrap()).collect();
-        let reviews = views
-            .iter()
-            .flat_map(|v| s.book.reviews(&v.id))
-            .map(|(_, r)| r)
-            .collect();
-        serde_json::to_vec(&SyncMsg { dossiers, reviews }).unwrap()
-    };
-    let answer = b.book.on_request(a.book.me(), msg(a));
-    let back: SyncMsg = serde_json::from_slice(&answer).unwrap();
-    a.book.merge_from(b.book.me(), back);
+    let mut s = a.book.session(b.book.me().clone());
+    entente_peering::sync::reconcile_local(&mut s, &*b.book, a.book.me()).unwrap();
 }
 
 fn err(r: Result<View, BookError>) -> String {

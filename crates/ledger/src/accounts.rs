@@ -12,17 +12,20 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use entente_agreements::{Billing, Book};
 use entente_frame::UplinkKind;
 use entente_model::{DevAddr, DevEui, MemberId, SharedClock};
-use entente_peering::{Carried, CarriedFrame, Peering, SyncHandler, UsageHook};
+use entente_peering::{Carried, CarriedFrame, Peering, UsageHook};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::billing::{self, DeviceUse, Invoice};
 use crate::chain::{Entry, Kind};
 use crate::policy::{BillingPolicy, Rule};
-use crate::statement::{self, Dispute, UsageStatement};
+use crate::statement::{self, UsageStatement};
 use crate::store::{Ledger, LedgerError};
 use crate::usage::{FrameKind, Usage};
+
+mod replication;
+pub use replication::{ChainHead, LedgerMsg, LedgerSession, MAX_HEADS, MAX_PENDING, WireEntry};
 
 pub const SYNC_CHANNEL: &str = "ledger";
 
@@ -40,11 +43,6 @@ pub enum AccountsError {
     Billing(#[from] billing::BillingError),
     #[error("{0}")]
     Invalid(String),
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct LedgerMsg {
-    pub entries: Vec<Entry>,
 }
 
 /// One device of a yearly device-count statement (000 annex 2).
@@ -203,12 +201,10 @@ impl Accounts {
         issuer: &MemberId,
         day: NaiveDate,
     ) -> Result<Option<Entry>, AccountsError> {
-        Ok(self
-            .ledger
-            .entries(Some(agreement))?
-            .into_iter()
-            .filter(|e| &e.issuer == issuer && e.kind == Kind::UsageStatement)
-            .find(|e| e.body_json::<UsageStatement>().is_ok_and(|s| s.day == day)))
+        match self.ledger.statement_seq(agreement, issuer, day)? {
+            Some(seq) => Ok(Some(self.ledger.get(agreement, issuer, seq)?)),
+            None => Ok(None),
+        }
     }
 
     /// A counterparty's statement held but not yet answered: countersign it when our own
@@ -217,11 +213,7 @@ impl Accounts {
         if e.kind != Kind::UsageStatement || e.issuer == self.me || e.signatures.contains_key(&self.me) {
             return Ok(false);
         }
-        let disputed = self.ledger.entries(Some(&e.agreement))?.iter().any(|d| {
-            d.issuer == self.me
-                && d.kind == Kind::Dispute
-                && d.body_json::<Dispute>().is_ok_and(|x| x.statement_hash == e.hash)
-        });
+        let disputed = self.ledger.disputed_by(&e.agreement, &self.me, &e.hash)?;
         if disputed {
             return Ok(false);
         }
@@ -415,83 +407,6 @@ impl Accounts {
         Ok(e)
     }
 
-    // ---- replication -----------------------------------------------------------------
-
-    fn shared_with(&self, peer: &MemberId) -> LedgerMsg {
-        let mut entries = Vec::new();
-        for v in self.book.list() {
-            if v.host == *peer || v.guest == *peer {
-                entries.extend(self.ledger.entries(Some(&v.id)).unwrap_or_default());
-            }
-        }
-        LedgerMsg { entries }
-    }
-
-    /// Merges what a peer sent (only agreements both are party to), answers its
-    /// statements, and says whether anything changed.
-    pub fn merge_from(&self, from: &MemberId, msg: LedgerMsg) -> bool {
-        let mut changed = false;
-        for e in msg.entries {
-            let parties_ok = self.book.show(&e.agreement).is_ok_and(|v| {
-                (v.host == *from || v.guest == *from) && (v.host == self.me || v.guest == self.me)
-            });
-            if !parties_ok {
-                self.reject(format!(
-                    "{} #{} from {from}: not an agreement between us",
-                    e.agreement, e.seq
-                ));
-                continue;
-            }
-            let (agreement, issuer, seq) = (e.agreement.clone(), e.issuer.clone(), e.seq);
-            match self.ledger.merge(e) {
-                Ok(c) => changed |= c,
-                Err(err) => {
-                    self.reject(err.to_string());
-                    continue;
-                }
-            }
-            if let Ok(held) = self.ledger.get(&agreement, &issuer, seq) {
-                match self.answer_statement(&held) {
-                    Ok(c) => changed |= c,
-                    Err(err) => self.reject(format!("{agreement} #{seq}: {err}")),
-                }
-            }
-        }
-        changed
-    }
-
-    fn push(&self, peer: MemberId) {
-        let (Some(p), Ok(rt)) = (self.peering(), tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let Some(me) = self.this.get().and_then(Weak::upgrade) else {
-            return;
-        };
-        let Ok(body) = serde_json::to_vec(&self.shared_with(&peer)) else {
-            return;
-        };
-        rt.spawn(async move {
-            match p.sync_request(&peer, SYNC_CHANNEL, body).await {
-                Ok(answer) if answer.is_empty() => {}
-                Ok(answer) => match serde_json::from_slice::<LedgerMsg>(&answer) {
-                    Ok(msg) => {
-                        let m = me.clone();
-                        let from = peer.clone();
-                        let changed = tokio::task::spawn_blocking(move || m.merge_from(&from, msg))
-                            .await
-                            .unwrap_or(false);
-                        // What we answered (a countersignature, a dispute) goes back.
-                        if changed {
-                            me.push(peer);
-                        }
-                    }
-                    Err(e) => me.reject(format!("undecodable ledger answer from {peer}: {e}")),
-                },
-                Err(e) => debug!(%peer, error = %e, "ledger sync not sent; the next connection reconciles"),
-            }
-        });
-    }
-
     /// Issues yesterday's statements of the agreements this member hosts (once each), and
     /// reconciles with every counterparty every half minute.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
@@ -558,23 +473,5 @@ impl UsageHook for Accounts {
         {
             warn!(%agreement, error = %e, "usage not counted");
         }
-    }
-}
-
-impl SyncHandler for Accounts {
-    fn on_request(&self, from: &MemberId, body: Vec<u8>) -> Vec<u8> {
-        match serde_json::from_slice::<LedgerMsg>(&body) {
-            Ok(msg) => {
-                if self.merge_from(from, msg) {
-                    // Our answer carries what changed; nothing more to send.
-                }
-            }
-            Err(e) => self.reject(format!("undecodable ledger request from {from}: {e}")),
-        }
-        serde_json::to_vec(&self.shared_with(from)).unwrap_or_default()
-    }
-
-    fn on_connected(&self, peer: &MemberId) {
-        self.push(peer.clone());
     }
 }

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod billing;
 pub mod chain;
 pub mod money;
+pub mod pair;
 pub mod policy;
 pub mod sharing;
 pub mod statement;

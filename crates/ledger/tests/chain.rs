@@ -33,7 +33,8 @@ fn ledger(member: &str, seed: u8) -> (Ledger, tempfile::TempDir) {
             SigningKey::from_bytes(&[seed; 32]),
             store,
             Arc::new(key),
-        ),
+        )
+        .unwrap(),
         dir,
     )
 }

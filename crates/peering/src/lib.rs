@@ -17,7 +17,7 @@ pub mod routing;
 pub mod service;
 mod settings;
 mod swarm;
-mod sync;
+pub mod sync;
 pub mod token;
 mod usage;
 mod verdicts;
@@ -30,3 +30,4 @@ pub use service::{
     Built, Carried, CarriedFrame, Handlers, PeerStatus, Peering, PeeringConfig, PeeringError, RefusalCount,
     Started, SyncHandler, UsageHook,
 };
+pub use sync::{SyncSession, SyncStats};

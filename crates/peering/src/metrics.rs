@@ -12,8 +12,17 @@ pub struct PeerResult {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerChannel {
+    pub peer: String,
+    pub channel: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct PeeringMetrics {
+    /// Replication sessions that failed (request failed, answer undecodable), by peer
+    /// and channel.
+    pub sync_failures: Family<PeerChannel, Counter>,
     /// Connections refused at connection time (peer not on the valid roster).
     pub connections_refused: Counter,
     pub peers_connected: Gauge,
@@ -53,6 +62,11 @@ impl PeeringMetrics {
             "entente_roaming_downlinks",
             "Downlinks through a peer's gateway, by result",
             self.downlinks.clone(),
+        );
+        r.register(
+            "entente_sync_failures",
+            "Replication sessions that failed (request failed, answer undecodable), by peer and channel",
+            self.sync_failures.clone(),
         );
         r.register(
             "entente_roaming_buffered",

@@ -118,6 +118,15 @@ pub enum TxResult {
 }
 
 pub const SYNC_PROTOCOL: &str = "/entente/sync/1";
+/// What a replication page aims at: the documents or records of one sync message are
+/// added while they fit in this many bytes (a single larger document travels alone).
+pub const SYNC_PAGE_BYTES: usize = 256 * 1024;
+/// The codec's cap on a sync request or response. Far above a page, so that a single
+/// document larger than a page (an agreement declaring 100 000 devices, several
+/// versions of it: about 3 MB each) still passes; a larger one is not sent (and logged).
+pub const MAX_SYNC_BYTES: u64 = 32 * 1024 * 1024;
+/// Room kept under [`MAX_SYNC_BYTES`] for the envelope (channel name, heads).
+pub const MAX_SYNC_DOCUMENT_BYTES: usize = 24 * 1024 * 1024;
 
 /// Opaque to the federation: the agreements and the ledger encode and check what travels
 /// in it, each on its own channel.

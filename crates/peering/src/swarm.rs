@@ -93,7 +93,11 @@ fn roaming(request_timeout: Duration) -> request_response::cbor::Behaviour<Reque
 }
 
 fn sync(request_timeout: Duration) -> request_response::cbor::Behaviour<SyncRequest, SyncResponse> {
-    request_response::cbor::Behaviour::<SyncRequest, SyncResponse>::new(
+    let codec = request_response::cbor::codec::Codec::<SyncRequest, SyncResponse>::default()
+        .set_request_size_maximum(MAX_SYNC_BYTES)
+        .set_response_size_maximum(MAX_SYNC_BYTES);
+    request_response::Behaviour::with_codec(
+        codec,
         [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(request_timeout),
     )

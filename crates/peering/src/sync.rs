@@ -9,8 +9,75 @@ use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 
 use crate::gateways::GATEWAYS_CHANNEL;
-use crate::protocol::{SyncRequest, SyncResponse};
+use crate::metrics::PeerChannel;
+use crate::protocol::{MAX_SYNC_BYTES, SyncRequest, SyncResponse};
 use crate::service::{Peering, read, write};
+
+/// Rounds of one replication session at most; each round moves at least one page or
+/// ends the session, so this is only a guard against a peer that never settles.
+pub const MAX_SYNC_ROUNDS: usize = 100_000;
+
+/// One replication session, driven by its initiator: it sends what it holds (heads)
+/// and what it knows the other lacks, the other answers in kind, until both agree.
+pub trait SyncSession: Send {
+    /// The first request of the session.
+    fn first(&mut self) -> Vec<u8>;
+    /// Takes the peer's answer (untrusted); the next request, or `None` when reconciled.
+    fn answer(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// What one session moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub rounds: usize,
+    pub bytes_sent: usize,
+    pub bytes_received: usize,
+    /// The largest request or answer of the session.
+    pub largest: usize,
+}
+
+impl SyncStats {
+    fn add(&mut self, sent: usize, received: usize) {
+        self.rounds += 1;
+        self.bytes_sent += sent;
+        self.bytes_received += received;
+        self.largest = self.largest.max(sent).max(received);
+    }
+}
+
+/// A sync message in CBOR (byte fields stay bytes).
+pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    cbor4ii::serde::to_vec(Vec::new(), v).map_err(|e| e.to_string())
+}
+
+/// A sync message from a peer: refused above the codec's cap, decoded without panics.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.len() as u64 > MAX_SYNC_BYTES {
+        return Err(format!("{} bytes, above the cap", bytes.len()));
+    }
+    cbor4ii::serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// Runs a session against a handler in this process (tests, benches): exactly what
+/// [`Peering::reconcile`] does over the network, `from` being the initiator.
+pub fn reconcile_local(
+    session: &mut dyn SyncSession,
+    handler: &dyn SyncHandler,
+    from: &MemberId,
+) -> Result<SyncStats, String> {
+    let mut stats = SyncStats::default();
+    let mut body = session.first();
+    for _ in 0..MAX_SYNC_ROUNDS {
+        let sent = body.len();
+        let answer = handler.on_request(from, body);
+        stats.add(sent, answer.len());
+        match session.answer(&answer)? {
+            Some(next) => body = next,
+            None => return Ok(stats),
+        }
+    }
+    Err("the peer never settled".into())
+}
 
 /// The replication of signed documents (`/entente/sync/1`) is the agreements' business;
 /// the federation only carries the bytes between roster members and says when a peer
@@ -45,6 +112,65 @@ impl SyncHandlers {
 }
 
 impl Peering {
+    /// Runs a replication session with `peer` on `channel`. A peer not connected is
+    /// left for its next connection; a request that fails or an answer that does not
+    /// decode is a warning and counts in `entente_sync_failures`.
+    pub async fn reconcile(
+        &self,
+        peer: &MemberId,
+        channel: &'static str,
+        mut session: Box<dyn SyncSession>,
+    ) -> Option<SyncStats> {
+        if !self.is_member_connected(peer) {
+            tracing::debug!(%peer, channel, "not connected; the next connection reconciles");
+            return None;
+        }
+        let mut stats = SyncStats::default();
+        let mut body = session.first();
+        for _ in 0..MAX_SYNC_ROUNDS {
+            let sent = body.len();
+            let answer = match self.sync_request(peer, channel, body).await {
+                Ok(a) => a,
+                Err(e) => return self.sync_failed(peer, channel, format!("request failed: {e}")),
+            };
+            stats.add(sent, answer.len());
+            // A peer still starting has no handler yet; it reconciles when ready.
+            if answer.is_empty() {
+                return Some(stats);
+            }
+            let step = tokio::task::spawn_blocking(move || {
+                let next = session.answer(&answer);
+                (session, next)
+            })
+            .await;
+            let next = match step {
+                Ok((s, next)) => {
+                    session = s;
+                    next
+                }
+                Err(e) => return self.sync_failed(peer, channel, format!("session task: {e}")),
+            };
+            match next {
+                Ok(Some(b)) => body = b,
+                Ok(None) => return Some(stats),
+                Err(e) => return self.sync_failed(peer, channel, format!("undecodable answer: {e}")),
+            }
+        }
+        self.sync_failed(peer, channel, "the peer never settled".into())
+    }
+
+    fn sync_failed(&self, peer: &MemberId, channel: &'static str, reason: String) -> Option<SyncStats> {
+        tracing::warn!(%peer, channel, %reason, "sync failed");
+        self.metrics
+            .sync_failures
+            .get_or_create(&PeerChannel {
+                peer: peer.to_string(),
+                channel: channel.to_string(),
+            })
+            .inc();
+        None
+    }
+
     /// Answers a peer's sync request with its channel's handler; a peer off
     /// the roster, or a channel nobody handles, gets empty bytes.
     pub(crate) fn serve_sync(

@@ -104,7 +104,7 @@ pub fn billing(a: BillingArgs) -> Result<Value> {
     let key = SigningKey::from_bytes(&[7; 32]);
     let me: entente_model::MemberId = "smo-vdln".parse()?;
     let vk = key.verifying_key();
-    let ledger = Ledger::new(me.clone(), key, store.clone(), Arc::new(move |_| Some(vk)));
+    let ledger = Ledger::new(me.clone(), key, store.clone(), Arc::new(move |_| Some(vk)))?;
     let mut runs = Vec::new();
     let mut last_invoice = None;
     for _ in 0..a.runs {

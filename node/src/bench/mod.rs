@@ -7,6 +7,7 @@ pub mod federation;
 pub mod ingest;
 pub mod roaming;
 pub mod routing;
+pub mod sync;
 
 pub use billing::{BillingArgs, billing};
 pub use delivery::{DeliveryArgs, delivery};
@@ -14,3 +15,4 @@ pub use federation::{FederationArgs, federation};
 pub use ingest::{IngestArgs, IngestNodeArgs, ingest, ingest_node};
 pub use roaming::{RoamingArgs, roaming};
 pub use routing::routing;
+pub use sync::{SyncArgs, sync};

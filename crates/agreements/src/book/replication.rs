@@ -1,7 +1,13 @@
 //! Replication of the book over `/entente/sync/1`: what a peer shares with us, merged as a
-//! union that must still replay; refused documents recorded; reconciliation pushes.
+//! union that must still replay; refused documents recorded; reconciliation by heads
+//! (a digest per dossier and per review) and pages of the documents whose heads differ
+//! (see `sync.rs`).
 
 use super::*;
+
+mod sync;
+pub(super) use sync::Summary;
+pub use sync::{BookMsg, BookSession, DocHead, Heads, MAX_HEADS};
 
 impl Book {
     pub fn rejections(&self) -> Vec<SyncRejection> {
@@ -20,22 +26,6 @@ impl Book {
             agreement: agreement.to_string(),
             reason,
         });
-    }
-
-    /// Everything this node holds that `peer` is a party to.
-    pub(super) fn shared_with(&self, peer: &MemberId) -> SyncMsg {
-        let dossiers: Vec<Dossier> = lock(&self.dossiers)
-            .values()
-            .filter(|d| d.parties().is_ok_and(|p| p.contains(peer)))
-            .cloned()
-            .collect();
-        let ids: Vec<String> = dossiers.iter().map(|d| format!("{}/", d.id)).collect();
-        let reviews = lock(&self.reviews)
-            .iter()
-            .filter(|(k, _)| ids.iter().any(|i| k.starts_with(i.as_str())))
-            .map(|(_, v)| v.clone())
-            .collect();
-        SyncMsg { dossiers, reviews }
     }
 
     /// Merges what a peer sent: only documents both of us are party to, only if they
@@ -161,44 +151,16 @@ impl Book {
         }
     }
 
-    /// Sends everything shared with `peer` and merges its answer; when the peer is away,
-    /// its next connection reconciles.
+    /// Reconciles with `peer` in the background; when the peer is away, its next
+    /// connection does.
     pub(super) fn push(&self, peer: MemberId) {
         let (Some(p), Ok(rt)) = (self.peering(), tokio::runtime::Handle::try_current()) else {
             return;
         };
         let Some(me) = self.self_arc() else { return };
-        let Ok(body) = serde_json::to_vec(&self.shared_with(&peer)) else {
-            return;
-        };
         rt.spawn(async move {
-            match p.sync_request(&peer, SYNC_CHANNEL, body).await {
-                // A peer still starting has nothing to say yet; it reconciles when ready.
-                Ok(answer) if answer.is_empty() => {}
-                Ok(answer) => match serde_json::from_slice::<SyncMsg>(&answer) {
-                    Ok(msg) => {
-                        let _ = tokio::task::spawn_blocking(move || me.merge_from(&peer, msg)).await;
-                    }
-                    Err(e) => me.reject_doc(&peer, "sync", format!("undecodable answer: {e}")),
-                },
-                Err(e) => debug!(%peer, error = %e, "sync not sent; the next connection reconciles"),
-            }
+            let s = me.session(peer.clone());
+            p.reconcile(&peer, SYNC_CHANNEL, Box::new(s)).await;
         });
-    }
-}
-
-impl SyncHandler for Book {
-    fn on_request(&self, from: &MemberId, body: Vec<u8>) -> Vec<u8> {
-        match serde_json::from_slice::<SyncMsg>(&body) {
-            Ok(msg) => {
-                self.merge_from(from, msg);
-            }
-            Err(e) => self.reject_doc(from, "sync", format!("undecodable request: {e}")),
-        }
-        serde_json::to_vec(&self.shared_with(from)).unwrap_or_default()
-    }
-
-    fn on_connected(&self, peer: &MemberId) {
-        self.push(peer.clone());
     }
 }

@@ -1,0 +1,281 @@
+//! Reconciliation by heads: each side shows a digest per dossier and per review it
+//! shares with the other, and sends, whole and in pages under [`SYNC_PAGE_BYTES`], only
+//! the documents whose digest the other does not hold. What arrives is merged exactly as
+//! before (`merge_one`, `merge_review`).
+
+use std::collections::HashMap;
+
+use entente_peering::SyncSession;
+use entente_peering::protocol::{MAX_SYNC_DOCUMENT_BYTES, SYNC_PAGE_BYTES};
+use entente_peering::sync::{decode, encode};
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+/// Documents named in one message's heads or page, at most (each kind).
+pub const MAX_HEADS: usize = 262_144;
+
+/// One document's head: its key (the agreement id, or the review's key) and the
+/// SHA-256 of its CBOR bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocHead {
+    pub key: String,
+    #[serde(with = "serde_bytes")]
+    pub digest: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heads {
+    pub dossiers: Vec<DocHead>,
+    pub reviews: Vec<DocHead>,
+}
+
+/// The one message of channel `agreements`, both ways: the sender's heads of what it
+/// shares with the receiver, and a page of what the receiver's last heads lacked.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BookMsg {
+    pub heads: Heads,
+    pub page: SyncMsg,
+    /// The sender had more for the receiver than this page.
+    pub more: bool,
+}
+
+impl BookMsg {
+    /// Decodes a peer's message and refuses one beyond the limits.
+    pub fn from_peer(bytes: &[u8]) -> Result<BookMsg, String> {
+        let m: BookMsg = decode(bytes)?;
+        let h = &m.heads;
+        if h.dossiers.len() > MAX_HEADS || h.reviews.len() > MAX_HEADS {
+            return Err("too many heads".into());
+        }
+        if m.page.dossiers.len() > MAX_HEADS || m.page.reviews.len() > MAX_HEADS {
+            return Err("too many documents".into());
+        }
+        if h.dossiers.iter().chain(&h.reviews).any(|d| d.digest.len() != 32) {
+            return Err("a digest is not 32 bytes".into());
+        }
+        Ok(m)
+    }
+}
+
+type Shape = (usize, usize, usize, usize);
+
+/// A dossier's digest and parties, valid while its shape (versions, acts, signatures,
+/// first version's length) stays: merges only ever add to these.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    shape: Shape,
+    digest: Vec<u8>,
+    parties: Option<[MemberId; 2]>,
+}
+
+fn shape(d: &Dossier) -> Shape {
+    (
+        d.versions.len(),
+        d.acts.len(),
+        d.versions.iter().map(|v| v.signatures.len()).sum(),
+        d.versions.first().map_or(0, |v| v.bytes.len()),
+    )
+}
+
+fn digest_of<T: Serialize>(v: &T) -> Vec<u8> {
+    Sha256::digest(encode(v).unwrap_or_default()).to_vec()
+}
+
+/// A page being filled with whole documents.
+struct Page {
+    msg: SyncMsg,
+    used: usize,
+    budget: usize,
+    full: bool,
+}
+
+impl Page {
+    /// Whether a document of `size` bytes goes in (a larger one than the page alone).
+    fn fits(&mut self, size: usize) -> bool {
+        let empty = self.msg.dossiers.is_empty() && self.msg.reviews.is_empty();
+        if !empty && self.used.saturating_add(size) > self.budget {
+            self.full = true;
+            return false;
+        }
+        self.used = self.used.saturating_add(size);
+        true
+    }
+}
+
+impl Book {
+    fn summary(&self, d: &Dossier) -> Summary {
+        let sh = shape(d);
+        if let Some(s) = lock(&self.summaries).get(&d.id).filter(|s| s.shape == sh) {
+            return s.clone();
+        }
+        let s = Summary {
+            shape: sh,
+            digest: digest_of(d),
+            parties: d.parties().ok(),
+        };
+        lock(&self.summaries).insert(d.id.clone(), s.clone());
+        s
+    }
+
+    /// The ids and parties of the dossiers this node and `member` are both party to.
+    pub fn shared_with_member(&self, member: &MemberId) -> Vec<(String, [MemberId; 2])> {
+        let ds = lock(&self.dossiers);
+        ds.values()
+            .filter_map(|d| {
+                let p = self.summary(d).parties?;
+                (p.contains(member) && p.contains(&self.me)).then(|| (d.id.clone(), p))
+            })
+            .collect()
+    }
+
+    /// This node's heads of every dossier and review shared with `peer`.
+    pub fn heads_for(&self, peer: &MemberId) -> Heads {
+        let mut h = Heads::default();
+        let mut prefixes = Vec::new();
+        for d in lock(&self.dossiers).values() {
+            let s = self.summary(d);
+            if s.parties.as_ref().is_some_and(|p| p.contains(peer)) {
+                h.dossiers.push(DocHead {
+                    key: d.id.clone(),
+                    digest: s.digest,
+                });
+                prefixes.push(format!("{}/", d.id));
+            }
+        }
+        let rs = lock(&self.reviews);
+        for p in &prefixes {
+            for (k, r) in rs
+                .range(p.clone()..)
+                .take_while(|(k, _)| k.starts_with(p.as_str()))
+            {
+                h.reviews.push(DocHead {
+                    key: k.clone(),
+                    digest: digest_of(r),
+                });
+            }
+        }
+        h
+    }
+
+    /// The documents of `mine` whose digest `theirs` does not hold, whole, in a page of
+    /// about `budget` bytes; and whether more remains.
+    pub fn page_for(&self, mine: &Heads, theirs: &Heads, budget: usize) -> (SyncMsg, bool) {
+        let held = |hs: &[DocHead]| -> HashMap<String, Vec<u8>> {
+            hs.iter().map(|h| (h.key.clone(), h.digest.clone())).collect()
+        };
+        let (their_d, their_r) = (held(&theirs.dossiers), held(&theirs.reviews));
+        let mut page = Page {
+            msg: SyncMsg::default(),
+            used: 0,
+            budget,
+            full: false,
+        };
+        for h in mine
+            .dossiers
+            .iter()
+            .filter(|h| their_d.get(&h.key) != Some(&h.digest))
+        {
+            let Ok(d) = self.dossier(&h.key) else { continue };
+            let size = encode(&d).map_or(usize::MAX, |b| b.len());
+            if size > MAX_SYNC_DOCUMENT_BYTES {
+                warn!(agreement = %h.key, size, "dossier too large to replicate");
+            } else if page.fits(size) {
+                page.msg.dossiers.push(d);
+            } else {
+                return (page.msg, true);
+            }
+        }
+        let rs = lock(&self.reviews);
+        for h in mine
+            .reviews
+            .iter()
+            .filter(|h| their_r.get(&h.key) != Some(&h.digest))
+        {
+            let Some(r) = rs.get(&h.key) else { continue };
+            if !page.fits(encode(r).map_or(usize::MAX, |b| b.len())) {
+                break;
+            }
+            page.msg.reviews.push(r.clone());
+        }
+        (page.msg, page.full)
+    }
+
+    /// The message for `peer`: this node's heads and a page of what `theirs` lack; and
+    /// how many documents the page holds.
+    fn message_for(&self, peer: &MemberId, theirs: Option<&Heads>) -> Result<(Vec<u8>, usize), String> {
+        let heads = self.heads_for(peer);
+        let room = SYNC_PAGE_BYTES
+            .saturating_sub(encode(&heads)?.len() + 64)
+            .max(1024);
+        let (page, more) = match theirs {
+            Some(t) => self.page_for(&heads, t, room),
+            None => (SyncMsg::default(), false),
+        };
+        let n = page.dossiers.len() + page.reviews.len();
+        Ok((encode(&BookMsg { heads, page, more })?, n))
+    }
+
+    /// A session reconciling this book with `peer`'s.
+    pub fn session(self: &Arc<Self>, peer: MemberId) -> BookSession {
+        BookSession {
+            book: self.clone(),
+            peer,
+            last: None,
+            changed: 0,
+        }
+    }
+}
+
+/// The initiator's side of one reconciliation.
+pub struct BookSession {
+    book: Arc<Book>,
+    peer: MemberId,
+    /// The peer's heads in its previous answer.
+    last: Option<Heads>,
+    /// Documents merged from the peer that changed this book.
+    pub changed: usize,
+}
+
+impl SyncSession for BookSession {
+    fn first(&mut self) -> Vec<u8> {
+        self.book
+            .message_for(&self.peer, None)
+            .map(|(b, _)| b)
+            .unwrap_or_default()
+    }
+
+    fn answer(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let m = BookMsg::from_peer(answer)?;
+        let accepted = self.book.merge_from(&self.peer, m.page);
+        self.changed += accepted;
+        // Go on while either side takes something: a page refused (recorded by its
+        // receiver) would come back the same, and the session would never settle.
+        let moved = self.last.as_ref() != Some(&m.heads);
+        let (next, ours) = self.book.message_for(&self.peer, Some(&m.heads))?;
+        self.last = Some(m.heads);
+        Ok((accepted > 0 || (ours > 0 && moved)).then_some(next))
+    }
+}
+
+impl SyncHandler for Book {
+    fn on_request(&self, from: &MemberId, body: Vec<u8>) -> Vec<u8> {
+        let theirs = match BookMsg::from_peer(&body) {
+            Ok(m) => {
+                self.merge_from(from, m.page);
+                m.heads
+            }
+            Err(e) => {
+                self.reject_doc(from, "sync", format!("undecodable request: {e}"));
+                return Vec::new();
+            }
+        };
+        self.message_for(from, Some(&theirs))
+            .map(|(b, _)| b)
+            .unwrap_or_default()
+    }
+
+    fn on_connected(&self, peer: &MemberId) {
+        self.push(peer.clone());
+    }
+}
