@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use entente::process::NodeProcess;
+use entente_agreements::{Act, ActKind, Dossier, Review, SignedAct, SignedReview, SyncMsg};
 use entente_gateway::{
     Downlink, GatewayMetrics, GatewayServer, NewGateway, Registry, Roaming, RxContext, RxInfo, ServerConfig,
     Timing,
@@ -200,13 +201,63 @@ async fn wait_metric(node: &NodeProcess, series: &str, at_least: f64) {
     metric_when(node, series, at_least).await;
 }
 
+/// Documents refused so far by `node`, as `/v1/refusals` lists them.
+async fn documents_refused(node: &NodeProcess) -> usize {
+    let v = node.get_json("/v1/refusals").await.unwrap();
+    v["documents"].as_array().map_or(0, Vec::len)
+}
+
+async fn document(node: &NodeProcess, agreement: &str) -> String {
+    node.api(
+        reqwest::Method::GET,
+        &format!("/v1/agreements/{agreement}/document"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
+}
+
+/// The agreements channel's message, as the rogue writes it: no heads, one page.
+#[derive(serde::Serialize)]
+struct BookMsg<'a> {
+    heads: NoHeads,
+    page: &'a SyncMsg,
+    more: bool,
+}
+
+#[derive(serde::Serialize)]
+struct NoHeads {
+    dossiers: Vec<()>,
+    reviews: Vec<()>,
+}
+
+async fn sync_page(rogue: &Rogue, to: &MemberId, page: &SyncMsg) {
+    let msg = BookMsg {
+        heads: NoHeads {
+            dossiers: vec![],
+            reviews: vec![],
+        },
+        page,
+        more: false,
+    };
+    let body = entente_peering::sync::encode(&msg).unwrap();
+    rogue
+        .peering
+        .sync_request(to, entente_agreements::book::SYNC_CHANNEL, body)
+        .await
+        .unwrap();
+}
+
 /// The figures an attack must leave alone.
 #[derive(Debug, PartialEq)]
 struct Honest {
     smo_usage_rogue: u64,
     smo_usage_tours: u64,
     tours_usage: u64,
-    smo_refusals: Value,
+    smo_frame_refusals: Value,
     tours_downlinks_ok: f64,
 }
 
@@ -215,7 +266,7 @@ async fn honest(smo: &NodeProcess, tours: &NodeProcess) -> Honest {
         smo_usage_rogue: usage_uplinks(smo, ROGUE_AGREEMENT).await,
         smo_usage_tours: usage_uplinks(smo, "tours-metropole-smo").await,
         tours_usage: usage_uplinks(tours, "tours-metropole-smo").await,
-        smo_refusals: smo.get_json("/v1/refusals").await.unwrap(),
+        smo_frame_refusals: smo.get_json("/v1/refusals").await.unwrap()["frames"].clone(),
         tours_downlinks_ok: m(
             tours,
             "entente_roaming_downlinks_total{peer=\"smo-vdln\",result=\"ok\"}",
@@ -423,6 +474,87 @@ async fn a_rogue_member_gains_nothing_and_is_seen() {
     table.push((
         "65 frames in one request; a frame not homed at the SMO",
         "refused; rejected not_home".into(),
+    ));
+
+    // 10. A quarterly review of the Tours / SMO convention, which the rogue is no party
+    // to, claiming the SMO prepared it, unsigned (it cannot sign in the SMO's name).
+    let refused_docs = documents_refused(&smo).await;
+    let reviews = smo
+        .get_json("/v1/agreements/tours-metropole-smo/reviews")
+        .await
+        .ok();
+    let (quarter, period_start, period_end) = entente_agreements::review::quarter_of(Utc::now());
+    let review = Review {
+        agreement: "tours-metropole-smo".into(),
+        version: 1,
+        quarter,
+        period_start,
+        period_end,
+        prepared_by: SMO.parse().unwrap(),
+        prepared_at: Utc::now(),
+        host: "tours-metropole".parse().unwrap(),
+        guest: SMO.parse().unwrap(),
+        state: "active".into(),
+        services: vec![],
+        users: vec![],
+        devices_declared: 0,
+        devices_seen: 0,
+        declared_not_seen: vec![],
+        admin_accounts: vec![],
+        changes_since_last_review: vec![],
+        pending: vec![],
+    };
+    let signed_review = SignedReview::new(&review).unwrap();
+    let page = SyncMsg {
+        dossiers: vec![],
+        reviews: vec![signed_review],
+    };
+    sync_page(&rogue, &smo_id, &page).await;
+    assert!(
+        documents_refused(&smo).await > refused_docs,
+        "the review is refused and recorded"
+    );
+    assert_eq!(
+        smo.get_json("/v1/agreements/tours-metropole-smo/reviews")
+            .await
+            .ok(),
+        reviews,
+        "no review kept"
+    );
+    table.push((
+        "an unsigned review of a convention it is no party to",
+        "refused and recorded".into(),
+    ));
+
+    // 11. An act of its own convention dated 2100 (it would end the agreement at once).
+    let held = document(&smo, ROGUE_AGREEMENT).await;
+    let mut dossier: Dossier = serde_json::from_str(&held).unwrap();
+    let act = Act {
+        agreement: ROGUE_AGREEMENT.into(),
+        by: ROGUE.parse().unwrap(),
+        at: "2100-01-01T00:00:00Z".parse().unwrap(),
+        follows: dossier.head().map(SignedAct::id),
+        kind: ActKind::Suspend,
+    };
+    dossier.acts.push(SignedAct::sign(&act, &key).unwrap());
+    let refused_docs = documents_refused(&smo).await;
+    let page = SyncMsg {
+        dossiers: vec![dossier],
+        reviews: vec![],
+    };
+    sync_page(&rogue, &smo_id, &page).await;
+    assert!(
+        documents_refused(&smo).await > refused_docs,
+        "the act is refused and recorded"
+    );
+    assert_eq!(
+        document(&smo, ROGUE_AGREEMENT).await,
+        held,
+        "the dossier is unchanged"
+    );
+    table.push((
+        "an act of its own convention dated 2100",
+        "refused and recorded, dossier unchanged".into(),
     ));
 
     let after = honest(&smo, &tours).await;
