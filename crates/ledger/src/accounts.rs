@@ -4,6 +4,7 @@
 //! billing records and device-count statements from the policies, and keeps its ledger
 //! replicated with each counterparty over `/entente/sync/1` (channel `ledger`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
@@ -209,7 +210,13 @@ impl Accounts {
 
     /// A counterparty's statement held but not yet answered: countersign it when our own
     /// count is within the agreement's tolerance, otherwise record a dispute.
-    fn answer_statement(&self, e: &Entry) -> Result<bool, AccountsError> {
+    /// `tolerances` holds each agreement's count tolerance as read once per page: reading
+    /// it replays the agreement's dossier.
+    fn answer_statement(
+        &self,
+        e: &Entry,
+        tolerances: &mut HashMap<String, u32>,
+    ) -> Result<bool, AccountsError> {
         if e.kind != Kind::UsageStatement || e.issuer == self.me || e.signatures.contains_key(&self.me) {
             return Ok(false);
         }
@@ -223,11 +230,18 @@ impl Accounts {
         if s.counterparty != self.me || s.serving != e.issuer || s.agreement != e.agreement {
             return Err(AccountsError::Invalid("the statement names other parties".into()));
         }
-        let tolerance = self
-            .book
-            .record(&e.agreement)?
-            .effective()?
-            .count_tolerance_per_mille;
+        let tolerance = match tolerances.get(&e.agreement) {
+            Some(t) => *t,
+            None => {
+                let t = self
+                    .book
+                    .record(&e.agreement)?
+                    .effective()?
+                    .count_tolerance_per_mille;
+                tolerances.insert(e.agreement.clone(), t);
+                t
+            }
+        };
         let ours = self.usage.day(&e.agreement, s.day)?;
         if statement::within_tolerance(&s.summary, &ours, tolerance) {
             self.ledger.countersign(&e.agreement, &e.issuer, e.seq)?;

@@ -228,6 +228,7 @@ impl Accounts {
     pub fn merge_from(&self, from: &MemberId, page: Vec<Entry>) -> bool {
         let mut changed = false;
         let mut shared: HashMap<String, bool> = HashMap::new();
+        let mut tolerances: HashMap<String, u32> = HashMap::new();
         for e in page {
             let parties_ok = *shared.entry(e.agreement.clone()).or_insert_with(|| {
                 self.book.show(&e.agreement).is_ok_and(|v| {
@@ -241,12 +242,12 @@ impl Accounts {
                 ));
                 continue;
             }
-            changed |= self.merge_entry(from, e);
+            changed |= self.merge_entry(from, e, &mut tolerances);
         }
         changed
     }
 
-    fn merge_entry(&self, from: &MemberId, e: Entry) -> bool {
+    fn merge_entry(&self, from: &MemberId, e: Entry, tolerances: &mut HashMap<String, u32>) -> bool {
         let (agreement, issuer, seq) = (e.agreement.clone(), e.issuer.clone(), e.seq);
         let mut changed = match self.ledger.merge(e) {
             Ok(c) => c,
@@ -256,7 +257,7 @@ impl Accounts {
             }
         };
         if let Ok(held) = self.ledger.get(&agreement, &issuer, seq) {
-            match self.answer_statement(&held) {
+            match self.answer_statement(&held, tolerances) {
                 Ok(c) => changed |= c,
                 Err(err) => self.reject(format!("{agreement} #{seq}: {err}")),
             }
