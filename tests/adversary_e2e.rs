@@ -259,6 +259,8 @@ struct Honest {
     tours_usage: u64,
     smo_frame_refusals: Value,
     tours_downlinks_ok: f64,
+    smo_ledger: Value,
+    tours_ledger: Value,
 }
 
 async fn honest(smo: &NodeProcess, tours: &NodeProcess) -> Honest {
@@ -272,6 +274,8 @@ async fn honest(smo: &NodeProcess, tours: &NodeProcess) -> Honest {
             "entente_roaming_downlinks_total{peer=\"smo-vdln\",result=\"ok\"}",
         )
         .await,
+        smo_ledger: smo.get_json("/v1/ledger").await.unwrap(),
+        tours_ledger: tours.get_json("/v1/ledger").await.unwrap(),
     }
 }
 
@@ -562,6 +566,14 @@ async fn a_rogue_member_gains_nothing_and_is_seen() {
     assert_eq!(after.smo_usage_tours, before.smo_usage_tours);
     assert_eq!(after.tours_usage, before.tours_usage);
     assert_eq!(after.tours_downlinks_ok, before.tours_downlinks_ok);
+    assert_eq!(
+        after.smo_ledger, before.smo_ledger,
+        "the SMO's ledger is unchanged"
+    );
+    assert_eq!(
+        after.tours_ledger, before.tours_ledger,
+        "Tours's ledger is unchanged"
+    );
 
     println!("\n{:<58} | outcome", "attack");
     println!("{}", "-".repeat(100));
