@@ -52,6 +52,19 @@ pub enum PeeringError {
     Routing(String),
 }
 
+/// `first` and whatever already waits in `rx` behind it, `max` in all at most: what one
+/// request carries.
+pub(crate) fn take_batch<T>(first: T, rx: &mut mpsc::Receiver<T>, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -18,7 +18,7 @@ use tracing::warn;
 
 use crate::metrics::PeeringMetrics;
 use crate::protocol::*;
-use crate::service::{Peering, lock};
+use crate::service::{Peering, lock, take_batch};
 use crate::usage::{CarriedFrame, Direction, airtime_us};
 use crate::visited::Delivery;
 
@@ -128,13 +128,7 @@ impl Peering {
             .map(|m| m.id.to_string())
             .unwrap_or_default();
         while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_VERDICTS {
-                match rx.try_recv() {
-                    Ok(v) => batch.push(v),
-                    Err(_) => break,
-                }
-            }
+            let batch = take_batch(first, &mut rx, MAX_VERDICTS);
             let n = batch.len();
             if let Err(e) = self.client.request(peer, Request::Verdicts(batch)).await {
                 warn!(peer = %member, error = %e, frames = n, "verdicts not delivered; the visited node will not count these frames");

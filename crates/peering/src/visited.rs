@@ -19,7 +19,7 @@ use crate::buffer::Seq;
 use crate::metrics::PeeringMetrics;
 use crate::policy::{FrameFacts, Terms};
 use crate::protocol::*;
-use crate::service::{Peering, Side, lock};
+use crate::service::{Peering, Side, lock, take_batch};
 use crate::token::{Token, TokenKey};
 use crate::usage::{CarriedFrame, Direction, airtime_us};
 
@@ -169,13 +169,7 @@ impl Peering {
             .map(|m| m.id.to_string())
             .unwrap_or_default();
         while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(f) => batch.push(f),
-                    Err(_) => break,
-                }
-            }
+            let batch = take_batch(first, &mut rx, MAX_BATCH);
             self.send_batch(peer, &member, batch).await;
         }
     }
