@@ -6,10 +6,10 @@ pub(crate) mod data;
 mod data_tests;
 mod group;
 mod session_match;
+mod window;
 #[cfg(test)]
 mod verdict_tests;
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use entente_frame::{UplinkFrame, UplinkKind};
@@ -23,6 +23,7 @@ use tracing::debug;
 
 use self::data::Staging;
 use self::group::Group;
+use self::window::{Admitted, DedupWindow, Queue};
 use crate::join;
 use crate::metrics::Rejection;
 use crate::server::{LnsError, NetworkServer};
@@ -107,24 +108,6 @@ struct Copies {
     arrival: Arrival,
 }
 
-/// Frames waiting for their other copies, each with every reception so far. Two FIFOs
-/// of deadlines, one per window length, so each stays in order.
-#[derive(Default)]
-struct DedupWindow {
-    pending: HashMap<Vec<u8>, Copies, foldhash::fast::RandomState>,
-    home: VecDeque<(Instant, UplinkFrame)>,
-    visited: VecDeque<(Instant, UplinkFrame)>,
-}
-
-impl DedupWindow {
-    fn next_deadline(&self) -> Option<Instant> {
-        match (self.home.front(), self.visited.front()) {
-            (Some(a), Some(b)) => Some(a.0.min(b.0)),
-            (a, b) => a.or(b).map(|x| x.0),
-        }
-    }
-}
-
 impl NetworkServer {
     /// Runs the dedup window over frames from the gateways and, when the node federates,
     /// over gateway receptions of this node's frames reported by peers; processes each
@@ -168,40 +151,24 @@ impl NetworkServer {
     /// Later copies join their frame; a first copy opens the frame's window, the visited
     /// one when the frame is only forwarded from here.
     fn admit(&self, window: &mut DedupWindow, frame: UplinkFrame, copies: Copies) {
-        if let Some(c) = window.pending.get_mut(frame.bytes()) {
-            self.metrics.duplicate_copies.inc_by(copies.rx.len() as u64);
-            c.rx.extend(copies.rx);
-            c.waiters.join(copies.waiters);
-            if copies.arrival == Arrival::Live {
-                c.arrival = Arrival::Live;
+        let admitted = window.admit(frame, copies, |frame| {
+            if self.forwards(frame) {
+                (Queue::Visited, Instant::now() + self.cfg.visited_dedup_window)
+            } else {
+                (Queue::Home, Instant::now() + self.cfg.dedup_window)
             }
-            return;
-        }
-        window.pending.insert(frame.bytes().to_vec(), copies);
-        if self.forwards(&frame) {
-            let deadline = Instant::now() + self.cfg.visited_dedup_window;
-            window.visited.push_back((deadline, frame));
-        } else {
-            window
-                .home
-                .push_back((Instant::now() + self.cfg.dedup_window, frame));
+        });
+        if let Admitted::Joined { receptions } = admitted {
+            self.metrics.duplicate_copies.inc_by(receptions as u64);
         }
     }
 
     /// Dispatches the frames whose window closed by `until` (every frame when None).
     fn dispatch_closed(self: &Arc<Self>, window: &mut DedupWindow, until: Option<Instant>) {
-        let DedupWindow {
-            pending,
-            home,
-            visited,
-        } = window;
         let mut group = Group::new(self);
-        for (q, forward) in [(home, false), (visited, true)] {
-            while q.front().is_some_and(|(t, _)| until.is_none_or(|u| *t <= u)) {
-                let Some((_, frame)) = q.pop_front() else { break };
-                if let Some(copies) = pending.remove(frame.bytes()) {
-                    self.dispatch(frame, copies, forward, &mut group);
-                }
+        for queue in [Queue::Home, Queue::Visited] {
+            while let Some((frame, copies)) = window.pop_closed(queue, until) {
+                self.dispatch(frame, copies, queue, &mut group);
             }
         }
         group.commit();
@@ -209,10 +176,10 @@ impl NetworkServer {
 
     /// The routing decision was taken once, when the frame's first copy arrived: the
     /// queue it waited in says whether it is ours or forwarded.
-    fn dispatch(self: &Arc<Self>, frame: UplinkFrame, copies: Copies, forward: bool, group: &mut Group<'_>) {
+    fn dispatch(self: &Arc<Self>, frame: UplinkFrame, copies: Copies, queue: Queue, group: &mut Group<'_>) {
         let Copies { rx, waiters, arrival } = copies;
-        match (forward, self.roaming.as_ref()) {
-            (true, Some(r)) => {
+        match (queue, self.roaming.as_ref()) {
+            (Queue::Visited, Some(r)) => {
                 self.metrics.frames_deduplicated.inc();
                 self.metrics.forwarded.inc();
                 waiters.tell(Verdict::Rejected("not_home"));
