@@ -77,14 +77,14 @@ fn bad(reason: FrameDrop, detail: impl Into<String>) -> FrameError {
 
 impl RxFrame {
     /// Checks one `rxpk` and turns it into a typed frame.
-    pub fn from_rxpk(gateway: GatewayEui, pk: &RxPk, received_at: DateTime<Utc>) -> Result<Self, FrameError> {
+    pub fn from_rxpk(gateway: GatewayEui, pk: &RxPk<'_>, received_at: DateTime<Utc>) -> Result<Self, FrameError> {
         match pk.stat {
             1 => {}
             -1 => return Err(bad(FrameDrop::CrcFailed, "stat -1")),
             0 => return Err(bad(FrameDrop::NoCrc, "stat 0")),
             s => return Err(bad(FrameDrop::BadRxpk, format!("stat {s}"))),
         }
-        let data_rate = match (pk.modu.as_str(), &pk.datr) {
+        let data_rate = match (pk.modu.as_ref(), &pk.datr) {
             ("LORA", Datr::Lora(s)) => s
                 .parse::<DataRate>()
                 .map_err(|e| bad(FrameDrop::BadRxpk, e.to_string()))?,
@@ -127,7 +127,8 @@ impl RxFrame {
                 data_rate,
                 coding_rate: pk
                     .codr
-                    .clone()
+                    .as_deref()
+                    .map(str::to_owned)
                     .filter(|_| matches!(data_rate, DataRate::Lora { .. })),
                 rssi,
                 snr,
@@ -138,7 +139,7 @@ impl RxFrame {
 
 /// Single-antenna forwarders give `rssi`/`lsnr`; multi-antenna ones may give only `rsig`,
 /// in which case the best antenna counts.
-fn signal(pk: &RxPk) -> Result<(i32, f32), FrameError> {
+fn signal(pk: &RxPk<'_>) -> Result<(i32, f32), FrameError> {
     let best_rssi = pk.rsig.iter().filter_map(|s| s.rssic).max();
     let best_snr = pk
         .rsig
@@ -161,7 +162,7 @@ mod tests {
     use super::*;
     use crate::json::RSig;
 
-    fn pk() -> RxPk {
+    fn pk() -> RxPk<'static> {
         serde_json::from_str(
             r#"{"time":"2013-03-31T16:21:17.528002Z","tmst":3512348611,"chan":2,"rfch":0,
                "freq":866.349812,"stat":1,"modu":"LORA","datr":"SF7BW125","codr":"4/6",
@@ -201,7 +202,7 @@ mod tests {
     fn reasons() {
         let g = GatewayEui::from_u64(1);
         let now = Utc::now();
-        let reason = |p: RxPk| RxFrame::from_rxpk(g, &p, now).unwrap_err().reason;
+        let reason = |p: RxPk<'_>| RxFrame::from_rxpk(g, &p, now).unwrap_err().reason;
         assert_eq!(reason(RxPk { stat: -1, ..pk() }), FrameDrop::CrcFailed);
         assert_eq!(reason(RxPk { stat: 0, ..pk() }), FrameDrop::NoCrc);
         assert_eq!(

@@ -1,31 +1,106 @@
 //! JSON objects of the Semtech protocol, as the packet forwarder writes them.
 //! Fields a forwarder may omit are optional; unknown fields are ignored.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
-/// Body of a PUSH_DATA datagram.
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Body of a PUSH_DATA datagram. Its strings borrow from the datagram where they hold no
+/// escape (always, from a real forwarder): parsing one allocates only the list.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PushData {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rxpk: Vec<RxPk>,
+pub struct PushData<'a> {
+    #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
+    pub rxpk: Vec<RxPk<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stat: Option<Stat>,
 }
 
 /// `datr`: a string (`"SF7BW125"`) for LoRa, a number of bits per second for FSK.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum Datr {
-    Lora(String),
+pub enum Datr<'a> {
+    Lora(Cow<'a, str>),
     Fsk(u32),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Datr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Datr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a LoRa data rate string or an FSK bit rate")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Datr::Lora(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Datr::Lora(Cow::Owned(v.to_owned())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                u32::try_from(v)
+                    .map(Datr::Fsk)
+                    .map_err(|_| E::custom(format!("FSK bit rate {v} out of range")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Datr<'_> {
+    pub fn into_owned(self) -> Datr<'static> {
+        match self {
+            Datr::Lora(s) => Datr::Lora(Cow::Owned(s.into_owned())),
+            Datr::Fsk(b) => Datr::Fsk(b),
+        }
+    }
+}
+
+fn owned_datr<'de, D: Deserializer<'de>>(d: D) -> Result<Datr<'static>, D::Error> {
+    Datr::deserialize(d).map(Datr::into_owned)
+}
+
+/// An optional string that borrows from the input when it can (serde's own `Option<Cow>`
+/// always copies).
+fn option_cow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Str;
+    impl<'de> serde::de::Visitor<'de> for Str {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+    }
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(Str).map(Some)
+        }
+    }
+    d.deserialize_option(V)
 }
 
 /// One received packet.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RxPk {
+pub struct RxPk<'a> {
     /// UTC time of reception, ISO 8601 compact, when the gateway has GPS or NTP.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
+    #[serde(default, borrow, deserialize_with = "option_cow", skip_serializing_if = "Option::is_none")]
+    pub time: Option<Cow<'a, str>>,
     /// GPS time of reception in milliseconds since 6 January 1980.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmms: Option<u64>,
@@ -39,16 +114,19 @@ pub struct RxPk {
     pub rfch: u8,
     /// CRC status: 1 OK, -1 failed, 0 no CRC.
     pub stat: i8,
-    pub modu: String,
-    pub datr: Datr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub codr: Option<String>,
+    #[serde(borrow)]
+    pub modu: Cow<'a, str>,
+    #[serde(borrow)]
+    pub datr: Datr<'a>,
+    #[serde(default, borrow, deserialize_with = "option_cow", skip_serializing_if = "Option::is_none")]
+    pub codr: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rssi: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lsnr: Option<f32>,
     pub size: u16,
-    pub data: String,
+    #[serde(borrow)]
+    pub data: Cow<'a, str>,
     /// Per-antenna signal of multi-antenna gateways (Kerlink iBTS, v2 forwarders).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rsig: Vec<RSig>,
@@ -116,7 +194,8 @@ pub struct TxPk {
     pub rfch: u8,
     pub powe: i8,
     pub modu: String,
-    pub datr: Datr,
+    #[serde(deserialize_with = "owned_datr")]
+    pub datr: Datr<'static>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,7 +242,7 @@ impl TxPk {
         let (modu, datr, codr, fdev) = match d.data_rate {
             DataRate::Lora { .. } => (
                 "LORA",
-                Datr::Lora(d.data_rate.to_string()),
+                Datr::Lora(d.data_rate.to_string().into()),
                 Some("4/5".into()),
                 None,
             ),

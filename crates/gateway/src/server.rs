@@ -168,7 +168,7 @@ impl GatewayServer {
             Upstream::PushData {
                 version, token, json, ..
             } => {
-                let body: PushData = serde_json::from_slice(json).map_err(|_| DatagramDrop::BadJson)?;
+                let body: PushData<'_> = serde_json::from_slice(json).map_err(|_| DatagramDrop::BadJson)?;
                 self.metrics.push_data.inc();
                 live.seen(now);
                 live.push_data.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -304,7 +304,7 @@ impl GatewayServer {
     fn frame(
         &self,
         live: &Live,
-        pk: &crate::json::RxPk,
+        pk: &crate::json::RxPk<'_>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Uplink> {
         let ordering = std::sync::atomic::Ordering::Relaxed;

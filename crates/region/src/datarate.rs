@@ -61,9 +61,18 @@ impl FromStr for DataRate {
     /// Parses `SF7BW125` (case-insensitive), the form every packet forwarder sends.
     fn from_str(s: &str) -> Result<Self, RegionError> {
         let bad = || RegionError::BadDataRate(s.chars().take(32).collect());
-        let up = s.trim().to_ascii_uppercase();
-        let rest = up.strip_prefix("SF").ok_or_else(bad)?;
-        let (sf, bw) = rest.split_once("BW").ok_or_else(bad)?;
+        let t = s.trim();
+        let rest = t
+            .get(..2)
+            .filter(|p| p.eq_ignore_ascii_case("SF"))
+            .and_then(|_| t.get(2..))
+            .ok_or_else(bad)?;
+        let at = rest
+            .as_bytes()
+            .windows(2)
+            .position(|w| w.eq_ignore_ascii_case(b"BW"))
+            .ok_or_else(bad)?;
+        let (sf, bw) = (rest.get(..at).ok_or_else(bad)?, rest.get(at + 2..).ok_or_else(bad)?);
         let sf = sf
             .parse::<u8>()
             .ok()
@@ -99,7 +108,7 @@ mod tests {
             DataRate::lora(7, Bandwidth::Khz125)
         );
         assert_eq!("sf12bw125".parse::<DataRate>().unwrap().to_string(), "SF12BW125");
-        for bad in ["", "SF", "SF13BW125", "SF7BW100", "SF7", "BW125", "SFxBW125"] {
+        for bad in ["", "SF", "SF13BW125", "SF7BW100", "SF7", "BW125", "SFxBW125", "é", "Sé7BW125", "SF7Bé125"] {
             assert!(bad.parse::<DataRate>().is_err(), "{bad}");
         }
     }

@@ -108,7 +108,7 @@ impl GatewayEmulator {
     }
 
     /// Sends PUSH_DATA and waits for the PUSH_ACK carrying the same token.
-    pub async fn push(&self, body: &PushData, wait: Duration) -> Result<Token, SimError> {
+    pub async fn push(&self, body: &PushData<'_>, wait: Duration) -> Result<Token, SimError> {
         let json = serde_json::to_vec(body).map_err(|e| SimError::Encode(e.to_string()))?;
         let token = Self::token();
         let mut out = Vec::with_capacity(json.len() + 12);
@@ -140,7 +140,7 @@ impl GatewayEmulator {
     }
 
     /// Sends PUSH_DATA without waiting for an ack.
-    pub async fn push_no_wait(&self, body: &PushData) -> Result<(), SimError> {
+    pub async fn push_no_wait(&self, body: &PushData<'_>) -> Result<(), SimError> {
         let json = serde_json::to_vec(body).map_err(|e| SimError::Encode(e.to_string()))?;
         let mut out = Vec::with_capacity(json.len() + 12);
         protocol::encode_upstream(
@@ -267,9 +267,9 @@ async fn down_loop(
 }
 
 /// An `rxpk` as a Semtech forwarder would report a LoRa frame received at `freq_mhz`.
-pub fn rxpk(phy_payload: &[u8], freq_mhz: f64, datr: &str, rssi: i32, snr: f32, tmst: u32) -> RxPk {
+pub fn rxpk(phy_payload: &[u8], freq_mhz: f64, datr: &str, rssi: i32, snr: f32, tmst: u32) -> RxPk<'static> {
     RxPk {
-        time: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        time: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into()),
         tmms: None,
         tmst,
         freq: freq_mhz,
@@ -277,12 +277,12 @@ pub fn rxpk(phy_payload: &[u8], freq_mhz: f64, datr: &str, rssi: i32, snr: f32, 
         rfch: 0,
         stat: 1,
         modu: "LORA".into(),
-        datr: Datr::Lora(datr.into()),
+        datr: Datr::Lora(datr.to_owned().into()),
         codr: Some("4/5".into()),
         rssi: Some(rssi),
         lsnr: Some(snr),
         size: phy_payload.len() as u16,
-        data: STANDARD.encode(phy_payload),
+        data: STANDARD.encode(phy_payload).into(),
         rsig: Vec::new(),
     }
 }
