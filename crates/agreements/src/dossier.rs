@@ -251,6 +251,15 @@ impl Dossier {
         now: DateTime<Utc>,
         until: Option<DateTime<Utc>>,
     ) -> Result<Record, DossierError> {
+        let mut r = self.settle(keys, until)?;
+        r.tick(now)?;
+        Ok(r)
+    }
+
+    /// The record once every act (taken by `until`) is applied, before time moves it on:
+    /// what [`Dossier::replay`] computes whatever the time, so it can be kept while the
+    /// dossier does not change.
+    pub fn settle(&self, keys: Keys<'_>, until: Option<DateTime<Utc>>) -> Result<Record, DossierError> {
         if !Self::valid_id(&self.id) {
             return Err(DossierError::Inconsistent(format!(
                 "{:?} is not an agreement id (1 to 64 of a-z, A-Z, 0-9, '-', '_', '.')",
@@ -308,7 +317,6 @@ impl Dossier {
                     .push((act.at, format!("ignored an act of {}: {e}", act.by)));
             }
         }
-        r.tick(now)?;
         Ok(r)
     }
 }
