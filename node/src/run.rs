@@ -63,6 +63,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         .chain(entente_agreements::book::TABLES)
         .chain(entente_ledger::store::TABLES)
         .chain(entente_ledger::usage::TABLES)
+        .chain(entente_peering::gateways::TABLES)
         .copied()
         .collect();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &tables))
@@ -384,6 +385,7 @@ fn federate(
             (entente_agreements::book::SYNC_CHANNEL, book.clone()),
             (entente_ledger::accounts::SYNC_CHANNEL, accounts.clone()),
         ],
+        store: Some(store.clone()),
     };
     let started = built.start(handlers, stop);
     Ok(Federated {

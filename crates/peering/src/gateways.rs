@@ -1,7 +1,8 @@
 //! Each member's gateways, as it announced them, signed with its roster key. A gateway
 //! counts as a peer's only if that peer announced it first: a member cannot pass another's
-//! gateways off as its own to take over or black-hole its downlinks. (Lists are held in
-//! memory: after a restart the first announcement heard again decides.)
+//! gateways off as its own to take over or black-hole its downlinks. The lists, and which
+//! gateways each member owns, are kept in the node's store: a restart does not hand a
+//! gateway to whoever announces it first afterwards.
 //!
 //! The visited node announces its gateways to a home peer before it forwards any frame
 //! heard by a gateway that peer has not been told of, in the same ordered sender task, so
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::{DateTime, TimeDelta, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 use entente_model::{GatewayEui, MemberId};
+use entente_store::{Durability, Store, StoreError, Table};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -56,8 +58,27 @@ impl SignedGatewayList {
     }
 }
 
+/// A peer's list as last taken, and the gateways of it that are the peer's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Held {
+    list: GatewayList,
+    owned: BTreeSet<GatewayEui>,
+}
+
+struct HeldLists;
+impl Table for HeldLists {
+    const NAME: &'static str = "peer_gateway_lists";
+    type Key = MemberId;
+    type Value = Held;
+}
+
+/// The tables the federation keeps in the node's store.
+pub const TABLES: &[&str] = &[HeldLists::NAME];
+
 #[derive(Default)]
 pub(crate) struct GatewayLists {
+    /// Where the lists are kept across restarts (none in tools and tests without a store).
+    store: RwLock<Option<Arc<Store>>>,
     /// Each peer's gateways as it announced them last.
     lists: RwLock<HashMap<MemberId, GatewayList>>,
     /// Gateway -> the peer that announced it first.
@@ -67,6 +88,54 @@ pub(crate) struct GatewayLists {
 }
 
 impl GatewayLists {
+    /// Takes back the lists kept in `store` (of members still on the roster) and keeps
+    /// every later one there.
+    pub(crate) fn keep_in(
+        &self,
+        store: Arc<Store>,
+        on_roster: impl Fn(&MemberId) -> bool,
+    ) -> Result<(), StoreError> {
+        {
+            let mut lists = write(&self.lists);
+            let mut owners = write(&self.owners);
+            for row in store.iter::<HeldLists>()? {
+                let (member, held) = row?;
+                if !on_roster(&member) {
+                    continue;
+                }
+                for g in held.owned {
+                    owners.entry(g).or_insert_with(|| member.clone());
+                }
+                lists.insert(member, held.list);
+            }
+        }
+        *write(&self.store) = Some(store);
+        Ok(())
+    }
+
+    /// Keeps `member`'s list and what it owns of it, once taken.
+    fn save(&self, member: &MemberId, list: &GatewayList) {
+        let Some(store) = read(&self.store).clone() else {
+            return;
+        };
+        let owners = read(&self.owners);
+        let owned = list
+            .gateways
+            .iter()
+            .filter(|g| owners.get(*g) == Some(member))
+            .copied()
+            .collect();
+        drop(owners);
+        let held = Held {
+            list: list.clone(),
+            owned,
+        };
+        // Rare (a peer's connection, a change of its gateways): written at once.
+        if let Err(e) = store.put::<HeldLists>(member, &held, Durability::Buffered) {
+            warn!(%member, error = %e, "gateway list not kept; held in memory until restart");
+        }
+    }
+
     /// The peer that announced `gateway` first.
     pub(crate) fn owner(&self, gateway: &GatewayEui) -> Option<MemberId> {
         read(&self.owners).get(gateway).cloned()
@@ -118,6 +187,11 @@ impl Peering {
         };
         let signed = SignedGatewayList::sign(&list, &self.signing).ok()?;
         Some((Arc::new(list.gateways), signed))
+    }
+
+    /// The member that owns `gateway`, as its signed list said first.
+    pub fn gateway_owner(&self, gateway: &GatewayEui) -> Option<MemberId> {
+        self.gateway_lists.owner(gateway)
     }
 
     /// What we told `peer` of our gateways no longer holds (it may have restarted).
@@ -212,6 +286,7 @@ impl Peering {
         let taken = self
             .gateway_lists
             .update_owners(from, lists.get(from), &list.gateways);
+        self.gateway_lists.save(from, &list);
         lists.insert(from.clone(), list);
         if taken > 0 {
             return Err(format!(
@@ -219,5 +294,60 @@ impl Peering {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(s: &str) -> MemberId {
+        s.parse().unwrap()
+    }
+
+    fn list(of: &str, gateways: &[u8]) -> GatewayList {
+        GatewayList {
+            member: member(of),
+            at: Utc::now(),
+            gateways: gateways
+                .iter()
+                .map(|i| GatewayEui([0, 0, 0, 0, 0, 0, 0, *i]))
+                .collect(),
+        }
+    }
+
+    /// What `check_list` does once a list verified.
+    fn take(l: &GatewayLists, new: GatewayList) -> usize {
+        let m = new.member.clone();
+        let old = read(&l.lists).get(&m).cloned();
+        let taken = l.update_owners(&m, old.as_ref(), &new.gateways);
+        l.save(&m, &new);
+        write(&l.lists).insert(m, new);
+        taken
+    }
+
+    #[test]
+    fn owners_outlive_a_restart_and_leave_with_the_roster() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), TABLES).unwrap());
+        let l = GatewayLists::default();
+        l.keep_in(store.clone(), |_| true).unwrap();
+        assert_eq!(take(&l, list("tours-metropole", &[1, 2])), 0);
+        assert_eq!(take(&l, list("agglopolys", &[2, 3])), 1, "gateway 2 is Tours's");
+
+        // A restart: a rogue announcing Tours's gateways first still does not get them.
+        let again = GatewayLists::default();
+        again.keep_in(store.clone(), |_| true).unwrap();
+        let g = |i| GatewayEui([0, 0, 0, 0, 0, 0, 0, i]);
+        assert_eq!(again.owner(&g(2)), Some(member("tours-metropole")));
+        assert_eq!(again.owner(&g(3)), Some(member("agglopolys")));
+        assert_eq!(take(&again, list("agglopolys", &[1, 2, 3])), 2);
+        assert_eq!(again.owner(&g(1)), Some(member("tours-metropole")));
+
+        // A member who left the roster owns nothing any more.
+        let later = GatewayLists::default();
+        later.keep_in(store, |m| m.as_str() != "tours-metropole").unwrap();
+        assert_eq!(later.owner(&g(1)), None);
+        assert_eq!(later.owner(&g(3)), Some(member("agglopolys")));
     }
 }

@@ -126,6 +126,9 @@ pub struct Handlers {
     pub usage: Option<Arc<dyn UsageHook>>,
     /// Who answers each sync channel (`agreements`, `ledger`).
     pub sync: Vec<(&'static str, Arc<dyn SyncHandler>)>,
+    /// Where the federation keeps what must outlive a restart (peers' gateway lists,
+    /// tables [`crate::gateways::TABLES`]); in memory without one.
+    pub store: Option<Arc<entente_store::Store>>,
 }
 
 /// The federation built and listening, its swarm not yet polled: peers' connections and
@@ -243,6 +246,13 @@ impl Peering {
         *write(&self.usage) = h.usage;
         for (channel, handler) in h.sync {
             self.sync.insert(channel, handler);
+        }
+        if let Some(store) = h.store
+            && let Err(e) = self
+                .gateway_lists
+                .keep_in(store, |m| self.roster.member(m).is_some())
+        {
+            tracing::warn!(error = %e, "peers' gateway lists not read back; each is taken again when announced");
         }
     }
 
