@@ -79,6 +79,27 @@ async fn node_with(
     stop: &CancellationToken,
     base: PeeringConfig,
 ) -> Node {
+    node_handling(
+        i,
+        key,
+        roster_text,
+        port,
+        stop,
+        base,
+        entente_peering::Handlers::default(),
+    )
+    .await
+}
+
+async fn node_handling(
+    i: usize,
+    key: &SigningKey,
+    roster_text: &str,
+    port: u16,
+    stop: &CancellationToken,
+    base: PeeringConfig,
+    handlers: entente_peering::Handlers,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), &Registry::TABLES).unwrap());
     let clock: SharedClock = Arc::new(SystemClock);
@@ -108,7 +129,7 @@ async fn node_with(
     };
     let registry_kept = registry.clone();
     let server_kept = server.clone();
-    let started = Peering::start(
+    let started = Peering::build(
         IDS[i].parse().unwrap(),
         key.to_bytes(),
         Roster::parse(roster_text).unwrap(),
@@ -116,10 +137,10 @@ async fn node_with(
         clock,
         registry,
         server,
-        stop.clone(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .start(handlers, stop.clone());
     verify_all(started.roamed);
     Node {
         peering: started.peering,
@@ -396,5 +417,68 @@ async fn a_peer_over_its_rate_is_refused_frame_by_frame() {
         .count();
     assert_eq!(limited, 3, "burst of 2, then refused: {answers:?}");
     assert_eq!(answers[0], Receipt::Taken, "{answers:?}");
+    stop.cancel();
+}
+
+/// A peer whose sync answers do not decode: the session stops, with a warning and a count
+/// per peer and channel, and nothing else is harmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_fails_is_counted_per_peer_and_channel() {
+    use entente_peering::sync::{SyncHandler, SyncSession};
+    struct Garbage;
+    impl SyncHandler for Garbage {
+        fn on_request(&self, _: &entente_model::MemberId, _: Vec<u8>) -> Vec<u8> {
+            vec![0xff; 16]
+        }
+        fn on_connected(&self, _: &entente_model::MemberId) {}
+    }
+    struct Strict;
+    impl SyncSession for Strict {
+        fn first(&mut self) -> Vec<u8> {
+            b"heads".to_vec()
+        }
+        fn answer(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, String> {
+            Err(format!("{} bytes that are no heads", answer.len()))
+        }
+    }
+    let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+    let ports: Vec<u16> = (0..4).map(|_| port()).collect();
+    let text = roster(&keys, &ports);
+    let stop = CancellationToken::new();
+    let tours = node(0, &keys[0], &text, ports[0], &stop).await;
+    let handlers = entente_peering::Handlers {
+        sync: vec![("test", Arc::new(Garbage) as Arc<dyn SyncHandler>)],
+        ..Default::default()
+    };
+    let _smo = node_handling(
+        1,
+        &keys[1],
+        &text,
+        ports[1],
+        &stop,
+        PeeringConfig::default(),
+        handlers,
+    )
+    .await;
+    connected(&tours.peering, 1).await;
+    let smo_id: entente_model::MemberId = IDS[1].parse().unwrap();
+    let failures = |channel: &str| {
+        tours
+            .peering
+            .metrics
+            .sync_failures
+            .get_or_create(&entente_peering::metrics::PeerChannel {
+                peer: IDS[1].into(),
+                channel: channel.into(),
+            })
+            .get()
+    };
+    assert_eq!(failures("test"), 0);
+    let stats = tours.peering.reconcile(&smo_id, "test", Box::new(Strict)).await;
+    assert_eq!(stats, None, "the session stopped");
+    assert_eq!(failures("test"), 1);
+    assert_eq!(failures("ledger"), 0, "counted on its own channel only");
+    // The connection and the other requests carry on.
+    assert!(tours.peering.is_member_connected(&smo_id));
     stop.cancel();
 }
