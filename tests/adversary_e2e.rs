@@ -1,8 +1,8 @@
 //! A rogue member on the roster. Agglopolys signs its convention with the SMO as an honest
 //! node would; then its node process stops and the test takes its key into a raw
 //! federation client that sends what an honest node never would. Every attempt is refused
-//! and counted, and the SMO's and Tours's usage, quotas and downlink paths are unchanged.
-//! The suite prints a table attack / outcome.
+//! and counted, and the SMO's and Tours's usage, quotas, ledgers, downlink paths and the device's
+//! downlink queue are unchanged. The suite prints a table attack / outcome.
 
 mod support;
 
@@ -261,6 +261,9 @@ struct Honest {
     tours_downlinks_ok: f64,
     smo_ledger: Value,
     tours_ledger: Value,
+    /// The device's application downlinks waiting at its home: a frame taken for the
+    /// device's would send one, or spend an attempt.
+    smo_queue: Value,
 }
 
 async fn honest(smo: &NodeProcess, tours: &NodeProcess) -> Honest {
@@ -276,6 +279,10 @@ async fn honest(smo: &NodeProcess, tours: &NodeProcess) -> Honest {
         .await,
         smo_ledger: smo.get_json("/v1/ledger").await.unwrap(),
         tours_ledger: tours.get_json("/v1/ledger").await.unwrap(),
+        smo_queue: smo
+            .get_json(&format!("/v1/devices/{DEVICE}/queue"))
+            .await
+            .unwrap(),
     }
 }
 
@@ -342,7 +349,16 @@ async fn a_rogue_member_gains_nothing_and_is_seen() {
         "then the device's genuine frame",
         "verified and counted: quota not drained".into(),
     ));
+    // From here on a downlink waits for the device's next genuine frame: no attack may
+    // send it or spend its attempts.
+    smo.post_json(
+        &format!("/v1/devices/{DEVICE}/queue"),
+        &json!({"fport": 20, "data": "0164", "confirmed": true}),
+    )
+    .await
+    .unwrap();
     let before = honest(&smo, &tours).await;
+    assert_eq!(before.smo_queue["count"], 1, "{:?}", before.smo_queue);
 
     // 3. The same genuine frame replayed a day later.
     smo.post_json("/v1/clock", &json!({"advance_secs": 86_400}))
@@ -566,6 +582,10 @@ async fn a_rogue_member_gains_nothing_and_is_seen() {
     assert_eq!(after.smo_usage_tours, before.smo_usage_tours);
     assert_eq!(after.tours_usage, before.tours_usage);
     assert_eq!(after.tours_downlinks_ok, before.tours_downlinks_ok);
+    assert_eq!(
+        after.smo_queue, before.smo_queue,
+        "the device's downlink queue is unchanged, attempts included"
+    );
     assert_eq!(
         after.smo_ledger, before.smo_ledger,
         "the SMO's ledger is unchanged"
