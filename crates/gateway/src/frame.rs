@@ -77,7 +77,11 @@ fn bad(reason: FrameDrop, detail: impl Into<String>) -> FrameError {
 
 impl RxFrame {
     /// Checks one `rxpk` and turns it into a typed frame.
-    pub fn from_rxpk(gateway: GatewayEui, pk: &RxPk<'_>, received_at: DateTime<Utc>) -> Result<Self, FrameError> {
+    pub fn from_rxpk(
+        gateway: GatewayEui,
+        pk: &RxPk<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Self, FrameError> {
         match pk.stat {
             1 => {}
             -1 => return Err(bad(FrameDrop::CrcFailed, "stat -1")),

@@ -99,7 +99,12 @@ fn option_cow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RxPk<'a> {
     /// UTC time of reception, ISO 8601 compact, when the gateway has GPS or NTP.
-    #[serde(default, borrow, deserialize_with = "option_cow", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "option_cow",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub time: Option<Cow<'a, str>>,
     /// GPS time of reception in milliseconds since 6 January 1980.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +123,12 @@ pub struct RxPk<'a> {
     pub modu: Cow<'a, str>,
     #[serde(borrow)]
     pub datr: Datr<'a>,
-    #[serde(default, borrow, deserialize_with = "option_cow", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "option_cow",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub codr: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rssi: Option<i32>,

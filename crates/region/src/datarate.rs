@@ -72,7 +72,10 @@ impl FromStr for DataRate {
             .windows(2)
             .position(|w| w.eq_ignore_ascii_case(b"BW"))
             .ok_or_else(bad)?;
-        let (sf, bw) = (rest.get(..at).ok_or_else(bad)?, rest.get(at + 2..).ok_or_else(bad)?);
+        let (sf, bw) = (
+            rest.get(..at).ok_or_else(bad)?,
+            rest.get(at + 2..).ok_or_else(bad)?,
+        );
         let sf = sf
             .parse::<u8>()
             .ok()
@@ -108,7 +111,18 @@ mod tests {
             DataRate::lora(7, Bandwidth::Khz125)
         );
         assert_eq!("sf12bw125".parse::<DataRate>().unwrap().to_string(), "SF12BW125");
-        for bad in ["", "SF", "SF13BW125", "SF7BW100", "SF7", "BW125", "SFxBW125", "é", "Sé7BW125", "SF7Bé125"] {
+        for bad in [
+            "",
+            "SF",
+            "SF13BW125",
+            "SF7BW100",
+            "SF7",
+            "BW125",
+            "SFxBW125",
+            "é",
+            "Sé7BW125",
+            "SF7Bé125",
+        ] {
             assert!(bad.parse::<DataRate>().is_err(), "{bad}");
         }
     }

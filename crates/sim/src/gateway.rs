@@ -269,7 +269,11 @@ async fn down_loop(
 /// An `rxpk` as a Semtech forwarder would report a LoRa frame received at `freq_mhz`.
 pub fn rxpk(phy_payload: &[u8], freq_mhz: f64, datr: &str, rssi: i32, snr: f32, tmst: u32) -> RxPk<'static> {
     RxPk {
-        time: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into()),
+        time: Some(
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        ),
         tmms: None,
         tmst,
         freq: freq_mhz,

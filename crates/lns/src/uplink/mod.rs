@@ -6,9 +6,9 @@ pub(crate) mod data;
 mod data_tests;
 mod group;
 mod session_match;
-mod window;
 #[cfg(test)]
 mod verdict_tests;
+mod window;
 
 use std::sync::Arc;
 

@@ -124,13 +124,13 @@ impl DedupWindow {
     }
 
     /// Takes the oldest frame of `queue` whose window closed by `until` (any, when None).
-    pub(super) fn pop_closed(&mut self, queue: Queue, until: Option<Instant>) -> Option<(UplinkFrame, Copies)> {
+    pub(super) fn pop_closed(
+        &mut self,
+        queue: Queue,
+        until: Option<Instant>,
+    ) -> Option<(UplinkFrame, Copies)> {
         let fifo = self.fifo(queue);
-        if !fifo
-            .open
-            .front()
-            .is_some_and(|o| until.is_none_or(|u| o.deadline <= u))
-        {
+        if fifo.open.front().is_none_or(|o| until.is_some_and(|u| o.deadline > u)) {
             return None;
         }
         let open = fifo.open.pop_front()?;
