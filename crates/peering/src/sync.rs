@@ -26,6 +26,84 @@ pub trait SyncSession: Send {
     fn answer(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, String>;
 }
 
+/// A replicated set of signed documents, reconciled by heads, then pages of what the
+/// other side lacks: what the agreements (`Book`) and the ledger (`Accounts`) each are
+/// to their sync channel. [`Session`] drives it from the initiator's side and
+/// [`answer_request`] from the other.
+pub trait Replica: Send + Sync + 'static {
+    /// What one side says it holds.
+    type Heads: PartialEq + Send;
+    /// Documents sent to the side that lacks them.
+    type Page: Send;
+    /// A peer's message, refused beyond the limits (it is untrusted).
+    fn decode_message(bytes: &[u8]) -> Result<(Self::Heads, Self::Page), String>;
+    /// Merges a peer's page; whether any document changed this replica.
+    fn merge_page(&self, from: &MemberId, page: Self::Page) -> bool;
+    /// Our heads and a page of what `theirs` lack (everything shared, when unknown),
+    /// encoded; with how many documents the page holds.
+    fn message_to(&self, peer: &MemberId, theirs: Option<&Self::Heads>) -> Result<(Vec<u8>, usize), String>;
+    /// A request that does not decode, recorded for the operator.
+    fn refuse_request(&self, from: &MemberId, reason: String);
+}
+
+/// The initiator's side of one reconciliation of a replica.
+pub struct Session<R: Replica> {
+    replica: Arc<R>,
+    peer: MemberId,
+    /// The peer's heads in its previous answer.
+    last: Option<R::Heads>,
+}
+
+impl<R: Replica> Session<R> {
+    pub fn new(replica: Arc<R>, peer: MemberId) -> Self {
+        Session {
+            replica,
+            peer,
+            last: None,
+        }
+    }
+}
+
+impl<R: Replica> SyncSession for Session<R> {
+    fn first(&mut self) -> Vec<u8> {
+        self.replica
+            .message_to(&self.peer, None)
+            .map(|(b, _)| b)
+            .unwrap_or_default()
+    }
+
+    fn answer(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let (heads, page) = R::decode_message(answer)?;
+        let accepted = self.replica.merge_page(&self.peer, page);
+        // Go on while either side takes something: a page refused (recorded by its
+        // receiver) would come back the same, and the session would never settle.
+        let moved = self.last.as_ref() != Some(&heads);
+        let (next, ours) = self.replica.message_to(&self.peer, Some(&heads))?;
+        self.last = Some(heads);
+        Ok((accepted || (ours > 0 && moved)).then_some(next))
+    }
+}
+
+/// The answering side of a session: merges the request's page, then answers with our
+/// heads and a page of what the peer's heads lack. A request that does not decode is
+/// recorded and answered with nothing.
+pub fn answer_request<R: Replica>(replica: &R, from: &MemberId, body: &[u8]) -> Vec<u8> {
+    let theirs = match R::decode_message(body) {
+        Ok((heads, page)) => {
+            replica.merge_page(from, page);
+            heads
+        }
+        Err(e) => {
+            replica.refuse_request(from, format!("undecodable request: {e}"));
+            return Vec::new();
+        }
+    };
+    replica
+        .message_to(from, Some(&theirs))
+        .map(|(b, _)| b)
+        .unwrap_or_default()
+}
+
 /// What one session moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncStats {

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use entente_model::MemberId;
+use entente_peering::SyncHandler;
 use entente_peering::protocol::SYNC_PAGE_BYTES;
-use entente_peering::sync::{decode, encode};
-use entente_peering::{SyncHandler, SyncSession};
+use entente_peering::sync::{Replica, Session, answer_request, decode, encode};
 use serde::{Deserialize, Serialize};
 
 use super::*;
@@ -282,12 +282,7 @@ impl Accounts {
 
     /// A session reconciling this node's ledger with `peer`'s.
     pub fn session(self: &Arc<Self>, peer: MemberId) -> LedgerSession {
-        LedgerSession {
-            accounts: self.clone(),
-            peer,
-            last: None,
-            changed: false,
-        }
+        Session::new(self.clone(), peer)
     }
 
     /// Reconciles with `peer` in the background; when the peer is away, its next
@@ -306,53 +301,37 @@ impl Accounts {
     }
 }
 
-/// The initiator's side of one reconciliation.
-pub struct LedgerSession {
-    accounts: Arc<Accounts>,
-    peer: MemberId,
-    /// The peer's heads in its previous answer.
-    last: Option<Vec<ChainHead>>,
-    /// Whether anything merged from the peer changed this ledger.
-    pub changed: bool,
-}
+/// The initiator's side of one reconciliation of the ledger.
+pub type LedgerSession = Session<Accounts>;
 
-impl SyncSession for LedgerSession {
-    fn first(&mut self) -> Vec<u8> {
-        self.accounts
-            .message_for(&self.peer, None)
-            .map(|(b, _)| b)
-            .unwrap_or_default()
+impl Replica for Accounts {
+    type Heads = Vec<ChainHead>;
+    type Page = Vec<Entry>;
+
+    fn decode_message(bytes: &[u8]) -> Result<(Vec<ChainHead>, Vec<Entry>), String> {
+        LedgerMsg::from_peer(bytes).map(|m| (m.heads, m.page.into_iter().map(Entry::from).collect()))
     }
 
-    fn answer(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let m = LedgerMsg::from_peer(answer)?;
-        let page: Vec<Entry> = m.page.into_iter().map(Entry::from).collect();
-        let accepted = self.accounts.merge_from(&self.peer, page);
-        self.changed |= accepted;
-        // Go on while either side takes something: a page refused (recorded by its
-        // receiver) would come back the same, and the session would never settle.
-        let moved = self.last.as_ref() != Some(&m.heads);
-        let (next, ours) = self.accounts.message_for(&self.peer, Some(&m.heads))?;
-        self.last = Some(m.heads);
-        Ok((accepted || (ours > 0 && moved)).then_some(next))
+    fn merge_page(&self, from: &MemberId, page: Vec<Entry>) -> bool {
+        self.merge_from(from, page)
+    }
+
+    fn message_to(
+        &self,
+        peer: &MemberId,
+        theirs: Option<&Vec<ChainHead>>,
+    ) -> Result<(Vec<u8>, usize), String> {
+        self.message_for(peer, theirs.map(Vec::as_slice))
+    }
+
+    fn refuse_request(&self, from: &MemberId, reason: String) {
+        self.reject(format!("ledger request from {from}: {reason}"));
     }
 }
 
 impl SyncHandler for Accounts {
     fn on_request(&self, from: &MemberId, body: Vec<u8>) -> Vec<u8> {
-        let theirs = match LedgerMsg::from_peer(&body) {
-            Ok(m) => {
-                self.merge_from(from, m.page.into_iter().map(Entry::from).collect());
-                m.heads
-            }
-            Err(e) => {
-                self.reject(format!("undecodable ledger request from {from}: {e}"));
-                return Vec::new();
-            }
-        };
-        self.message_for(from, Some(&theirs))
-            .map(|(b, _)| b)
-            .unwrap_or_default()
+        answer_request(self, from, &body)
     }
 
     fn on_connected(&self, peer: &MemberId) {

@@ -5,9 +5,8 @@
 
 use std::collections::HashMap;
 
-use entente_peering::SyncSession;
 use entente_peering::protocol::{MAX_SYNC_DOCUMENT_BYTES, SYNC_PAGE_BYTES};
-use entente_peering::sync::{decode, encode};
+use entente_peering::sync::{Replica, Session, answer_request, decode, encode};
 use sha2::{Digest, Sha256};
 
 use super::*;
@@ -218,61 +217,37 @@ impl Book {
 
     /// A session reconciling this book with `peer`'s.
     pub fn session(self: &Arc<Self>, peer: MemberId) -> BookSession {
-        BookSession {
-            book: self.clone(),
-            peer,
-            last: None,
-            changed: 0,
-        }
+        Session::new(self.clone(), peer)
     }
 }
 
-/// The initiator's side of one reconciliation.
-pub struct BookSession {
-    book: Arc<Book>,
-    peer: MemberId,
-    /// The peer's heads in its previous answer.
-    last: Option<Heads>,
-    /// Documents merged from the peer that changed this book.
-    pub changed: usize,
-}
+/// The initiator's side of one reconciliation of the agreements.
+pub type BookSession = Session<Book>;
 
-impl SyncSession for BookSession {
-    fn first(&mut self) -> Vec<u8> {
-        self.book
-            .message_for(&self.peer, None)
-            .map(|(b, _)| b)
-            .unwrap_or_default()
+impl Replica for Book {
+    type Heads = Heads;
+    type Page = SyncMsg;
+
+    fn decode_message(bytes: &[u8]) -> Result<(Heads, SyncMsg), String> {
+        BookMsg::from_peer(bytes).map(|m| (m.heads, m.page))
     }
 
-    fn answer(&mut self, answer: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let m = BookMsg::from_peer(answer)?;
-        let accepted = self.book.merge_from(&self.peer, m.page);
-        self.changed += accepted;
-        // Go on while either side takes something: a page refused (recorded by its
-        // receiver) would come back the same, and the session would never settle.
-        let moved = self.last.as_ref() != Some(&m.heads);
-        let (next, ours) = self.book.message_for(&self.peer, Some(&m.heads))?;
-        self.last = Some(m.heads);
-        Ok((accepted > 0 || (ours > 0 && moved)).then_some(next))
+    fn merge_page(&self, from: &MemberId, page: SyncMsg) -> bool {
+        self.merge_from(from, page) > 0
+    }
+
+    fn message_to(&self, peer: &MemberId, theirs: Option<&Heads>) -> Result<(Vec<u8>, usize), String> {
+        self.message_for(peer, theirs)
+    }
+
+    fn refuse_request(&self, from: &MemberId, reason: String) {
+        self.reject_doc(from, "sync", reason);
     }
 }
 
 impl SyncHandler for Book {
     fn on_request(&self, from: &MemberId, body: Vec<u8>) -> Vec<u8> {
-        let theirs = match BookMsg::from_peer(&body) {
-            Ok(m) => {
-                self.merge_from(from, m.page);
-                m.heads
-            }
-            Err(e) => {
-                self.reject_doc(from, "sync", format!("undecodable request: {e}"));
-                return Vec::new();
-            }
-        };
-        self.message_for(from, Some(&theirs))
-            .map(|(b, _)| b)
-            .unwrap_or_default()
+        answer_request(self, from, &body)
     }
 
     fn on_connected(&self, peer: &MemberId) {
