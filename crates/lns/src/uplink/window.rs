@@ -130,7 +130,11 @@ impl DedupWindow {
         until: Option<Instant>,
     ) -> Option<(UplinkFrame, Copies)> {
         let fifo = self.fifo(queue);
-        if fifo.open.front().is_none_or(|o| until.is_some_and(|u| o.deadline > u)) {
+        if fifo
+            .open
+            .front()
+            .is_none_or(|o| until.is_some_and(|u| o.deadline > u))
+        {
             return None;
         }
         let open = fifo.open.pop_front()?;
