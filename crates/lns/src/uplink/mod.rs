@@ -108,20 +108,6 @@ struct Copies {
     arrival: Arrival,
 }
 
-impl Copies {
-    /// A copy from one of our own gateways, just now.
-    fn heard_here(rx: RxInfo) -> Self {
-        Copies {
-            rx: vec![rx],
-            waiters: Waiters::heard_here(),
-            arrival: Arrival::Live,
-        }
-    }
-}
-
-/// Frames taken from the gateways' queue per wake-up of the dedup task.
-const TAKEN_AT_ONCE: usize = 256;
-
 impl NetworkServer {
     /// Runs the dedup window over frames from the gateways and, when the node federates,
     /// over gateway receptions of this node's frames reported by peers; processes each
@@ -134,37 +120,29 @@ impl NetworkServer {
     ) {
         let mut window = DedupWindow::default();
         let mut roamed_open = true;
-        let mut live = Vec::with_capacity(TAKEN_AT_ONCE);
         loop {
             let next = window.next_deadline();
-            tokio::select! {
+            let (frame, copies) = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                n = frames.recv_many(&mut live, TAKEN_AT_ONCE) => {
-                    if n == 0 {
-                        break;
-                    }
-                    for f in live.drain(..) {
-                        self.admit(&mut window, f.frame, Copies::heard_here(f.rx));
-                    }
-                    // Under a steady flow the frames arm is always ready: windows close
-                    // on time all the same.
-                    if next.is_some_and(|d| d <= Instant::now()) {
-                        self.dispatch_closed(&mut window, Some(Instant::now()));
-                    }
-                }
+                f = frames.recv() => match f {
+                    Some(f) => (f.frame, Copies { rx: vec![f.rx], waiters: Waiters::heard_here(), arrival: Arrival::Live }),
+                    None => break,
+                },
                 f = roamed.recv(), if roamed_open => match f {
                     Some(f) => {
                         self.metrics.roamed_in.inc();
                         let waiters = Waiters { heard_here: false, peers: vec![(f.charge, f.verdict)] };
-                        self.admit(&mut window, f.frame, Copies { rx: f.rx, waiters, arrival: f.arrival });
+                        (f.frame, Copies { rx: f.rx, waiters, arrival: f.arrival })
                     }
-                    None => roamed_open = false,
+                    None => { roamed_open = false; continue }
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     self.dispatch_closed(&mut window, Some(Instant::now()));
+                    continue;
                 }
-            }
+            };
+            self.admit(&mut window, frame, copies);
         }
         // Frames still in their window are processed rather than lost.
         self.dispatch_closed(&mut window, None);
