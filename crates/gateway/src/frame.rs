@@ -164,7 +164,7 @@ fn signal(pk: &RxPk<'_>) -> Result<(i32, f32), FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::RSig;
+    use crate::json::{PushData, RSig};
 
     fn pk() -> RxPk<'static> {
         serde_json::from_str(
@@ -189,6 +189,32 @@ mod tests {
         assert_eq!(
             f.rx.time.unwrap().to_rfc3339(),
             "2013-03-31T16:21:17.528002+00:00"
+        );
+    }
+
+    /// Strings with escapes cannot borrow from the datagram (some encoders write `\/`);
+    /// they are copied, and the frame reads the same.
+    #[test]
+    fn escaped_strings_parse_like_plain_ones() {
+        let escaped: PushData<'_> = serde_json::from_str(
+            r#"{"rxpk":[{"time":"2013-03-31T16:21:17.528002Z","tmst":3512348611,"chan":2,
+               "rfch":0,"freq":866.349812,"stat":1,"modu":"LO\u0052A","datr":"SF7\u0042W125",
+               "codr":"4\/6","rssi":-35,"lsnr":5.1,"size":32,
+               "data":"+DS4CGaDCdG+48eJNM3Vai+zDpsR71Pn9CPA9uCON84"}]}"#,
+        )
+        .unwrap();
+        let [esc] = escaped.rxpk.as_slice() else {
+            panic!("one rxpk")
+        };
+        assert!(matches!(esc.modu, std::borrow::Cow::Owned(_)));
+        let now = Utc::now();
+        let a = RxFrame::from_rxpk(GatewayEui::from_u64(1), esc, now).unwrap();
+        let b = RxFrame::from_rxpk(GatewayEui::from_u64(1), &pk(), now).unwrap();
+        assert_eq!(a.phy_payload, b.phy_payload);
+        assert_eq!(a.rx, b.rx);
+        assert!(
+            matches!(pk().data, std::borrow::Cow::Borrowed(_)),
+            "plain strings borrow"
         );
     }
 
