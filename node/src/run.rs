@@ -460,7 +460,8 @@ fn read_clock_offset(path: &std::path::Path) -> Result<chrono::TimeDelta> {
                 .trim()
                 .parse()
                 .with_context(|| format!("{}: not a number of seconds", path.display()))?;
-            Ok(chrono::TimeDelta::seconds(secs))
+            chrono::TimeDelta::try_seconds(secs)
+                .with_context(|| format!("{}: {secs} seconds is out of range", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(chrono::TimeDelta::zero()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),

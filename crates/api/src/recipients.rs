@@ -20,6 +20,9 @@ impl From<DeliveryError> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
             }
             DeliveryError::NotPull(_) => Self::new(StatusCode::CONFLICT, "not_pull", e.to_string()),
+            DeliveryError::CursorAhead { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "cursor_ahead", e.to_string())
+            }
             DeliveryError::Store(s) => Self::internal(s),
         }
     }

@@ -55,6 +55,9 @@ pub struct Recipient {
     pub created_at: DateTime<Utc>,
 }
 
+/// The longest a file push gathers messages before writing them.
+pub const MAX_FILE_INTERVAL_SECS: u64 = 31 * 86_400;
+
 impl NewRecipient {
     pub fn validate(&self) -> Result<(), String> {
         if self.name.trim().is_empty() || self.group.trim().is_empty() {
@@ -65,8 +68,12 @@ impl NewRecipient {
             RecipientKind::HttpPush { url, .. } if !http(url) => {
                 Err(format!("{url:?} is not an http(s) URL"))
             }
-            RecipientKind::FilePush { interval_secs: 0, .. } => {
-                Err("interval_secs must be at least 1".into())
+            RecipientKind::FilePush { interval_secs, .. }
+                if !(1..=MAX_FILE_INTERVAL_SECS).contains(interval_secs) =>
+            {
+                Err(format!(
+                    "interval_secs must be between 1 and {MAX_FILE_INTERVAL_SECS} (31 days)"
+                ))
             }
             RecipientKind::FilePush {
                 directory: None,
@@ -82,6 +89,37 @@ impl NewRecipient {
                 Err(format!("{u:?} is not an http(s) URL"))
             }
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_push(interval_secs: u64) -> NewRecipient {
+        NewRecipient {
+            name: "archive".into(),
+            group: "meters".into(),
+            kind: RecipientKind::FilePush {
+                format: FileFormat::Csv,
+                directory: Some("/var/lib/entente/out".into()),
+                url: None,
+                interval_secs,
+            },
+        }
+    }
+
+    #[test]
+    fn a_file_push_interval_is_between_a_second_and_a_month() {
+        for (secs, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_FILE_INTERVAL_SECS, true),
+            (MAX_FILE_INTERVAL_SECS + 1, false),
+            (u64::MAX, false),
+        ] {
+            assert_eq!(file_push(secs).validate().is_ok(), ok, "{secs} s");
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::message::uplink_json;
 use crate::metrics::DeliveryMetrics;
 use crate::recipient::{FileFormat, NewRecipient, Recipient, RecipientKind};
 pub use crate::settings::DeliveryConfig;
-use crate::tables::{Pending, Queue, RecipientState, Recipients, States};
+use crate::tables::{Pending, Queue, RecipientState, Recipients, Served, States};
 
 /// A queued message with its key (recipient, seq).
 type Queued = ((u64, u64), Pending);
@@ -33,6 +33,10 @@ pub enum DeliveryError {
     Invalid(String),
     #[error("recipient {0} is not a REST pull recipient")]
     NotPull(u64),
+    #[error(
+        "cursor {cursor} is beyond the last message served ({served}): it would acknowledge messages never read"
+    )]
+    CursorAhead { cursor: u64, served: u64 },
 }
 
 struct Live {
@@ -42,6 +46,8 @@ struct Live {
     /// First queue seq that may still be present: scans start here instead of walking
     /// over the tombstones of delivered messages. Seqs only grow, so nothing is skipped.
     head: Arc<AtomicU64>,
+    /// The highest seq a pull returned ([`Served`]).
+    served: Arc<AtomicU64>,
 }
 
 pub struct Delivery {
@@ -104,7 +110,8 @@ impl Delivery {
                         head = head.min(k.1);
                         depth += 1;
                     }
-                    d.install(r, depth, if depth == 0 { 0 } else { head });
+                    let served = store.get::<Served>(&id)?.unwrap_or(0);
+                    d.install(r, depth, if depth == 0 { 0 } else { head }, served);
                 }
                 Err(e) => warn!(recipient = id, error = %e, "unreadable recipient skipped"),
             }
@@ -113,7 +120,7 @@ impl Delivery {
         Ok(d)
     }
 
-    fn install(&self, r: Recipient, depth: u64, head: u64) {
+    fn install(&self, r: Recipient, depth: u64, head: u64, served: u64) {
         let id = r.id;
         write(&self.by_group).entry(r.group.clone()).or_default().push(id);
         let live = Live {
@@ -121,6 +128,7 @@ impl Delivery {
             stop: self.shutdown.child_token(),
             depth: Arc::new(AtomicU64::new(depth)),
             head: Arc::new(AtomicU64::new(head)),
+            served: Arc::new(AtomicU64::new(served)),
         };
         self.metrics.depth(id).set(depth as i64);
         write(&self.live).insert(id, live);
@@ -159,7 +167,7 @@ impl Delivery {
         };
         let json = serde_json::to_string(&r).map_err(|e| DeliveryError::Invalid(e.to_string()))?;
         self.store.put::<Recipients>(&id, &json, Durability::Sync)?;
-        self.install(r.clone(), 0, 0);
+        self.install(r.clone(), 0, 0, 0);
         self.spawn_worker(id);
         info!(recipient = id, group = %r.group, "recipient created");
         Ok(r)
@@ -199,6 +207,7 @@ impl Delivery {
         let mut batch = self.store.batch();
         batch.delete::<Recipients>(&id)?;
         batch.delete::<States>(&id)?;
+        batch.delete::<Served>(&id)?;
         for q in self.store.range_from::<Queue>(&(id, 0))? {
             let (k, _) = q?;
             if k.0 != id {
@@ -215,11 +224,18 @@ impl Delivery {
     /// cursor acknowledges everything up to it: those messages leave the queue, so a
     /// connector that lost a response asks again with its old cursor and loses nothing.
     pub fn pull(&self, id: u64, cursor: u64, limit: usize) -> Result<(Vec<Value>, u64), DeliveryError> {
-        let (depth, head) = match read(&self.live).get(&id) {
+        let (depth, head, served) = match read(&self.live).get(&id) {
             None => return Err(DeliveryError::NotFound(id)),
             Some(l) if l.recipient.kind != RecipientKind::RestPull => return Err(DeliveryError::NotPull(id)),
-            Some(l) => (l.depth.clone(), l.head.clone()),
+            Some(l) => (l.depth.clone(), l.head.clone(), l.served.clone()),
         };
+        let last_served = served.load(Ordering::Relaxed);
+        if cursor > last_served {
+            return Err(DeliveryError::CursorAhead {
+                cursor,
+                served: last_served,
+            });
+        }
         if cursor > 0 {
             let mut acked = Vec::new();
             for q in self
@@ -244,7 +260,7 @@ impl Delivery {
                 self.metrics.attempt(id, "ok").inc_by(acked.len() as u64);
                 self.dec_depth(id, &depth, acked.len() as u64);
             }
-            head.fetch_max(cursor + 1, Ordering::Relaxed);
+            head.fetch_max(cursor.saturating_add(1), Ordering::Relaxed);
         }
         let mut out = Vec::new();
         let mut next = cursor;
@@ -257,6 +273,10 @@ impl Delivery {
                 out.push(v);
             }
             next = k.1;
+        }
+        if next > served.load(Ordering::Relaxed) {
+            self.store.put::<Served>(&id, &next, Durability::Buffered)?;
+            served.fetch_max(next, Ordering::Relaxed);
         }
         Ok((out, next))
     }
@@ -361,7 +381,7 @@ impl Delivery {
             } => {
                 let due = state
                     .last_file_at
-                    .is_none_or(|t| now - t >= TimeDelta::seconds(*interval_secs as i64));
+                    .is_none_or(|t| file_due(t, now, *interval_secs));
                 let retry_ok = state.next_attempt_at.is_none_or(|t| now >= t);
                 if due && retry_ok {
                     self.push_file(
@@ -631,5 +651,102 @@ impl UplinkHook for Delivery {
 
     fn committed(&self) {
         self.notify.notify_waiters();
+    }
+}
+
+/// Whether a file push last written at `last` is due again; an interval too long for a
+/// date (stored before the 31-day limit) never comes round.
+fn file_due(last: DateTime<Utc>, now: DateTime<Utc>, interval_secs: u64) -> bool {
+    i64::try_from(interval_secs)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .is_some_and(|interval| now - last >= interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use entente_model::{DevEui, SystemClock};
+
+    use super::*;
+    use crate::recipient::NewRecipient;
+
+    fn with_queue(dir: &std::path::Path, messages: u64) -> (Arc<Delivery>, u64) {
+        let store = Arc::new(Store::open(dir, crate::tables::ALL).unwrap());
+        let d = Delivery::load(
+            store.clone(),
+            Arc::new(SystemClock),
+            DeliveryConfig::default(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let r = d
+            .create(NewRecipient {
+                name: "connector".into(),
+                group: "meters".into(),
+                kind: RecipientKind::RestPull,
+            })
+            .unwrap();
+        for seq in 1..=messages {
+            let p = Pending {
+                dev_eui: DevEui([1; 8]),
+                body: format!("{{\"seq\":{seq}}}").into_bytes(),
+                enqueued_at: Utc::now(),
+            };
+            store.put::<Queue>(&(r.id, seq), &p, Durability::Sync).unwrap();
+        }
+        (d, r.id)
+    }
+
+    #[tokio::test]
+    async fn a_cursor_beyond_what_was_served_acknowledges_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, id) = with_queue(dir.path(), 5);
+        for cursor in [1, 5, u64::MAX] {
+            let e = d.pull(id, cursor, 10).unwrap_err();
+            assert!(matches!(e, DeliveryError::CursorAhead { served: 0, .. }), "{e}");
+        }
+        let (page, next) = d.pull(id, 0, 2).unwrap();
+        assert_eq!((page.len(), next), (2, 2));
+        assert!(matches!(
+            d.pull(id, 3, 10),
+            Err(DeliveryError::CursorAhead { cursor: 3, served: 2 })
+        ));
+        // The connector's real cursor acknowledges the two it read, and only those.
+        let (page, next) = d.pull(id, 2, 10).unwrap();
+        assert_eq!((page.len(), next), (3, 5));
+        assert_eq!(page.first().and_then(|m| m["seq"].as_u64()), Some(3));
+    }
+
+    #[tokio::test]
+    async fn what_was_served_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, id) = with_queue(dir.path(), 3);
+        assert_eq!(d.pull(id, 0, 10).unwrap().1, 3);
+        // The workers hold the service (and its store) until they see the shutdown.
+        d.shutdown.cancel();
+        while Arc::strong_count(&d) > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(d);
+        let store = Arc::new(Store::open(dir.path(), crate::tables::ALL).unwrap());
+        let d = Delivery::load(
+            store,
+            Arc::new(SystemClock),
+            DeliveryConfig::default(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let (page, next) = d.pull(id, 3, 10).unwrap();
+        assert_eq!((page.len(), next), (0, 3));
+    }
+
+    #[test]
+    fn a_file_push_is_due_after_its_interval_and_never_with_an_impossible_one() {
+        let last = Utc::now();
+        let later = last + TimeDelta::seconds(60);
+        assert!(file_due(last, later, 60));
+        assert!(!file_due(last, later, 61));
+        assert!(!file_due(last, later, u64::MAX));
+        assert!(!file_due(last, later, i64::MAX as u64));
     }
 }

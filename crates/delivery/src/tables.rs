@@ -48,4 +48,13 @@ impl Table for States {
     type Value = RecipientState;
 }
 
-pub const ALL: &[&str] = &[Recipients::NAME, Queue::NAME, States::NAME];
+/// The highest queue seq a REST pull returned to the recipient: a cursor beyond it would
+/// acknowledge messages the connector never read.
+pub struct Served;
+impl Table for Served {
+    const NAME: &'static str = "delivery_served";
+    type Key = u64;
+    type Value = u64;
+}
+
+pub const ALL: &[&str] = &[Recipients::NAME, Queue::NAME, States::NAME, Served::NAME];
