@@ -5,8 +5,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::RegionError;
 
+/// SF5 to SF12; a decoded value outside that is refused, so nothing downstream (airtime,
+/// ADR) ever sees an SF0 a peer or a file claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u8")]
 pub struct SpreadingFactor(u8);
+
+impl TryFrom<u8> for SpreadingFactor {
+    type Error = String;
+    fn try_from(sf: u8) -> Result<Self, String> {
+        Self::new(sf).ok_or_else(|| format!("spreading factor {sf} is not between 5 and 12"))
+    }
+}
 
 impl SpreadingFactor {
     pub fn new(sf: u8) -> Option<Self> {
@@ -103,6 +113,16 @@ impl fmt::Display for DataRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decoded_spreading_factor_outside_5_to_12_is_refused() {
+        for sf in [0u8, 4, 13, 255] {
+            let json = format!(r#"{{"Lora":{{"sf":{sf},"bw":"Khz125"}}}}"#);
+            assert!(serde_json::from_str::<DataRate>(&json).is_err(), "SF{sf}");
+        }
+        let json = r#"{"Lora":{"sf":7,"bw":"Khz125"}}"#;
+        assert_eq!(serde_json::from_str::<DataRate>(json).unwrap(), DataRate::lora(7, Bandwidth::Khz125));
+    }
 
     #[test]
     fn parses_forwarder_strings() {
