@@ -121,7 +121,10 @@ mod tests {
             assert!(serde_json::from_str::<DataRate>(&json).is_err(), "SF{sf}");
         }
         let json = r#"{"Lora":{"sf":7,"bw":"Khz125"}}"#;
-        assert_eq!(serde_json::from_str::<DataRate>(json).unwrap(), DataRate::lora(7, Bandwidth::Khz125));
+        assert_eq!(
+            serde_json::from_str::<DataRate>(json).unwrap(),
+            DataRate::lora(7, Bandwidth::Khz125)
+        );
     }
 
     #[test]

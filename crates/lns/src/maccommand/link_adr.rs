@@ -38,11 +38,12 @@ pub(super) fn request(s: &mut Session, dr: u8) -> Option<DownCommand> {
     }
     let max = s.snr_history.iter().copied().fold(f32::MIN, f32::max);
     let headroom = max - demod_floor_db(sf_of(dr)) - ADR_MARGIN_DB;
-    let steps = (headroom / 2.5).floor() as i32;
-    if steps <= 0 || dr >= MAX_DR {
+    // At most MAX_DR steps whatever the SNR said (a NaN gives none).
+    let steps = (headroom / 2.5).floor().clamp(0.0, f32::from(MAX_DR)) as u8;
+    if steps == 0 || dr >= MAX_DR {
         return None;
     }
-    let new_dr = (dr as i32 + steps).min(MAX_DR as i32) as u8;
+    let new_dr = dr.saturating_add(steps).min(MAX_DR);
     s.snr_history.clear();
     Some(DownCommand::LinkAdrReq {
         data_rate: new_dr,
@@ -69,12 +70,15 @@ mod tests {
     fn adr_steps_up_while_the_snr_leaves_room() {
         // (readings, best SNR, uplink DR, channels configured, new DR or None)
         let cases = [
-            (19, 20.0, 0, true, None),               // history not full yet
-            (20, 20.0, 0, true, Some((5, 0x00ff))),  // SF12: 20 - (-20) - 10 = 30 dB: capped at DR5
-            (20, -7.0, 0, false, Some((1, 0x0007))), // 3 dB of headroom: one step
-            (20, -8.0, 0, true, None),               // 2 dB: not a whole step
-            (20, 10.0, 5, true, None),               // already at DR5
-            (20, 0.0, 3, true, Some((4, 0x00ff))),   // SF9: 0 - (-12.5) - 10 = 2.5 dB: one step
+            (19, 20.0, 0, true, None),                  // history not full yet
+            (20, 20.0, 0, true, Some((5, 0x00ff))),     // SF12: 20 - (-20) - 10 = 30 dB: capped at DR5
+            (20, -7.0, 0, false, Some((1, 0x0007))),    // 3 dB of headroom: one step
+            (20, -8.0, 0, true, None),                  // 2 dB: not a whole step
+            (20, 10.0, 5, true, None),                  // already at DR5
+            (20, 0.0, 3, true, Some((4, 0x00ff))),      // SF9: 0 - (-12.5) - 10 = 2.5 dB: one step
+            (20, f32::MAX, 0, true, Some((5, 0x00ff))), // an absurd SNR: still capped
+            (20, f32::INFINITY, 4, true, Some((5, 0x00ff))),
+            (20, f32::NAN, 0, true, None),
         ];
         for (n, best, dr, channels, want) in cases {
             let mut s = session();

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
 use entente_frame::UplinkFrame;
-use entente_gateway::Arrival;
+use entente_gateway::{Arrival, RxInfo};
 use tokio::time::Instant;
 
 use super::Copies;
@@ -59,6 +59,38 @@ pub(super) struct DedupWindow {
     visited: Fifo,
 }
 
+/// Gateways a frame keeps receptions from at most: the best ones. Bounds the work and
+/// the delivery JSON of a frame whatever a peer or a flood of copies claims.
+pub(crate) const MAX_GATEWAYS_PER_FRAME: usize = 16;
+
+/// Whether `a` heard the frame better than `b` (the order the best gateway is chosen by).
+fn better(a: &RxInfo, b: &RxInfo) -> bool {
+    a.snr.total_cmp(&b.snr).then(a.rssi.cmp(&b.rssi)).is_gt()
+}
+
+/// Adds receptions to a frame's: one per gateway (its best), at most
+/// [`MAX_GATEWAYS_PER_FRAME`] gateways (the best heard).
+fn merge_receptions(into: &mut Vec<RxInfo>, new: Vec<RxInfo>) {
+    for rx in new {
+        if let Some(same) = into.iter_mut().find(|r| r.gateway == rx.gateway) {
+            if better(&rx, same) {
+                *same = rx;
+            }
+            continue;
+        }
+        if into.len() < MAX_GATEWAYS_PER_FRAME {
+            into.push(rx);
+            continue;
+        }
+        let worst = into
+            .iter_mut()
+            .reduce(|w, r| if better(w, r) { r } else { w });
+        if let Some(w) = worst.filter(|w| better(&rx, w)) {
+            *w = rx;
+        }
+    }
+}
+
 /// What [`DedupWindow::admit`] did with a copy.
 pub(super) enum Admitted {
     /// A later copy of a frame already waiting: its receptions joined the first.
@@ -88,13 +120,16 @@ impl DedupWindow {
         if let Some(open) = self.waiting(hash, &frame) {
             let receptions = copies.rx.len();
             let c = &mut open.copies;
-            c.rx.extend(copies.rx);
+            merge_receptions(&mut c.rx, copies.rx);
             c.waiters.join(copies.waiters);
             if copies.arrival == Arrival::Live {
                 c.arrival = Arrival::Live;
             }
             return Admitted::Joined { receptions };
         }
+        let mut copies = copies;
+        let first = std::mem::take(&mut copies.rx);
+        merge_receptions(&mut copies.rx, first);
         let (queue, deadline) = open_in(&frame);
         let fifo = self.fifo(queue);
         let seq = fifo.first + fifo.open.len() as u64;
@@ -147,5 +182,48 @@ impl DedupWindow {
             self.by_hash.remove(&open.hash);
         }
         Some((open.frame, open.copies))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use entente_model::GatewayEui;
+
+    use super::*;
+    use crate::testkit::rx;
+
+    fn on(gateway: u64, snr: f32) -> RxInfo {
+        RxInfo {
+            gateway: GatewayEui::from_u64(gateway),
+            ..rx(1, snr, 5)
+        }
+    }
+
+    fn heard(v: &[RxInfo]) -> Vec<(u64, f32)> {
+        let mut out: Vec<(u64, f32)> = v.iter().map(|r| (r.gateway.to_u64(), r.snr)).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn a_frame_keeps_one_reception_per_gateway_its_best() {
+        let mut into = Vec::new();
+        merge_receptions(&mut into, vec![on(1, 2.0), on(1, 7.0), on(2, 1.0)]);
+        merge_receptions(&mut into, vec![on(1, 3.0), on(2, 4.0)]);
+        assert_eq!(heard(&into), vec![(1, 7.0), (2, 4.0)]);
+    }
+
+    #[test]
+    fn a_frame_keeps_the_best_gateways_up_to_the_bound() {
+        let mut into = Vec::new();
+        let flood: Vec<RxInfo> = (0..1000).map(|g| on(g, (g % 100) as f32 / 10.0)).collect();
+        merge_receptions(&mut into, flood);
+        assert_eq!(into.len(), MAX_GATEWAYS_PER_FRAME);
+        assert!(into.iter().all(|r| r.snr >= 9.8), "{:?}", heard(&into));
+        // A worse gateway does not displace any; a better one displaces the worst.
+        merge_receptions(&mut into, vec![on(5000, -3.0), on(5001, 20.0)]);
+        assert_eq!(into.len(), MAX_GATEWAYS_PER_FRAME);
+        assert!(into.iter().all(|r| r.gateway != GatewayEui::from_u64(5000)));
+        assert!(into.iter().any(|r| r.gateway == GatewayEui::from_u64(5001)));
     }
 }
