@@ -1,6 +1,5 @@
 //! The network server: devices, sessions, the uplink pipeline and downlink decisions.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -11,6 +10,7 @@ use entente_store::{Durability, Store, StoreError};
 
 use crate::device::{Device, DeviceClass};
 use crate::metrics::LnsMetrics;
+use crate::seq::Sequence;
 use crate::session::Session;
 use crate::session_index::SessionIndex;
 pub use crate::settings::LnsConfig;
@@ -61,7 +61,8 @@ pub struct NetworkServer {
     /// Serialises read-modify-write of sessions between the pipeline and the API, and
     /// guards the in-memory indexes of what it serialises.
     pub(crate) session_lock: Mutex<SessionIndex>,
-    pub(crate) next_seq: AtomicU64,
+    /// Numbers of uplinks and queue items.
+    pub(crate) seq: Sequence,
     /// Who gets every accepted uplink in its batch (application delivery).
     pub(crate) hook: Option<Arc<dyn UplinkHook>>,
     /// The federation, when the node federates: routes, forwards, peers' gateways.
@@ -75,13 +76,8 @@ impl NetworkServer {
         cfg: LnsConfig,
         clock: SharedClock,
     ) -> Result<Self, LnsError> {
-        // Sequence numbers continue after the newest stored uplink or queue item.
-        let mut max = 0u64;
-        for r in store.iter::<Uplinks>()? {
-            max = max.max(r?.0.1);
-        }
         let (index, newest_queued) = SessionIndex::load(&store)?;
-        max = max.max(newest_queued);
+        let seq = Sequence::load(&store, newest_queued)?;
         Ok(NetworkServer {
             store,
             gateways,
@@ -89,7 +85,7 @@ impl NetworkServer {
             clock,
             metrics: LnsMetrics::default(),
             session_lock: Mutex::new(index),
-            next_seq: AtomicU64::new(max + 1),
+            seq,
             hook: None,
             roaming: None,
         })
@@ -115,8 +111,8 @@ impl NetworkServer {
         self.clock.now()
     }
 
-    pub(crate) fn seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    pub(crate) fn seq(&self) -> Result<u64, StoreError> {
+        self.seq.next(&self.store)
     }
 
     pub(crate) fn lock_sessions(&self) -> std::sync::MutexGuard<'_, SessionIndex> {
@@ -264,7 +260,7 @@ impl NetworkServer {
         }
         let device = self.device(eui)?;
         let item = QueueItem {
-            id: self.seq(),
+            id: self.seq()?,
             fport,
             payload,
             confirmed,

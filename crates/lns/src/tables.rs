@@ -111,4 +111,5 @@ pub const ALL: &[&str] = &[
     UsedDevNonces::NAME,
     Uplinks::NAME,
     DownlinkQueue::NAME,
+    crate::seq::SeqCeiling::NAME,
 ];

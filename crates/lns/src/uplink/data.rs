@@ -341,10 +341,10 @@ impl<'a> DataUplink<'a> {
             .map_err(|_| Rejection::Store)
     }
 
-    fn record(&mut self) -> UplinkRecord {
-        let frequency_hz = self.rx[0].frequency_hz;
-        UplinkRecord {
-            seq: self.ns.seq(),
+    fn record(&mut self) -> Result<UplinkRecord, Rejection> {
+        let frequency_hz = self.rx.first().map_or(0, |r| r.frequency_hz);
+        Ok(UplinkRecord {
+            seq: self.ns.seq().map_err(store_err)?,
             dev_eui: self.session.dev_eui,
             dev_addr: self.frame.dev_addr,
             fcnt: self.fcnt,
@@ -356,7 +356,7 @@ impl<'a> DataUplink<'a> {
             frequency_hz,
             rx: self.rx.clone(),
             received_at: self.now,
-        }
+        })
     }
 
     /// Into the group's batch: acknowledged items out, the answer's item, the session,
@@ -366,7 +366,7 @@ impl<'a> DataUplink<'a> {
         plan: Option<&DownlinkPlan>,
         batch: &mut Batch<'_>,
     ) -> Result<UplinkRecord, Rejection> {
-        let record = self.record();
+        let record = self.record()?;
         let eui = self.session.dev_eui;
         for k in &self.acked {
             batch.delete::<DownlinkQueue>(k).map_err(store_err)?;

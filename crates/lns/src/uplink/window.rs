@@ -82,9 +82,7 @@ fn merge_receptions(into: &mut Vec<RxInfo>, new: Vec<RxInfo>) {
             into.push(rx);
             continue;
         }
-        let worst = into
-            .iter_mut()
-            .reduce(|w, r| if better(w, r) { r } else { w });
+        let worst = into.iter_mut().reduce(|w, r| if better(w, r) { r } else { w });
         if let Some(w) = worst.filter(|w| better(&rx, w)) {
             *w = rx;
         }
