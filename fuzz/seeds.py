@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Writes the committed seed corpora (fuzz/corpus/<target>/): a handful of small valid
+inputs per target, from which libFuzzer mutates. Run again after editing; it rewrites
+only the files named here (crash reproducers committed beside them stay)."""
+
+import base64
+import json
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+GATEWAY_EUI = bytes.fromhex("0080000000000001")
+
+
+def write(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# --- PHYPayloads (TS001 §4) -------------------------------------------------------
+
+def data_frame(mhdr, dev_addr, fctrl, fcnt, fopts=b"", fport=None, payload=b"", mic=b"\x8f\x1c\x3a\x5e"):
+    assert len(fopts) <= 15
+    b = bytes([mhdr]) + struct.pack("<I", dev_addr) + bytes([(fctrl & 0xF0) | len(fopts)])
+    b += struct.pack("<H", fcnt & 0xFFFF) + fopts
+    if fport is not None:
+        b += bytes([fport]) + payload
+    return b + mic
+
+
+def join_request(join_eui, dev_eui, dev_nonce, mic=b"\x1d\x3b\x0e\xa9"):
+    return b"\x00" + join_eui[::-1] + dev_eui[::-1] + struct.pack("<H", dev_nonce) + mic
+
+
+JOIN = join_request(bytes.fromhex("70b3d57ed0000001"), bytes.fromhex("0004a30b001c0530"), 0x0102)
+# Confirmed data up, ADR set, FOpts: LinkCheckReq, DevStatusAns(battery 200, margin 5),
+# LinkAdrAns(all ack); FPort 10 with a 4-byte (encrypted) payload.
+DATA_FOPTS = data_frame(0x80, 0x26011BDA, 0x80, 42, bytes([0x02, 0x06, 200, 5, 0x03, 0x07]), 10, bytes.fromhex("a1b2c3d4"))
+# Unconfirmed data up: FPort 0, the MAC commands in the (encrypted) payload.
+DATA_PORT0 = data_frame(0x40, 0x26011BDB, 0x00, 7, b"", 0, bytes([0x0D, 0x02]))
+# Unconfirmed data up, ACK bit, no FPort (an empty uplink acknowledging a downlink).
+DATA_EMPTY = data_frame(0x40, 0x26011BDC, 0x20, 65535)
+# Unconfirmed data down with FOpts: LinkCheckAns, DevStatusReq.
+DOWN_FOPTS = data_frame(0x60, 0x26011BDA, 0xA0, 3, bytes([0x02, 12, 3, 0x06]), 1, b"\x55")
+
+write("phy_payload", "join_request", JOIN)
+write("phy_payload", "data_up_fopts", DATA_FOPTS)
+write("phy_payload", "data_up_fport0", DATA_PORT0)
+write("phy_payload", "data_up_empty_ack", DATA_EMPTY)
+write("phy_payload", "data_down_fopts", DOWN_FOPTS)
+
+# --- MAC commands (TS001 §5) ------------------------------------------------------
+
+write("mac_commands", "up_link_check_req", bytes([0x02]))
+write("mac_commands", "up_answers", bytes([0x03, 0x07, 0x05, 0x07, 0x06, 254, 0x3F, 0x07, 0x03]))
+write("mac_commands", "up_device_time_reset_rekey", bytes([0x0D, 0x01, 0x01, 0x0B, 0x01, 0x08, 0x09, 0x0C]))
+write("mac_commands", "up_unknown_after_one", bytes([0x02, 0x99, 0x01]))
+# LinkAdrReq(DR5, power 1, channels 0-2, NbTrans 1), DevStatusReq, RxTimingSetupReq(1 s).
+write("mac_commands", "down_link_adr", bytes([0x03, 0x51, 0x07, 0x00, 0x01, 0x06, 0x08, 0x01]))
+# RxParamSetupReq(RX1 offset 1, RX2 DR3, 869.525 MHz), NewChannelReq(3, 867.1 MHz, DR0-5).
+rx2 = struct.pack("<I", 869_525_000 // 100)[:3]
+ch3 = struct.pack("<I", 867_100_000 // 100)[:3]
+write("mac_commands", "down_channels", bytes([0x05, 0x13]) + rx2 + bytes([0x07, 0x03]) + ch3 + bytes([0x50]))
+# LinkCheckAns(margin 12, 3 gateways), DeviceTimeAns, ResetConf, RekeyConf.
+write("mac_commands", "down_answers", bytes([0x02, 12, 3, 0x0D]) + struct.pack("<I", 1_400_000_000) + bytes([128, 0x01, 0x01, 0x0B, 0x01]))
+
+# --- GWMP datagrams (PROTOCOL.TXT of the packet forwarder) ------------------------
+
+
+def up(version, token, ident, body=b""):
+    return bytes([version]) + token + bytes([ident]) + GATEWAY_EUI + body
+
+
+def down(version, token, ident, body=b""):
+    return bytes([version]) + token + bytes([ident]) + body
+
+
+def body(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def rxpk(phy, **over):
+    pk = {
+        "time": "2026-12-02T08:59:28.123456Z", "tmst": 3512348611, "chan": 2, "rfch": 0,
+        "freq": 868.1, "stat": 1, "modu": "LORA", "datr": "SF7BW125", "codr": "4/5",
+        "rssi": -57, "lsnr": 7.5, "size": len(phy), "data": base64.b64encode(phy).decode(),
+    }
+    pk.update(over)
+    return {k: v for k, v in pk.items() if v is not None}
+
+
+STAT = {"time": "2026-12-02 08:59:28 GMT", "lati": 47.39436, "long": 0.68484, "alti": 62,
+        "rxnb": 12, "rxok": 11, "rxfw": 11, "ackr": 100.0, "dwnb": 2, "txnb": 2}
+
+write("gwmp_datagram", "push_data_rxpk", up(2, b"\x3a\x41", 0x00, body({"rxpk": [rxpk(DATA_FOPTS)]})))
+write("gwmp_datagram", "push_data_join_unpadded", up(2, b"\x3a\x42", 0x00, body({"rxpk": [
+    rxpk(JOIN, datr="SF12BW125", tmms=1417000000123, data=base64.b64encode(JOIN).decode().rstrip("="))]})))
+write("gwmp_datagram", "push_data_stat", up(2, b"\x3a\x43", 0x00, body({"stat": STAT})))
+write("gwmp_datagram", "push_data_two_rxpk_stat_v1", up(1, b"\x3a\x44", 0x00, body({
+    "rxpk": [
+        rxpk(DATA_PORT0, rssi=None, lsnr=None, rsig=[{"ant": 0, "chan": 2, "rssic": -90, "lsnr": -3.0},
+                                                     {"ant": 1, "chan": 2, "rssic": -70, "lsnr": 4.5}]),
+        rxpk(DATA_EMPTY, modu="FSK", datr=50000, codr=None, lsnr=None, freq=868.8),
+    ],
+    "stat": STAT,
+})))
+write("gwmp_datagram", "pull_data", up(2, b"\x7b\x01", 0x02))
+write("gwmp_datagram", "tx_ack_none", up(2, b"\x7b\x02", 0x05, body({"txpk_ack": {"error": "NONE"}})))
+write("gwmp_datagram", "tx_ack_too_late", up(2, b"\x7b\x03", 0x05, body({"txpk_ack": {"error": "TOO_LATE"}})))
+write("gwmp_datagram", "tx_ack_empty_v1", up(1, b"\x7b\x04", 0x05))
+write("gwmp_datagram", "push_ack", down(2, b"\x3a\x41", 0x01))
+write("gwmp_datagram", "pull_resp", down(2, b"\x00\x00", 0x03, body({"txpk": {
+    "imme": False, "tmst": 3513348611, "freq": 868.1, "rfch": 0, "powe": 14, "modu": "LORA",
+    "datr": "SF7BW125", "codr": "4/5", "ipol": True, "size": len(DOWN_FOPTS),
+    "data": base64.b64encode(DOWN_FOPTS).decode(), "ncrc": True}})))
