@@ -55,6 +55,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         None => Arc::new(SystemClock),
     };
 
+    keys::private_dir(&data_dir)?;
     let store_dir = data_dir.clone();
     let tables: Vec<&'static str> = Registry::TABLES
         .iter()
