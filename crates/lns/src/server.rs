@@ -14,10 +14,7 @@ use crate::seq::Sequence;
 use crate::session::Session;
 use crate::session_index::SessionIndex;
 pub use crate::settings::LnsConfig;
-use crate::tables::{
-    DevAddrIndex, Devices, DownlinkQueue, JoinState, QueueItem, Sessions, UplinkRecord, Uplinks,
-    UsedDevNonces,
-};
+use crate::tables::{DevAddrIndex, Devices, DownlinkQueue, QueueItem, Sessions, UplinkRecord, Uplinks};
 pub use entente_frame::DevAddrBlock;
 
 #[derive(Debug, thiserror::Error)]
@@ -194,13 +191,14 @@ impl NetworkServer {
             batch.delete::<Sessions>(eui)?;
         }
         batch.delete::<Devices>(eui)?;
-        batch.delete::<JoinState>(eui)?;
-        for r in self.store.range_from::<UsedDevNonces>(&(*eui, 0))? {
+        // Its join counters and used DevNonces stay: provisioned again, the device cannot
+        // be joined with a JoinRequest captured before.
+        for r in self.store.range_from::<Uplinks>(&(*eui, 0))? {
             let (k, _) = r?;
             if k.0 != *eui {
                 break;
             }
-            batch.delete::<UsedDevNonces>(&k)?;
+            batch.delete::<Uplinks>(&k)?;
         }
         for r in self.store.range_from::<DownlinkQueue>(&(*eui, 0))? {
             let (k, _) = r?;

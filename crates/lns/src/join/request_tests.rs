@@ -105,6 +105,20 @@ async fn dev_nonces_are_a_counter_from_1_0_4_and_a_set_before() {
 }
 
 #[tokio::test]
+async fn a_device_deleted_and_provisioned_again_refuses_a_join_request_captured_before() {
+    for version in [MacVersion::V1_0_3, MacVersion::V1_0_4, MacVersion::V1_1] {
+        let (h, d, mut sim) = otaa(version);
+        let captured = sim.join_request_with_nonce(5);
+        h.uplink(&captured, vec![rx(1, 0.0, 3)]);
+        assert_eq!(h.ns.metrics.joins_accepted.get(), 1, "{version:?}");
+        h.ns.delete_device(&d.dev_eui).unwrap();
+        h.ns.create_devices(std::slice::from_ref(&d)).unwrap();
+        let mut j = load(&h, &captured).unwrap();
+        assert_eq!(j.check_dev_nonce(), Err(Rejection::DevNonceReused), "{version:?}");
+    }
+}
+
+#[tokio::test]
 async fn dev_addrs_come_from_the_block_and_are_not_shared() {
     let cfg = LnsConfig {
         dev_addr_block: "26011234/32".parse().unwrap(),

@@ -17,6 +17,7 @@ mod tests {
             best: &best,
             rx: std::slice::from_ref(&best),
             profile: None,
+            activation: None,
         };
         let c = UpCommand::DutyCycleAns;
         let mut s = session();

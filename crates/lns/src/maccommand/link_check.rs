@@ -45,6 +45,7 @@ mod tests {
                 best: &all[0],
                 rx: &all,
                 profile: None,
+                activation: None,
             };
             assert_eq!(
                 handle(&at),

@@ -37,6 +37,24 @@ pub(crate) struct Reception<'a> {
     pub rx: &'a [RxInfo],
     /// The device's profile; None when the device record is gone.
     pub profile: Option<&'a Profile>,
+    /// How the device got its session; None when the device record is gone.
+    pub activation: Option<Activation>,
+}
+
+/// How a device got its session: commands of one kind are for one kind only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    Abp,
+    Otaa,
+}
+
+impl Activation {
+    pub(crate) fn of(d: &crate::device::Device) -> Activation {
+        match d.abp {
+            Some(_) => Activation::Abp,
+            None => Activation::Otaa,
+        }
+    }
 }
 
 /// One command handled: what to answer, if anything, and its metric label.
@@ -75,7 +93,11 @@ pub(crate) fn handle(s: &mut Session, c: &UpCommand, at: &Reception<'_>) -> Hand
             new_channel::handle(s, status);
             (None, new_channel::LABEL)
         }
-        UpCommand::ResetInd { minor } => (Some(reset::handle(s, minor)), reset::LABEL),
+        // TS001 §5.1: ResetInd is an ABP device's; from any other it changes nothing.
+        UpCommand::ResetInd { minor } => match at.activation {
+            Some(Activation::Abp) => (Some(reset::handle(s, minor)), reset::LABEL),
+            _ => (None, reset::LABEL),
+        },
         UpCommand::RekeyInd { minor } => (Some(rekey::handle(minor)), rekey::LABEL),
         UpCommand::DutyCycleAns => (None, duty_cycle::LABEL),
         UpCommand::TxParamSetupAns => (None, tx_param_setup::LABEL),
@@ -132,6 +154,7 @@ mod tests {
             best: &best,
             rx: std::slice::from_ref(&best),
             profile: None,
+            activation: Some(Activation::Abp),
         };
         let cases = [
             (UpCommand::LinkCheckReq, "link_check_req", true),
@@ -175,6 +198,29 @@ mod tests {
         for (c, label, answers) in cases {
             let h = handle(&mut session(), &c, &at);
             assert_eq!((h.label, h.answer.is_some()), (label, answers), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_reset_ind_counts_only_from_an_abp_device() {
+        let best = rx(1, 5.0, 5);
+        for (activation, answers) in [
+            (Some(Activation::Abp), true),
+            (Some(Activation::Otaa), false),
+            (None, false),
+        ] {
+            let at = Reception {
+                best: &best,
+                rx: std::slice::from_ref(&best),
+                profile: None,
+                activation,
+            };
+            let mut s = session();
+            (s.n_fcnt_down, s.a_fcnt_down) = (7, 9);
+            let h = handle(&mut s, &UpCommand::ResetInd { minor: 1 }, &at);
+            assert_eq!(h.answer.is_some(), answers, "{activation:?}");
+            let reset = (s.n_fcnt_down, s.a_fcnt_down) == (0, 0);
+            assert_eq!(reset, answers, "{activation:?}: the counters");
         }
     }
 

@@ -17,6 +17,7 @@ mod tests {
             best: &best,
             rx: std::slice::from_ref(&best),
             profile: None,
+            activation: None,
         };
         for c in [
             UpCommand::RejoinParamSetupAns { status: 0x01 },

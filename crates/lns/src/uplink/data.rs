@@ -227,6 +227,7 @@ impl<'a> DataUplink<'a> {
             best: &self.rx[0],
             rx: &self.rx,
             profile: self.device.as_ref().map(|d| &d.profile),
+            activation: self.device.as_deref().map(maccommand::Activation::of),
         };
         for c in &self.mac_in {
             let handled = maccommand::handle(&mut self.session, c, &at);
