@@ -199,7 +199,7 @@ mod tests {
 
     fn heard(v: &[RxInfo]) -> Vec<(u64, f32)> {
         let mut out: Vec<(u64, f32)> = v.iter().map(|r| (r.gateway.to_u64(), r.snr)).collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         out
     }
 
