@@ -191,6 +191,13 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     assert_eq!(inv["vat"], json!(192));
     assert_eq!(inv["amount_incl_vat"], json!(1152));
     let seq = v["record"]["seq"].as_u64().unwrap().to_string();
+    // Issuing the year again returns the same signed record: nothing is billed twice.
+    let again = tours
+        .post_json("/v1/ledger/invoices", &json!({"agreement": ID, "year": year}))
+        .await
+        .unwrap();
+    assert_eq!(again["record"]["hash"], v["record"]["hash"], "{again}");
+    assert_eq!(again["invoice"], v["invoice"]);
     let invoices = format!("/v1/ledger/invoices?agreement={ID}");
     wait_json(smo, &invoices, "the invoice", |v| !v["invoices"][0].is_null()).await;
     entente(&[

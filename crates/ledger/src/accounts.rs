@@ -279,6 +279,12 @@ impl Accounts {
                 a.host
             )));
         }
+        let _issuing = self.issuing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(issued) =
+            self.issued::<Invoice>(agreement, Kind::BillingRecord, |i| i.period_start.year() == year)?
+        {
+            return Ok(issued);
+        }
         let now = self.clock.now();
         let inv = match policy.rule {
             Rule::AnnualDeclared { .. } => {
@@ -360,6 +366,12 @@ impl Accounts {
     /// The yearly device-count statement of the guest's devices known to this node.
     pub fn issue_device_count(&self, agreement: &str, year: i32) -> Result<Entry, AccountsError> {
         let a = self.book.record(agreement)?.effective()?;
+        let _issuing = self.issuing.lock().unwrap_or_else(|e| e.into_inner());
+        let held =
+            self.issued::<DeviceCountStatement>(agreement, Kind::DeviceCountStatement, |d| d.year == year)?;
+        if let Some((_, e)) = held {
+            return Ok(e);
+        }
         // First frames of the devices counted under this agreement, read once.
         let first_seen: std::collections::HashMap<String, DateTime<Utc>> = self
             .usage
@@ -390,6 +402,27 @@ impl Accounts {
         )?;
         self.push(self.book.counterparty_of(agreement)?);
         Ok(e)
+    }
+
+    /// A record of `kind` this member already issued for the period `of` picks: issuing
+    /// again returns it instead of billing or counting twice.
+    fn issued<T: serde::de::DeserializeOwned>(
+        &self,
+        agreement: &str,
+        kind: Kind,
+        of: impl Fn(&T) -> bool,
+    ) -> Result<Option<(T, Entry)>, AccountsError> {
+        for e in self.ledger.entries(Some(agreement))? {
+            if e.kind != kind || e.issuer != self.me {
+                continue;
+            }
+            if let Ok(body) = e.body_json::<T>()
+                && of(&body)
+            {
+                return Ok(Some((body, e)));
+            }
+        }
+        Ok(None)
     }
 
     /// Keeps a committee review in the ledger once both parties signed it.
