@@ -128,6 +128,8 @@ token_file = "operator.token"
 # dev_status_interval = "24h"
 # How long a gateway has to acknowledge a downlink (TX_ACK).
 # tx_ack_timeout = "800ms"
+# How long stored uplinks are kept, then purged (1 day to the conventions' 6 years).
+# uplink_retention = "90days"
 
 [federation]
 # libp2p listen addresses (TCP, Noise, Yamux). The roster is node.roster.

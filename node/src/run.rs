@@ -215,6 +215,10 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     if let Some(a) = accounts.clone() {
         tasks.start("accounts", move |stop| a.run(stop));
     }
+    tasks.start("uplink-retention", {
+        let lns = lns.clone();
+        move |stop| lns.run_retention(stop)
+    });
     tasks.start("gateway-status", {
         let registry = registry.clone();
         let every = cfg.gateway.status_flush;

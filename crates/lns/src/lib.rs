@@ -7,6 +7,7 @@ pub mod import;
 pub mod join;
 mod maccommand;
 pub mod metrics;
+mod retention;
 mod seq;
 pub mod server;
 pub mod session;

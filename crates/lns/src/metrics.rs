@@ -72,10 +72,17 @@ pub struct LnsMetrics {
     pub forwarded: Counter,
     /// Frames received from peers for this node's devices (home side).
     pub roamed_in: Counter,
+    /// Stored uplinks deleted once older than the retention.
+    pub uplinks_purged: Counter,
 }
 
 impl LnsMetrics {
     pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "entente_lns_uplinks_purged",
+            "Stored uplinks deleted once older than the retention",
+            self.uplinks_purged.clone(),
+        );
         r.register(
             "entente_lns_frames_deduplicated",
             "Distinct frames after deduplication",

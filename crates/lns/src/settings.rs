@@ -32,6 +32,9 @@ pub struct LnsConfig {
     /// How long the node waits for a gateway's TX_ACK.
     #[serde(with = "humantime_serde")]
     pub tx_ack_timeout: Duration,
+    /// How long stored uplinks are kept (at most the conventions' 6 years).
+    #[serde(with = "settings::time_delta")]
+    pub uplink_retention: TimeDelta,
 }
 
 impl Default for LnsConfig {
@@ -47,6 +50,7 @@ impl Default for LnsConfig {
             adr: true,
             dev_status_interval: TimeDelta::hours(24),
             tx_ack_timeout: Duration::from_millis(800),
+            uplink_retention: TimeDelta::days(90),
         }
     }
 }
@@ -65,7 +69,13 @@ impl LnsConfig {
         )?;
         settings::duration_between("tx_ack_timeout", self.tx_ack_timeout, ms(1), ms(10_000))?;
         let interval = self.dev_status_interval.to_std().unwrap_or_default();
-        settings::duration_at_least("dev_status_interval", interval, Duration::from_secs(1))
+        settings::duration_at_least("dev_status_interval", interval, Duration::from_secs(1))?;
+        settings::duration_between(
+            "uplink_retention",
+            self.uplink_retention.to_std().unwrap_or_default(),
+            Duration::from_secs(86_400),
+            crate::retention::MAX_RETENTION.to_std().unwrap_or_default(),
+        )
     }
 }
 
