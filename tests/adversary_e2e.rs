@@ -68,6 +68,7 @@ impl Rogue {
                 name: "rogue".into(),
                 owner: None,
                 position: None,
+                source: None,
             })
             .unwrap();
         let cfg = ServerConfig {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod device;
 pub mod directory;
+pub mod gateway;
 pub mod init;
 pub mod keys;
 pub mod ledger;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use entente::{agreement, bench, config::NodeConfig, demo, device, init, ledger, roster, run};
+use entente::{agreement, bench, config::NodeConfig, demo, device, gateway, init, ledger, roster, run};
 use entente_model::MemberId;
 use tracing_subscriber::EnvFilter;
 
@@ -63,6 +63,11 @@ enum Cmd {
         #[command(subcommand)]
         command: DeviceCmd,
     },
+    /// The gateways of a running node: list them, pin where their datagrams may come from.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCmd,
+    },
     /// Cooperation conventions with partners: propose, approve, amend, give notice.
     Agreement {
         #[command(subcommand)]
@@ -93,6 +98,29 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         command: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatewayCmd {
+    /// Pin a gateway to the address or network its datagrams may come from; without
+    /// --source, unpin it and let its next datagram's address become the pin. Datagrams
+    /// for its EUI from anywhere else are dropped and counted (`source_mismatch`).
+    ///
+    /// Example: entente gateway pin --config /srv/entente/node.toml 0080000000000001 --source 192.0.2.0/24
+    Pin {
+        #[arg(long, default_value = "node.toml")]
+        config: PathBuf,
+        /// The gateway's EUI (16 hex digits).
+        eui: String,
+        /// An IP address (any port) or a network such as 192.0.2.0/24.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// List the node's gateways with their status and pinned source.
+    List {
+        #[arg(long, default_value = "node.toml")]
+        config: PathBuf,
     },
 }
 
@@ -237,6 +265,16 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+        Cmd::Gateway { command } => {
+            let v = match command {
+                GatewayCmd::Pin { config, eui, source } => {
+                    runtime()?.block_on(gateway::pin(&config, &eui, source.as_deref()))?
+                }
+                GatewayCmd::List { config } => runtime()?.block_on(gateway::list(&config))?,
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
         Cmd::Agreement { command } => {
             let v = runtime()?.block_on(agreement::agreement(command))?;
             println!("{}", serde_json::to_string_pretty(&v)?);

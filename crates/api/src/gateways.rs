@@ -1,6 +1,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use entente_gateway::{GatewayView, NewGateway};
+use entente_gateway::{AllowedSource, GatewayView, NewGateway};
 use entente_model::GatewayEui;
 use serde_json::{Value, json};
 
@@ -49,4 +49,30 @@ pub async fn delete(State(s): State<ApiState>, Path(raw): Path<String>) -> Resul
         .map_err(ApiError::internal)??;
     tracing::info!(%eui, "gateway deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What `PUT /v1/gateways/{eui}/source` takes: the address or network the gateway's
+/// datagrams may come from, or null to learn it from the next datagram.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repin {
+    pub source: Option<AllowedSource>,
+}
+
+pub async fn pin(
+    State(s): State<ApiState>,
+    Path(raw): Path<String>,
+    Json(r): Json<Repin>,
+) -> Result<axum::Json<GatewayView>, ApiError> {
+    let eui = eui(&raw)?;
+    let registry = s.gateways.clone();
+    let source = r.source;
+    let view = tokio::task::spawn_blocking(move || registry.pin(&eui, source))
+        .await
+        .map_err(ApiError::internal)??;
+    match source {
+        Some(src) => tracing::info!(%eui, source = %src, "gateway source pinned by the operator"),
+        None => tracing::info!(%eui, "gateway source unpinned: the next datagram sets it"),
+    }
+    Ok(axum::Json(view))
 }

@@ -15,7 +15,7 @@ mod recipients;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use entente_gateway::{GatewayMetrics, Registry};
 use entente_model::MemberId;
 use tokio::net::TcpListener;
@@ -54,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/gateways", get(gateways::list).post(gateways::create))
         .route("/gateways/{eui}", get(gateways::show).delete(gateways::delete))
+        .route("/gateways/{eui}/source", put(gateways::pin))
         .route("/devices", get(devices::list).post(devices::create))
         .route("/devices/import", post(devices::import))
         .route("/devices/{eui}", get(devices::show).delete(devices::delete))

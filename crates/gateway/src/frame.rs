@@ -154,12 +154,21 @@ fn signal(pk: &RxPk<'_>) -> Result<(i32, f32), FrameError> {
     let rssi = pk.rssi.or(best_rssi);
     let snr = pk.lsnr.filter(|s| s.is_finite()).or(best_snr);
     let is_fsk = pk.modu == "FSK";
-    match (rssi, snr) {
-        (Some(r), Some(s)) => Ok((r, s)),
-        (Some(r), None) if is_fsk => Ok((r, 0.0)),
-        _ => Err(bad(FrameDrop::BadRxpk, "no rssi/lsnr")),
+    let (rssi, snr) = match (rssi, snr) {
+        (Some(r), Some(s)) => (r, s),
+        (Some(r), None) if is_fsk => (r, 0.0),
+        _ => return Err(bad(FrameDrop::BadRxpk, "no rssi/lsnr")),
+    };
+    if !RSSI_DBM.contains(&rssi) || !SNR_DB.contains(&snr) {
+        return Err(bad(FrameDrop::BadRxpk, format!("rssi {rssi} dBm, lsnr {snr} dB")));
     }
+    Ok((rssi, snr))
 }
+
+/// What a radio can report, widely: beyond it the figure is a forwarder's bug or a lie,
+/// and ADR and best-gateway choice would act on it.
+const RSSI_DBM: std::ops::RangeInclusive<i32> = -250..=50;
+const SNR_DB: std::ops::RangeInclusive<f32> = -50.0..=50.0;
 
 #[cfg(test)]
 mod tests {
@@ -265,6 +274,14 @@ mod tests {
             FrameDrop::BadRxpk
         );
         assert_eq!(reason(RxPk { rssi: None, ..pk() }), FrameDrop::BadRxpk);
+        for (rssi, lsnr) in [(-35, 1e30), (-35, -51.0), (i32::MAX, 5.0), (-251, 5.0)] {
+            let pk = RxPk {
+                rssi: Some(rssi),
+                lsnr: Some(lsnr),
+                ..pk()
+            };
+            assert_eq!(reason(pk), FrameDrop::BadRxpk, "rssi {rssi}, lsnr {lsnr}");
+        }
     }
 
     #[test]

@@ -1,19 +1,23 @@
 //! The gateway seam (`seam`: uplinks parsed once, protocol-free downlinks, typed TX
 //! outcomes, the federation's `Roaming`) and its first backend, the Semtech UDP
 //! packet-forwarder protocol (GWMP v2) server: acks, uplink frames, downlinks with TX_ACK,
-//! and the registry of the gateways this node accepts.
+//! and the registry of the gateways this node accepts. The protocol's pure part, the
+//! datagram codec and the JSON objects, lives in `entente-gwmp` (no RocksDB, so the fuzz
+//! targets build it alone) and is re-exported here as `protocol` and `json`.
 
 mod dutycycle;
 mod frame;
 pub mod gso;
-pub mod json;
+mod gwmp;
+pub use entente_gwmp::json;
 mod metrics;
 pub mod mmsg;
-pub mod protocol;
+pub use entente_gwmp::protocol;
 mod registry;
 pub mod seam;
 mod server;
 mod settings;
+mod source;
 
 pub use dutycycle::DutyCycle;
 pub use frame::{CrcStatus, FrameError, RxFrame, RxInfo};
@@ -24,3 +28,4 @@ pub use seam::{
     Timing, TxAckError, TxFuture, TxOutcome, Uplink, Verdict,
 };
 pub use server::{GatewayServer, ServerConfig};
+pub use source::{AllowedSource, PinnedBy, SourcePin};

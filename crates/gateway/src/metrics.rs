@@ -18,16 +18,19 @@ pub enum DatagramDrop {
     BadJson,
     /// From a gateway that is not in the registry.
     UnknownGateway,
+    /// For a registered gateway, from an address its pinned source does not allow.
+    SourceMismatch,
 }
 
 impl DatagramDrop {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::TooShort,
         Self::Oversize,
         Self::BadVersion,
         Self::UnknownType,
         Self::BadJson,
         Self::UnknownGateway,
+        Self::SourceMismatch,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +40,7 @@ impl DatagramDrop {
             Self::UnknownType => "unknown_type",
             Self::BadJson => "bad_json",
             Self::UnknownGateway => "unknown_gateway",
+            Self::SourceMismatch => "source_mismatch",
         }
     }
 }
@@ -101,7 +105,7 @@ struct KindLabels {
 #[derive(Debug, Clone)]
 pub struct GatewayMetrics {
     pub datagrams_received: Counter,
-    datagrams_dropped: [Counter; 6],
+    datagrams_dropped: [Counter; 7],
     pub push_data: Counter,
     pub pull_data: Counter,
     pub tx_ack: Counter,

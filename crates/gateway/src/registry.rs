@@ -10,6 +10,7 @@ use entente_store::{Durability, Store, StoreError, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::json::Stat;
+use crate::source::{AllowedSource, PinnedBy, SourcePin, SourcesTable};
 
 /// What an operator registers. Persisted in table `gateways`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,9 @@ pub struct NewGateway {
     pub owner: Option<MemberId>,
     #[serde(default)]
     pub position: Option<Position>,
+    /// Where its datagrams may come from; when absent, its first datagram's address.
+    #[serde(default)]
+    pub source: Option<AllowedSource>,
 }
 
 /// The last status report of a gateway, as this node understood it.
@@ -71,6 +75,8 @@ pub struct GatewayView {
     pub online: bool,
     #[serde(flatten)]
     pub status: GatewayStatus,
+    /// None until the gateway's first datagram (or an operator) pins one.
+    pub source: Option<SourcePin>,
 }
 
 struct GatewaysTable;
@@ -106,6 +112,7 @@ pub(crate) struct NetState {
     pub pull_addr: Option<SocketAddr>,
     pub pull_version: u8,
     pub last_stat: Option<StatReport>,
+    pub pin: Option<SourcePin>,
 }
 
 /// Runtime state of a registered gateway; the receive loop only touches atomics and,
@@ -127,7 +134,7 @@ pub(crate) struct Live {
 const NEVER: i64 = i64::MIN;
 
 impl Live {
-    fn new(record: GatewayRecord, s: GatewayStatus) -> Self {
+    fn new(record: GatewayRecord, s: GatewayStatus, pin: Option<SourcePin>) -> Self {
         Self {
             record,
             last_seen_us: AtomicI64::new(s.last_seen.map_or(NEVER, |t| t.timestamp_micros())),
@@ -140,6 +147,7 @@ impl Live {
             tx_errors: s.tx_errors.into(),
             net: Mutex::new(NetState {
                 last_stat: s.last_stat,
+                pin,
                 ..NetState::default()
             }),
         }
@@ -197,7 +205,7 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// Column families the registry needs in the store.
-    pub const TABLES: [&'static str; 2] = [GatewaysTable::NAME, StatusTable::NAME];
+    pub const TABLES: [&'static str; 3] = [GatewaysTable::NAME, StatusTable::NAME, SourcesTable::NAME];
 
     pub fn load(
         store: Arc<Store>,
@@ -209,7 +217,8 @@ impl Registry {
         for row in store.iter::<GatewaysTable>()? {
             let (eui, record) = row?;
             let status = store.get::<StatusTable>(&eui)?.unwrap_or_default();
-            map.insert(eui, Arc::new(Live::new(record, status)));
+            let pin = store.get::<SourcesTable>(&eui)?;
+            map.insert(eui, Arc::new(Live::new(record, status, pin)));
         }
         Ok(Self {
             store,
@@ -257,11 +266,19 @@ impl Registry {
         if map.contains_key(&record.eui) {
             return Err(RegistryError::Exists(record.eui));
         }
+        let pin = new.source.map(|source| SourcePin {
+            source,
+            by: PinnedBy::Operator,
+            at: record.created_at,
+        });
         let mut batch = self.store.batch();
         batch.put::<GatewaysTable>(&record.eui, &record)?;
         batch.put::<StatusTable>(&record.eui, &GatewayStatus::default())?;
+        if let Some(p) = &pin {
+            batch.put::<SourcesTable>(&record.eui, p)?;
+        }
         self.store.write(batch, Durability::Sync)?;
-        let live = Arc::new(Live::new(record, GatewayStatus::default()));
+        let live = Arc::new(Live::new(record, GatewayStatus::default(), pin));
         let view = self.view_of(&live);
         map.insert(view.record.eui, live);
         Ok(view)
@@ -275,8 +292,35 @@ impl Registry {
         let mut batch = self.store.batch();
         batch.delete::<GatewaysTable>(eui)?;
         batch.delete::<StatusTable>(eui)?;
+        batch.delete::<SourcesTable>(eui)?;
         self.store.write(batch, Durability::Sync)?;
         map.remove(eui);
+        Ok(())
+    }
+
+    /// The operator moves a gateway's pin, or with `None` lets its next datagram set it.
+    pub fn pin(&self, eui: &GatewayEui, source: Option<AllowedSource>) -> Result<GatewayView, RegistryError> {
+        let live = self.live(eui).ok_or(RegistryError::NotFound(*eui))?;
+        let pin = source.map(|source| SourcePin {
+            source,
+            by: PinnedBy::Operator,
+            at: self.clock.now(),
+        });
+        // Held across the write, so a datagram cannot learn a pin in between.
+        let mut net = live.net();
+        match &pin {
+            Some(p) => self.store.put::<SourcesTable>(eui, p, Durability::Sync)?,
+            None => self.store.delete::<SourcesTable>(eui, Durability::Sync)?,
+        }
+        net.pin = pin;
+        drop(net);
+        Ok(self.view_of(&live))
+    }
+
+    /// Keeps a pin learned from a first datagram. Buffered: lost in a crash, it is learned
+    /// again from the next datagram.
+    pub(crate) fn keep_learned(&self, eui: &GatewayEui, pin: &SourcePin) -> Result<(), RegistryError> {
+        self.store.put::<SourcesTable>(eui, pin, Durability::Buffered)?;
         Ok(())
     }
 
@@ -315,6 +359,7 @@ impl Registry {
             record: l.record.clone(),
             online: self.is_online(l, self.clock.now()),
             status: l.status(),
+            source: l.net().pin,
         }
     }
 
@@ -376,7 +421,62 @@ mod tests {
             name: format!("gw {n}"),
             owner: None,
             position: None,
+            source: None,
         }
+    }
+
+    #[test]
+    fn pins_outlive_a_restart_and_leave_with_the_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = || {
+            Registry::load(
+                open(dir.path()),
+                Arc::new(SystemClock),
+                "m".parse().unwrap(),
+                Duration::from_secs(60),
+            )
+            .unwrap()
+        };
+        let net: AllowedSource = "192.0.2.0/24".parse().unwrap();
+        let learned = SourcePin {
+            source: "198.51.100.7".parse().unwrap(),
+            by: PinnedBy::FirstContact,
+            at: Utc::now(),
+        };
+        {
+            let r = load();
+            let v = r
+                .create(NewGateway {
+                    source: Some(net),
+                    ..new_gw(1)
+                })
+                .unwrap();
+            assert_eq!(
+                v.source.map(|p| (p.source, p.by)),
+                Some((net, PinnedBy::Operator))
+            );
+            r.create(new_gw(2)).unwrap();
+            r.keep_learned(&GatewayEui::from_u64(2), &learned).unwrap();
+            r.create(new_gw(3)).unwrap();
+        }
+        let r = load();
+        let pin_of = |n: u64| r.get(&GatewayEui::from_u64(n)).and_then(|v| v.source);
+        assert_eq!(pin_of(1).map(|p| p.source), Some(net));
+        assert_eq!(pin_of(2), Some(learned));
+        assert_eq!(pin_of(3), None);
+        r.pin(&GatewayEui::from_u64(1), None).unwrap();
+        assert_eq!(pin_of(1), None);
+        r.delete(&GatewayEui::from_u64(2)).unwrap();
+        r.create(new_gw(2)).unwrap();
+        assert_eq!(
+            pin_of(2),
+            None,
+            "a re-registered gateway learns its source afresh"
+        );
+        assert!(matches!(
+            r.pin(&GatewayEui::from_u64(9), Some(net)),
+            Err(RegistryError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -461,6 +561,7 @@ mod tests {
         assert!(matches!(
             r.create(NewGateway {
                 position: Some(bad),
+                source: None,
                 ..new_gw(1)
             }),
             Err(RegistryError::Invalid(_))

@@ -23,10 +23,13 @@ use crate::mmsg::{self, RecvBatch};
 use crate::protocol::{self, Downstream, Token, Upstream};
 use crate::registry::{Live, Registry};
 use crate::seam::{Downlink, DownlinkError, GatewayBackend, TxAckError, TxFuture, TxOutcome, Uplink};
+use crate::source::{self, SourceCheck};
 
 pub use crate::settings::ServerConfig;
 
-type Pending = HashMap<(GatewayEui, Token), oneshot::Sender<TxOutcome>>;
+/// Downlinks waiting for their TX_ACK, with the address each PULL_RESP went to: only the
+/// same socket may acknowledge it.
+type Pending = HashMap<(GatewayEui, Token), (SocketAddr, oneshot::Sender<TxOutcome>)>;
 
 /// Acks of one received batch, encoded back to back, with where each goes.
 #[derive(Default)]
@@ -164,6 +167,7 @@ impl GatewayServer {
             .registry
             .live(&packet.eui())
             .ok_or(DatagramDrop::UnknownGateway)?;
+        self.check_source(&live, from, now)?;
         match packet {
             Upstream::PushData {
                 version, token, json, ..
@@ -198,6 +202,11 @@ impl GatewayServer {
                 let outcome = tx_outcome(json)?;
                 self.metrics.tx_ack.inc();
                 live.seen(now);
+                // Counted as the gateway's only when it answers a downlink we sent there.
+                let Some(waiter) = self.take_waiter(eui, token, from) else {
+                    self.metrics.tx_ack_unmatched.inc();
+                    return Ok(());
+                };
                 let ordering = std::sync::atomic::Ordering::Relaxed;
                 match &outcome {
                     TxOutcome::Ok { .. } => {
@@ -209,18 +218,46 @@ impl GatewayServer {
                         self.metrics.tx_ack_error.inc();
                     }
                 }
-                let waiter = self.pending().remove(&(eui, token));
-                match waiter {
-                    Some(w) => {
-                        let _ = w.send(outcome);
-                    }
-                    None => {
-                        self.metrics.tx_ack_unmatched.inc();
-                    }
-                }
+                let _ = waiter.send(outcome);
             }
         }
         Ok(())
+    }
+
+    /// Drops a datagram from anywhere but the gateway's pinned source; the first datagram
+    /// of a gateway without a pin sets it.
+    fn check_source(
+        &self,
+        live: &Live,
+        from: SocketAddr,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), DatagramDrop> {
+        let checked = source::check(&mut live.net().pin, from.ip(), now);
+        match checked {
+            SourceCheck::Allowed => Ok(()),
+            SourceCheck::Learned(pin) => {
+                info!(eui = %live.record.eui, source = %pin.source, "gateway source pinned at first contact");
+                if let Err(e) = self.registry.keep_learned(&live.record.eui, &pin) {
+                    warn!(eui = %live.record.eui, error = %e, "cannot store the learned gateway source");
+                }
+                Ok(())
+            }
+            SourceCheck::Refused => Err(DatagramDrop::SourceMismatch),
+        }
+    }
+
+    /// The downlink a TX_ACK answers, if it came from where that downlink was sent.
+    fn take_waiter(
+        &self,
+        eui: GatewayEui,
+        token: Token,
+        from: SocketAddr,
+    ) -> Option<oneshot::Sender<TxOutcome>> {
+        let mut pending = self.pending();
+        match pending.get(&(eui, token)) {
+            Some((to, _)) if *to == from => pending.remove(&(eui, token)).map(|(_, w)| w),
+            _ => None,
+        }
     }
 
     /// Hands a batch of frames to the network server: one reservation for the whole
@@ -359,7 +396,7 @@ impl GatewayServer {
                 token = fastrand::u16(..).to_be_bytes();
             }
             if version >= 2 {
-                pending.insert((eui, token), tx);
+                pending.insert((eui, token), (addr, tx));
             }
             token
         };

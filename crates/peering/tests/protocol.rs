@@ -382,6 +382,7 @@ async fn a_peer_over_its_rate_is_refused_frame_by_frame() {
             name: "tours".into(),
             owner: None,
             position: None,
+            source: None,
         })
         .unwrap();
     tours.peering.announce(smo.peering.peer_id()).await;

@@ -63,6 +63,7 @@ fn register(h: &Harness, n: u64) -> GatewayEui {
             name: format!("gw{n}"),
             owner: None,
             position: None,
+            source: None,
         })
         .unwrap();
     eui
@@ -205,5 +206,163 @@ async fn a_silent_gateway_times_out_and_a_late_tx_ack_is_counted_unmatched() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(h.metrics.tx_ack_unmatched.get(), 1);
+    h.stop.cancel();
+}
+
+/// Encodes an upstream datagram as a liar would send it.
+fn datagram(packet: &entente_gateway::protocol::Upstream<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    entente_gateway::protocol::encode_upstream(packet, &mut out);
+    out
+}
+
+async fn dropped_for_source(h: &Harness, want: u64) -> u64 {
+    let reason = entente_gateway::DatagramDrop::SourceMismatch;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.metrics.datagrams_dropped(reason) < want && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.metrics.datagrams_dropped(reason)
+}
+
+#[tokio::test]
+async fn a_gateway_is_pinned_to_its_first_source_and_a_spoofer_elsewhere_gains_nothing() {
+    use entente_gateway::PinnedBy;
+    use entente_gateway::protocol::Upstream;
+
+    let mut h = start().await;
+    let eui = register(&h, 0x0080_0000_0000_0002);
+    let server = h.server.local_addr().unwrap();
+    let gw = GatewayEmulator::connect(server, eui).await.unwrap();
+    gw.pull(WAIT).await.unwrap();
+    let pin = h.server.registry().get(&eui).unwrap().source.unwrap();
+    assert_eq!(
+        (pin.source.to_string().as_str(), pin.by),
+        ("127.0.0.1", PinnedBy::FirstContact)
+    );
+
+    // Another host (127.0.0.2 is loopback too) claims the gateway's EUI: a PULL_DATA v1
+    // to take its downlinks and make them count as sent, a frame, a forged TX_ACK.
+    let liar = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let up = [0x40, 1, 2, 3, 4, 0, 0, 0, 0xa, 0xb, 0xc, 0xd];
+    let body = serde_json::to_vec(&PushData {
+        rxpk: vec![rxpk(&up, 868.1, "SF7BW125", -80, 7.5, 42)],
+        stat: None,
+    })
+    .unwrap();
+    let attacks = [
+        datagram(&Upstream::PullData {
+            version: 1,
+            token: [6, 6],
+            eui,
+        }),
+        datagram(&Upstream::PushData {
+            version: 2,
+            token: [6, 7],
+            eui,
+            json: &body,
+        }),
+        datagram(&Upstream::TxAck {
+            version: 2,
+            token: [6, 8],
+            eui,
+            json: b"",
+        }),
+    ];
+    for a in &attacks {
+        liar.send_to(a, server).await.unwrap();
+    }
+    assert_eq!(dropped_for_source(&h, 3).await, 3);
+    let mut buf = [0u8; 64];
+    let answer = tokio::time::timeout(Duration::from_millis(200), liar.recv_from(&mut buf)).await;
+    assert!(answer.is_err(), "the liar got an ack");
+    assert!(
+        h.frames.try_recv().is_err(),
+        "the liar's frame reached the network server"
+    );
+    assert_eq!(h.metrics.tx_ack.get(), 0);
+
+    // The downlink path is the genuine gateway's still, acknowledged by it.
+    let outcome = h.server.send_downlink(eui, txpk(b"real"), WAIT).await.unwrap();
+    assert_eq!(outcome, TxOutcome::Ok { warning: None });
+    assert_eq!(gw.next_downlink(WAIT).await.unwrap().phy_payload, b"real");
+
+    // The operator moves the pin: now the former source is the one refused; unpinned,
+    // the next datagram's source is learned again.
+    let view = h
+        .server
+        .registry()
+        .pin(&eui, Some("127.0.0.2".parse().unwrap()))
+        .unwrap();
+    assert_eq!(view.source.map(|p| p.by), Some(PinnedBy::Operator));
+    let _ = gw.pull(Duration::from_millis(300)).await;
+    assert_eq!(dropped_for_source(&h, 4).await, 4);
+    h.server.registry().pin(&eui, None).unwrap();
+    gw.pull(WAIT).await.unwrap();
+    let pin = h.server.registry().get(&eui).unwrap().source.unwrap();
+    assert_eq!(
+        (pin.source.to_string().as_str(), pin.by),
+        ("127.0.0.1", PinnedBy::FirstContact)
+    );
+    h.stop.cancel();
+}
+
+#[tokio::test]
+async fn a_tx_ack_from_another_port_of_the_pinned_host_answers_nothing() {
+    use entente_gateway::protocol::{PULL_RESP, Upstream};
+
+    let h = start().await;
+    let eui = register(&h, 0x0080_0000_0000_0003);
+    let server = h.server.local_addr().unwrap();
+    // The gateway, a bare socket, and a second one on the same host that saw the token.
+    let gw = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 1024];
+    gw.send_to(
+        &datagram(&Upstream::PullData {
+            version: 2,
+            token: [1, 1],
+            eui,
+        }),
+        server,
+    )
+    .await
+    .unwrap();
+    gw.recv_from(&mut buf).await.unwrap();
+    let sending = h.server.send_downlink(eui, txpk(b"d"), WAIT);
+    let answering = async {
+        let (_, _) = gw.recv_from(&mut buf).await.unwrap();
+        assert_eq!(buf[3], PULL_RESP);
+        let token = [buf[1], buf[2]];
+        let forged = datagram(&Upstream::TxAck {
+            version: 2,
+            token,
+            eui,
+            json: b"",
+        });
+        other.send_to(&forged, server).await.unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while h.metrics.tx_ack_unmatched.get() < 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let real = br#"{"txpk_ack":{"error":"TOO_LATE"}}"#;
+        gw.send_to(
+            &datagram(&Upstream::TxAck {
+                version: 2,
+                token,
+                eui,
+                json: real,
+            }),
+            server,
+        )
+        .await
+        .unwrap();
+    };
+    let (outcome, ()) = tokio::join!(sending, answering);
+    // The gateway's own answer, not the forger's OK.
+    assert_eq!(outcome.unwrap(), TxOutcome::Error(TxAckError::TooLate));
+    assert_eq!(h.metrics.tx_ack_unmatched.get(), 1);
+    let view = h.server.registry().get(&eui).unwrap();
+    assert_eq!((view.status.tx_ok, view.status.tx_errors), (0, 1));
     h.stop.cancel();
 }

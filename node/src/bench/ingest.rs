@@ -518,6 +518,7 @@ pub async fn ingest_node(a: IngestNodeArgs) -> Result<()> {
             name: format!("bench-{i}"),
             owner: None,
             position: None,
+            source: None,
         })?;
     }
     // Devices, provisioned in batches as an import would.
