@@ -358,6 +358,32 @@ async fn rest_pull_pages_once_and_file_push_writes_csv_and_json() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 422);
+    // Outside the operator's allow-list (node.toml delivery.push_urls, push_directories):
+    // an internal service, another host, a directory elsewhere on the disk.
+    for (kind, list) in [
+        (
+            json!({ "type": "http_push", "url": "http://169.254.169.254/latest/meta-data" }),
+            "push_urls",
+        ),
+        (
+            json!({ "type": "http_push", "url": "https://127.0.0.1.example.net/hook" }),
+            "push_urls",
+        ),
+        (
+            json!({ "type": "file_push", "format": "csv", "directory": "/etc/cron.d", "interval_secs": 60 }),
+            "push_directories",
+        ),
+    ] {
+        let r = n
+            .node
+            .api(Method::POST, "/v1/recipients")
+            .json(&json!({ "name": "x", "group": "AGGLOPOLYS", "kind": kind }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 422, "{kind}");
+        assert!(r.text().await.unwrap().contains(list), "{kind}");
+    }
 
     let pull = recipient(&n.node, json!({ "type": "rest_pull" })).await;
     let csv = recipient(

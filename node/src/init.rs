@@ -155,6 +155,12 @@ token_file = "operator.token"
 # http_timeout = "10s"
 # How often delivery workers look at the clock when nothing wakes them.
 # tick = "100ms"
+# Where HTTP pushes (and file pushes by URL) may go: scheme, host, port if given (any
+# otherwise) and path prefix, e.g. ["https://connector.example.fr/entente"]. Until it
+# lists one, no push recipient by URL can be created.
+# push_urls = []
+# Directories file pushes may write into (or below), e.g. ["/srv/entente/exports"].
+# push_directories = []
 
 [log]
 # A tracing filter, e.g. "info" or "info,entente_gateway=debug". RUST_LOG overrides it.

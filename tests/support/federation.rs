@@ -97,7 +97,7 @@ pub fn init(dir: &Path, member: &str, name: &str, block: &str, p2p_port: u16, ro
     let text = std::fs::read_to_string(&cfg_path).unwrap();
     let cfg = entente::init::federate(&text, block, roster, &format!("/ip4/127.0.0.1/tcp/{p2p_port}"))
         .replace("# dedup_window = \"200ms\"", "dedup_window = \"150ms\"");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    std::fs::write(&cfg_path, super::allow_local_pushes(&cfg)).unwrap();
 }
 
 /// Three nodes under one roster that each of them signed; with `agreements`, the SMO's

@@ -34,6 +34,18 @@ pub async fn net(gateways: usize) -> Net {
     net_with(gateways, |c| c).await
 }
 
+/// Lets recipients push to the tests' receivers on loopback and write under the temp dir.
+pub fn allow_local_pushes(cfg: &str) -> String {
+    cfg.replace("# push_urls = []", "push_urls = [\"http://127.0.0.1\"]")
+        .replace(
+            "# push_directories = []",
+            &format!(
+                "push_directories = [{:?}]",
+                std::env::temp_dir().display().to_string()
+            ),
+        )
+}
+
 /// A node whose `node.toml` is first passed through `edit`.
 pub async fn net_with(gateways: usize, edit: impl FnOnce(String) -> String) -> Net {
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +64,9 @@ pub async fn net_with(gateways: usize, edit: impl FnOnce(String) -> String) -> N
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Short dedup window keeps the tests quick; the default is 200 ms.
     let cfg = std::fs::read_to_string(dir.path().join("node.toml")).unwrap();
-    let cfg = edit(cfg.replace("# dedup_window = \"200ms\"", "dedup_window = \"100ms\""));
+    let cfg = edit(allow_local_pushes(
+        &cfg.replace("# dedup_window = \"200ms\"", "dedup_window = \"100ms\""),
+    ));
     std::fs::write(dir.path().join("node.toml"), cfg).unwrap();
     let node = NodeProcess::start(Path::new(EXE), dir.path()).await.unwrap();
     let mut gws = Vec::new();

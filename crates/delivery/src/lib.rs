@@ -2,6 +2,7 @@
 //! retries, REST pull and file push per device group, payload decoders, a 48 h buffer
 //! that survives restarts.
 
+mod allow;
 pub mod decoders;
 pub mod message;
 pub mod metrics;

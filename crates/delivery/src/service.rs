@@ -152,6 +152,9 @@ impl Delivery {
 
     pub fn create(self: &Arc<Self>, new: NewRecipient) -> Result<Recipient, DeliveryError> {
         new.validate().map_err(DeliveryError::Invalid)?;
+        if let Some(why) = self.cfg.refuses(&new.kind) {
+            return Err(DeliveryError::Invalid(why));
+        }
         let id = {
             let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
             let id = *n;

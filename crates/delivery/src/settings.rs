@@ -24,6 +24,12 @@ pub struct DeliveryConfig {
     /// How often workers look at the clock when nothing wakes them.
     #[serde(with = "humantime_serde")]
     pub tick: Duration,
+    /// URLs HTTP pushes and file pushes by URL may go to: scheme, host, the port if given
+    /// (any otherwise) and a path prefix, e.g. "https://connector.example.fr/entente".
+    /// Empty: no push recipient by URL can be created.
+    pub push_urls: Vec<String>,
+    /// Directories file pushes may write into (or below). Empty: none.
+    pub push_directories: Vec<std::path::PathBuf>,
 }
 
 impl Default for DeliveryConfig {
@@ -34,6 +40,8 @@ impl Default for DeliveryConfig {
             backoff_max: TimeDelta::minutes(5),
             http_timeout: Duration::from_secs(10),
             tick: Duration::from_millis(100),
+            push_urls: Vec::new(),
+            push_directories: Vec::new(),
         }
     }
 }

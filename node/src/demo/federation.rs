@@ -54,6 +54,8 @@ fn demo_node_config(t: String, policies: &Path) -> String {
             &format!("policies = {:?}", policies.display().to_string()),
         )
         .replace("# dedup_window = \"200ms\"", "dedup_window = \"100ms\"")
+        // The demo's inboxes listen on loopback.
+        .replace("# push_urls = []", "push_urls = [\"http://127.0.0.1\"]")
 }
 
 /// Every member's node directory under `base` and the roster they all sign.
