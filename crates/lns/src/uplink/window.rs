@@ -126,8 +126,11 @@ impl DedupWindow {
             return Admitted::Joined { receptions };
         }
         let mut copies = copies;
-        let first = std::mem::take(&mut copies.rx);
-        merge_receptions(&mut copies.rx, first);
+        // One reception (a gateway's copy) is within bounds; a peer's list may not be.
+        if copies.rx.len() > 1 {
+            let first = std::mem::take(&mut copies.rx);
+            merge_receptions(&mut copies.rx, first);
+        }
         let (queue, deadline) = open_in(&frame);
         let fifo = self.fifo(queue);
         let seq = fifo.first + fifo.open.len() as u64;
