@@ -62,10 +62,15 @@ pub async fn import(config: &Path, file: &Path) -> Result<u64> {
 }
 
 pub async fn list(config: &Path) -> Result<Value> {
+    get(config, "/v1/devices").await
+}
+
+/// A GET of `path` on the running node's API.
+pub(crate) async fn get(config: &Path, path: &str) -> Result<Value> {
     let c = client(config)?;
     let r = c
         .http
-        .get(format!("{}/v1/devices", c.base))
+        .get(format!("{}{path}", c.base))
         .bearer_auth(&c.token)
         .send()
         .await

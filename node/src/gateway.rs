@@ -25,13 +25,5 @@ pub async fn pin(config: &Path, eui: &str, source: Option<&str>) -> Result<Value
 }
 
 pub async fn list(config: &Path) -> Result<Value> {
-    let c = client(config)?;
-    let r = c
-        .http
-        .get(format!("{}/v1/gateways", c.base))
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .context("cannot reach the node's API")?;
-    answer(r).await
+    crate::device::get(config, "/v1/gateways").await
 }
