@@ -76,7 +76,8 @@ pub struct Accounts {
     this: OnceLock<Weak<Accounts>>,
     rejections: std::sync::Mutex<Vec<String>>,
     /// Held from "is this day's statement issued?" to its append, so the daily task and an
-    /// operator's request cannot both issue one day.
+    /// operator's request cannot both issue one day; and while a counterparty's statement
+    /// is answered, so two syncs cannot both countersign or dispute it.
     issuing: std::sync::Mutex<()>,
 }
 
@@ -220,8 +221,12 @@ impl Accounts {
         if e.kind != Kind::UsageStatement || e.issuer == self.me || e.signatures.contains_key(&self.me) {
             return Ok(false);
         }
-        let disputed = self.ledger.disputed_by(&e.agreement, &self.me, &e.hash)?;
-        if disputed {
+        // One answer per statement: two syncs merging it at once must not countersign it
+        // twice or record two disputes, so the check is made again under the lock, on the
+        // record as it is now.
+        let _answering = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
+        let e = &self.ledger.get(&e.agreement, &e.issuer, e.seq)?;
+        if e.signatures.contains_key(&self.me) || self.ledger.disputed_by(&e.agreement, &self.me, &e.hash)? {
             return Ok(false);
         }
         let s: UsageStatement = e
