@@ -8,7 +8,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode,
 use crate::cache::{Change, ValueCache};
 use crate::key::{KeyCodec, encode};
 use crate::lock::DirLock;
-use crate::{Meta, SCHEMA_VERSION, StoreError, Table};
+use crate::{Meta, SCHEMA_VERSION, SealError, Sealer, StoreError, Table};
 
 /// Whether a write must reach the disk before the call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub struct Store {
     db: DB,
     dir: PathBuf,
     cache: ValueCache,
+    /// Seals and opens the rows of key tables; None: such tables are refused.
+    sealer: Option<Sealer>,
     _lock: DirLock,
 }
 
@@ -36,7 +38,17 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the database in `dir` with a column family for each table
     /// name. Fails with [`StoreError::Locked`] when another process holds the directory.
+    /// Tables that hold keys ([`Table::SEALED`]) need [`Store::open_sealed`].
     pub fn open(dir: &Path, tables: &[&'static str]) -> Result<Self, StoreError> {
+        Self::open_with(dir, tables, None)
+    }
+
+    /// Like [`Store::open`], sealing the rows of key tables with `sealer`.
+    pub fn open_sealed(dir: &Path, tables: &[&'static str], sealer: Sealer) -> Result<Self, StoreError> {
+        Self::open_with(dir, tables, Some(sealer))
+    }
+
+    fn open_with(dir: &Path, tables: &[&'static str], sealer: Option<Sealer>) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             dir: dir.to_path_buf(),
             source,
@@ -71,6 +83,7 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             cache: ValueCache::default(),
+            sealer,
             _lock: lock,
         };
         match store.get::<Meta>(&"schema".to_string())? {
@@ -114,7 +127,7 @@ impl Store {
         }
         match self.db.get_pinned_cf(cf, &k).map_err(|e| self.db_err(e))? {
             Some(bytes) => {
-                let value = decode_value::<T>(&bytes)?;
+                let value = self.decode_row::<T>(&k, &bytes)?;
                 if T::CACHED {
                     self.cache.fill(T::NAME, &k, Some(Arc::new(value.clone())));
                 }
@@ -140,6 +153,57 @@ impl Store {
         Ok(self.get::<T>(key)?.map(Arc::new))
     }
 
+    fn sealer<T: Table>(&self) -> Result<&Sealer, StoreError> {
+        self.sealer.as_ref().ok_or(StoreError::NoMasterKey(T::NAME))
+    }
+
+    fn decode_row<T: Table>(&self, key: &[u8], bytes: &[u8]) -> Result<T::Value, StoreError> {
+        if !T::SEALED {
+            return decode_value::<T>(bytes);
+        }
+        let plain = self
+            .sealer::<T>()?
+            .open(T::NAME, key, bytes)
+            .map_err(|source| StoreError::Seal {
+                table: T::NAME,
+                source,
+            })?;
+        decode_value::<T>(&plain)
+    }
+
+    /// Re-seals every row of the key table `table` under the current master key (after
+    /// a rotation), in synced batches; returns how many rows changed. Rows already under
+    /// the current key are left alone, so an interrupted rotation can simply be rerun.
+    pub fn reseal(&self, table: &'static str) -> Result<u64, StoreError> {
+        let sealer = self.sealer.as_ref().ok_or(StoreError::NoMasterKey(table))?;
+        let cf = self.db.cf_handle(table).ok_or(StoreError::UnknownTable(table))?;
+        let seal_err = |source: SealError| StoreError::Seal { table, source };
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut changed = 0u64;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            if sealer.is_current(&v) {
+                continue;
+            }
+            let plain = sealer.open(table, &k, &v).map_err(seal_err)?;
+            let mut sealed = Vec::with_capacity(v.len());
+            sealer.seal(table, &k, &plain, &mut sealed);
+            batch.put_cf(cf, &k, &sealed);
+            changed += 1;
+            if batch.len() >= 1_000 {
+                self.write_raw(std::mem::take(&mut batch))?;
+            }
+        }
+        self.write_raw(batch)?;
+        Ok(changed)
+    }
+
+    fn write_raw(&self, batch: rocksdb::WriteBatch) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
+    }
+
     pub fn put<T: Table>(
         &self,
         key: &T::Key,
@@ -163,6 +227,7 @@ impl Store {
             inner: rocksdb::WriteBatch::default(),
             cached: Vec::new(),
             scratch: Vec::with_capacity(512),
+            sealed: Vec::new(),
         }
     }
 
@@ -199,7 +264,7 @@ impl Store {
         };
         Ok(Iter {
             inner: self.db.iterator_cf(cf, mode),
-            dir: &self.dir,
+            store: self,
             _t: PhantomData,
         })
     }
@@ -247,6 +312,8 @@ pub struct Batch<'s> {
     cached: Vec<Change>,
     /// Where values are encoded before RocksDB copies them into the batch.
     scratch: Vec<u8>,
+    /// Where the values of key tables are sealed.
+    sealed: Vec<u8>,
 }
 
 impl Batch<'_> {
@@ -260,7 +327,13 @@ impl Batch<'_> {
             reason: e.to_string(),
         })?;
         let k = encode(key);
-        self.inner.put_cf(cf, &k, &bytes);
+        if T::SEALED {
+            self.sealed.clear();
+            self.store.sealer::<T>()?.seal(T::NAME, &k, &bytes, &mut self.sealed);
+            self.inner.put_cf(cf, &k, &self.sealed);
+        } else {
+            self.inner.put_cf(cf, &k, &bytes);
+        }
         self.scratch = bytes;
         if T::CACHED {
             self.cached.push(Change {
@@ -297,7 +370,7 @@ impl Batch<'_> {
 
 pub struct Iter<'s, T: Table> {
     inner: rocksdb::DBIteratorWithThreadMode<'s, DB>,
-    dir: &'s Path,
+    store: &'s Store,
     _t: PhantomData<T>,
 }
 
@@ -307,17 +380,14 @@ impl<T: Table> Iterator for Iter<'_, T> {
     fn next(&mut self) -> Option<Self::Item> {
         let item = self.inner.next()?;
         Some(match item {
-            Err(source) => Err(StoreError::Db {
-                dir: self.dir.to_path_buf(),
-                source,
-            }),
+            Err(source) => Err(self.store.db_err(source)),
             Ok((k, v)) => match T::Key::decode_key(&k) {
                 None => Err(StoreError::Corrupt {
                     table: T::NAME,
                     what: "key",
                     reason: format!("{} bytes", k.len()),
                 }),
-                Some(key) => decode_value::<T>(&v).map(|val| (key, val)),
+                Some(key) => self.store.decode_row::<T>(&k, &v).map(|val| (key, val)),
             },
         })
     }
@@ -466,5 +536,64 @@ mod tests {
         s.put::<Other>(&1, &"\u{7f}".to_string(), Durability::Buffered)
             .unwrap();
         assert!(matches!(s.get::<Wrong>(&1), Err(StoreError::Corrupt { .. })));
+    }
+
+    struct Secret;
+    impl Table for Secret {
+        const NAME: &'static str = "secret";
+        const CACHED: bool = true;
+        const SEALED: bool = true;
+        type Key = u64;
+        type Value = Row;
+    }
+
+    fn master(b: u8) -> crate::MasterKey {
+        crate::MasterKey::from_hex(&hex::encode([b; 32])).unwrap()
+    }
+
+    fn files_contain(dir: &Path, needle: &[u8]) -> bool {
+        std::fs::read_dir(dir.join("db")).unwrap().any(|f| {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        })
+    }
+
+    #[test]
+    fn sealed_rows_never_reach_the_files_in_clear_and_survive_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = Row {
+            name: "KEY-0f1e2d3c4b5a6978".into(),
+            n: 1,
+        };
+        let tables = [Secret::NAME, Rows::NAME];
+        let s = Store::open_sealed(dir.path(), &tables, Sealer::new(&master(1), &[]).unwrap()).unwrap();
+        s.put::<Secret>(&1, &secret, Durability::Sync).unwrap();
+        s.put::<Rows>(&(1, 1), &row(424_242), Durability::Sync).unwrap();
+        assert!(files_contain(dir.path(), b"r424242"), "the control row is found in the WAL");
+        assert!(!files_contain(dir.path(), b"KEY-0f1e2d3c4b5a6978"), "WAL");
+        s.close().unwrap();
+        assert!(files_contain(dir.path(), b"r424242"), "the control row is found in an SST");
+        assert!(!files_contain(dir.path(), b"KEY-0f1e2d3c4b5a6978"), "SST");
+
+        let s = Store::open(dir.path(), &tables).unwrap();
+        assert!(matches!(s.get::<Secret>(&1), Err(StoreError::NoMasterKey("secret"))));
+        assert!(matches!(
+            s.put::<Secret>(&2, &secret, Durability::Sync),
+            Err(StoreError::NoMasterKey("secret"))
+        ));
+        drop(s);
+        let wrong = Store::open_sealed(dir.path(), &tables, Sealer::new(&master(9), &[]).unwrap()).unwrap();
+        let e = wrong.get::<Secret>(&1).unwrap_err().to_string();
+        assert!(e.contains(&master(1).id().to_string()), "{e}");
+        drop(wrong);
+
+        let rotating = Sealer::new(&master(2), &[master(1)]).unwrap();
+        let s = Store::open_sealed(dir.path(), &tables, rotating).unwrap();
+        assert_eq!(s.reseal(Secret::NAME).unwrap(), 1);
+        assert_eq!(s.reseal(Secret::NAME).unwrap(), 0, "a rerun has nothing left to do");
+        drop(s);
+        let s = Store::open_sealed(dir.path(), &tables, Sealer::new(&master(2), &[]).unwrap()).unwrap();
+        assert_eq!(s.get::<Secret>(&1).unwrap(), Some(secret.clone()));
+        assert_eq!(s.iter::<Secret>().unwrap().map(|r| r.unwrap().1).collect::<Vec<_>>(), vec![secret]);
     }
 }

@@ -5,9 +5,11 @@ mod cache;
 mod db;
 mod key;
 mod lock;
+mod seal;
 
 pub use db::{Batch, Durability, Store};
 pub use key::{FixedKey, KeyCodec};
+pub use seal::{KeyId, MasterKey, SealError, Sealer};
 
 use std::path::PathBuf;
 
@@ -18,6 +20,9 @@ pub trait Table {
     /// Point reads are served from an in-memory copy of the decoded values, kept exact
     /// on every write through the store (for small, hot rows read on every uplink).
     const CACHED: bool = false;
+    /// Rows hold keys: sealed under the node's master key ([`Sealer`]) before they are
+    /// written, so the files on disk never hold them in clear.
+    const SEALED: bool = false;
     type Key: KeyCodec;
     type Value: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static;
 }
@@ -49,6 +54,14 @@ pub enum StoreError {
         what: &'static str,
         reason: String,
     },
+    #[error("table {0} holds keys and the database was opened without the node's master key")]
+    NoMasterKey(&'static str),
+    #[error("table {table}: cannot open a sealed row: {source}")]
+    Seal {
+        table: &'static str,
+        #[source]
+        source: SealError,
+    },
     #[error("database is closed")]
     Closed,
 }
@@ -62,5 +75,6 @@ impl Table for Meta {
 }
 
 /// Bumped when an on-disk layout changes incompatibly (2: timestamps of sessions,
-/// uplinks and queue items as integers, `entente_model::timestamp`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// uplinks and queue items as integers, `entente_model::timestamp`; 3: rows of key
+/// tables sealed under the master key).
+pub const SCHEMA_VERSION: u32 = 3;
