@@ -538,7 +538,7 @@ fn init_refuses_to_overwrite_and_help_is_useful() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(dir.path().join("node.key")).unwrap(), key);
     use std::os::unix::fs::PermissionsExt;
-    for f in ["node.key", "operator.token"] {
+    for f in ["node.key", "operator.token", "master.key"] {
         let mode = std::fs::metadata(dir.path().join(f))
             .unwrap()
             .permissions()

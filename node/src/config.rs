@@ -48,6 +48,10 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     #[serde(default = "defaults::key_file")]
     pub key_file: PathBuf,
+    /// The master key sealing device and session keys at rest (mode 0600, outside the
+    /// data dir); `ENTENTE_MASTER_KEY` in the environment takes its place.
+    #[serde(default = "defaults::master_key_file")]
+    pub master_key_file: PathBuf,
     /// Lets `POST /v1/clock` move this node's clock forward (tests and demos only: a
     /// production node never sets it).
     #[serde(default)]
@@ -98,6 +102,9 @@ mod defaults {
     }
     pub fn key_file() -> PathBuf {
         "node.key".into()
+    }
+    pub fn master_key_file() -> PathBuf {
+        "master.key".into()
     }
     pub fn token_file() -> PathBuf {
         "operator.token".into()
@@ -231,6 +238,9 @@ impl NodeConfig {
     }
     pub fn token_file(&self) -> PathBuf {
         self.resolve(&self.api.token_file)
+    }
+    pub fn master_key_file(&self) -> PathBuf {
+        self.resolve(&self.node.master_key_file)
     }
     pub fn policies_dir(&self) -> PathBuf {
         self.resolve(self.node.policies.as_deref().unwrap_or(Path::new("policies")))

@@ -1,11 +1,12 @@
-//! `entente init`: a new node directory with a commented config, a key and a token.
+//! `entente init`: a new node directory with a commented config, a key, a master key
+//! and a token.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use entente_model::MemberId;
 
-use crate::keys;
+use crate::{keys, master_key};
 
 pub struct InitArgs<'a> {
     pub dir: &'a Path,
@@ -29,7 +30,8 @@ pub fn run(a: &InitArgs<'_>) -> Result<Initialised> {
     let config = a.dir.join("node.toml");
     let key = a.dir.join("node.key");
     let token = a.dir.join("operator.token");
-    let existing: Vec<String> = [&config, &key, &token]
+    let master = a.dir.join("master.key");
+    let existing: Vec<String> = [&config, &key, &token, &master]
         .iter()
         .filter(|p| p.exists())
         .map(|p| p.display().to_string())
@@ -43,6 +45,7 @@ pub fn run(a: &InitArgs<'_>) -> Result<Initialised> {
     let (signing, pem) = keys::generate_node_key()?;
     keys::write_secret(&key, pem.as_bytes())?;
     keys::write_secret(&token, format!("{}\n", keys::generate_token()?).as_bytes())?;
+    master_key::create(&master)?;
     std::fs::write(&config, template(a)).with_context(|| format!("cannot write {}", config.display()))?;
     Ok(Initialised {
         config,
@@ -86,6 +89,9 @@ name = {name}
 data_dir = "data"
 # The node's ed25519 identity (PKCS#8 PEM, mode 0600). Never share or copy it.
 key_file = "node.key"
+# The master key sealing device and session keys in the database (mode 0600). Keep it
+# outside the data dir and back it up apart from it; ENTENTE_MASTER_KEY may replace it.
+master_key_file = "master.key"
 # The signed roster of the federation; without it the node runs alone.
 # roster = "roster.toml"
 # The billing policies agreements reference (the repository's policies/ directory).

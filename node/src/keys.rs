@@ -42,7 +42,7 @@ pub fn generate_token() -> Result<String> {
 }
 
 /// A secret others can read is no longer one: refused, so the operator notices.
-fn refuse_if_readable_by_others(path: &Path) -> Result<()> {
+pub(crate) fn refuse_if_readable_by_others(path: &Path) -> Result<()> {
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
     {

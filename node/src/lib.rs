@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod init;
 pub mod keys;
 pub mod ledger;
+pub mod master_key;
 pub mod process;
 pub mod roster;
 pub mod run;

@@ -2,7 +2,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use entente::{agreement, bench, config::NodeConfig, demo, device, gateway, init, ledger, roster, run};
+use entente::{
+    agreement, bench, config::NodeConfig, demo, device, gateway, init, ledger, master_key, roster, run,
+};
 use entente_model::MemberId;
 use tracing_subscriber::EnvFilter;
 
@@ -25,8 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create a node directory: a commented node.toml, the node's ed25519 key and the
-    /// operator API token (both mode 0600). Never overwrites an existing node.
+    /// Create a node directory: a commented node.toml, the node's ed25519 key, the master
+    /// key sealing device keys at rest and the operator API token (all mode 0600). Never
+    /// overwrites an existing node.
     ///
     /// Example: entente init --dir /srv/entente --member tours-metropole --name "Tours Métropole"
     Init {
@@ -94,10 +97,27 @@ enum Cmd {
         #[command(subcommand)]
         command: RosterCmd,
     },
+    /// The master key that seals device and session keys in the database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCmd,
+    },
     /// Measure the node's speed; prints figures as JSON.
     Bench {
         #[command(subcommand)]
         command: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Draw a new master key and re-seal every stored key under it, then forget the old
+    /// one. Run it with the node stopped; if interrupted, run it again.
+    ///
+    /// Example: entente keys rotate --config /srv/entente/node.toml
+    Rotate {
+        #[arg(long, default_value = "node.toml")]
+        config: PathBuf,
     },
 }
 
@@ -187,6 +207,8 @@ enum BenchCmd {
     Ingest(bench::IngestArgs),
     /// Deliveries per second from the RocksDB queue to a local HTTP receiver.
     Delivery(bench::DeliveryArgs),
+    /// Start-up time of a real node whose database holds a million uplinks.
+    Restart(bench::RestartArgs),
     /// Roamed uplinks per second and the roaming round trip, two nodes on loopback.
     Roaming(bench::RoamingArgs),
     /// Cost of one federation routing lookup as members and declared devices grow.
@@ -253,6 +275,16 @@ fn dispatch(cli: Cli) -> Result<()> {
             runtime()?.block_on(run::run(cfg))
         }
         Cmd::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Cmd::Keys {
+            command: KeysCmd::Rotate { config },
+        } => {
+            let r = master_key::rotate(&NodeConfig::load(&config)?)?;
+            println!(
+                "master key {} replaced by {}: {} rows re-sealed",
+                r.from, r.to, r.resealed
+            );
+            Ok(())
+        }
         Cmd::Device { command } => match command {
             DeviceCmd::Import { config, file } => {
                 let n = runtime()?.block_on(device::import(&config, &file))?;
@@ -354,6 +386,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             BenchCmd::Routing => {
                 println!("{}", serde_json::to_string_pretty(&bench::routing()?)?);
+                Ok(())
+            }
+            BenchCmd::Restart(args) => {
+                let v = runtime()?.block_on(bench::restart(args))?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }
             BenchCmd::IngestNode(args) => runtime()?.block_on(bench::ingest_node(args)),

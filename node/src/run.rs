@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::NodeConfig;
-use crate::keys;
 use crate::tasks::Tasks;
+use crate::{keys, master_key};
 
 /// Written to `DATA_DIR/listening.json` once the node listens, so scripts and tests that
 /// asked for port 0 learn the real ports. Removed on a clean stop.
@@ -36,9 +36,24 @@ pub struct Listening {
 
 pub const LISTENING_FILE: &str = "listening.json";
 
+/// Every table a node's database holds.
+pub fn tables() -> Vec<&'static str> {
+    Registry::TABLES
+        .iter()
+        .chain(entente_lns::tables::ALL)
+        .chain(entente_delivery::tables::ALL)
+        .chain(entente_agreements::book::TABLES)
+        .chain(entente_ledger::store::TABLES)
+        .chain(entente_ledger::usage::TABLES)
+        .chain(entente_peering::gateways::TABLES)
+        .copied()
+        .collect()
+}
+
 pub async fn run(cfg: NodeConfig) -> Result<()> {
     let key = keys::load_node_key(&cfg.key_file())?;
     let token = keys::load_token(&cfg.token_file())?;
+    let sealer = master_key::load(&cfg)?.sealer()?;
     let data_dir = cfg.data_dir();
     let test_clock = if cfg.node.test_clock {
         let offset = read_clock_offset(&data_dir.join(CLOCK_OFFSET_FILE))?;
@@ -57,17 +72,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
 
     keys::private_dir(&data_dir)?;
     let store_dir = data_dir.clone();
-    let tables: Vec<&'static str> = Registry::TABLES
-        .iter()
-        .chain(entente_lns::tables::ALL)
-        .chain(entente_delivery::tables::ALL)
-        .chain(entente_agreements::book::TABLES)
-        .chain(entente_ledger::store::TABLES)
-        .chain(entente_ledger::usage::TABLES)
-        .chain(entente_peering::gateways::TABLES)
-        .copied()
-        .collect();
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, &tables))
+    let store = tokio::task::spawn_blocking(move || Store::open_sealed(&store_dir, &tables(), sealer))
         .await?
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let store = Arc::new(store);

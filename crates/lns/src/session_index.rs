@@ -94,7 +94,12 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), crate::tables::ALL).unwrap();
+        let s = Store::open_sealed(
+            dir.path(),
+            crate::tables::ALL,
+            entente_store::Sealer::ephemeral().unwrap(),
+        )
+        .unwrap();
         (dir, s)
     }
 

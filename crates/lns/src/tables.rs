@@ -13,6 +13,7 @@ pub struct Devices;
 impl Table for Devices {
     const NAME: &'static str = "devices";
     const CACHED: bool = true;
+    const SEALED: bool = true;
     type Key = DevEui;
     type Value = Device;
 }
@@ -21,6 +22,7 @@ pub struct Sessions;
 impl Table for Sessions {
     const NAME: &'static str = "sessions";
     const CACHED: bool = true;
+    const SEALED: bool = true;
     type Key = DevEui;
     type Value = Session;
 }
@@ -102,6 +104,10 @@ impl Table for DownlinkQueue {
     type Key = (DevEui, u64);
     type Value = QueueItem;
 }
+
+/// The tables whose rows hold keys, sealed under the node's master key
+/// (`entente keys rotate` re-seals them).
+pub const SEALED: &[&str] = &[Devices::NAME, Sessions::NAME];
 
 pub const ALL: &[&str] = &[
     Devices::NAME,

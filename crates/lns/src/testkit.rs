@@ -10,7 +10,7 @@ use entente_frame::UplinkFrame;
 use entente_gateway::{Downlink, DutyCycle, GatewayBackend, RxInfo, TxAckError, TxFuture, TxOutcome};
 use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui, ManualClock};
 use entente_region::{Bandwidth, DataRate, Eu868};
-use entente_store::Store;
+use entente_store::{Sealer, Store};
 
 use crate::device::{AbpKeys, Device, DeviceClass, GeolocationMode, Lifecycle, MacVersion, Profile};
 use crate::keys::AesKey;
@@ -64,7 +64,9 @@ impl Harness {
     /// A network server built with `build` (an uplink hook, say) from the defaults.
     pub fn built(cfg: LnsConfig, build: impl FnOnce(NetworkServer) -> NetworkServer) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), crate::tables::ALL).unwrap());
+        let store = Arc::new(
+            Store::open_sealed(dir.path(), crate::tables::ALL, Sealer::ephemeral().unwrap()).unwrap(),
+        );
         let gateways = Arc::new(RecordingGateways::default());
         let clock = Arc::new(ManualClock::new(START.parse::<DateTime<Utc>>().unwrap()));
         let ns = build(NetworkServer::new(store, gateways.clone(), cfg, clock.clone()).unwrap());

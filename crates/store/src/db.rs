@@ -10,6 +10,10 @@ use crate::key::{KeyCodec, encode};
 use crate::lock::DirLock;
 use crate::{Meta, SCHEMA_VERSION, SealError, Sealer, StoreError, Table};
 
+/// The column family of the start-up check of the master key, and its one row.
+const SEAL_CHECK: &str = "seal_check";
+const CANARY: &[u8] = b"entente master key check";
+
 /// Whether a write must reach the disk before the call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -70,6 +74,7 @@ impl Store {
         // no longer declares.
         let mut names: BTreeSet<String> = tables.iter().map(|s| s.to_string()).collect();
         names.insert(Meta::NAME.to_string());
+        names.insert(SEAL_CHECK.to_string());
         names.insert("default".to_string());
         if db_dir.join("CURRENT").exists() {
             names.extend(DB::list_cf(&opts, &db_dir).map_err(db_err)?);
@@ -97,7 +102,38 @@ impl Store {
                 });
             }
         }
+        store.check_master_key()?;
         Ok(store)
+    }
+
+    /// A node given the wrong master key is stopped at start, not at its first uplink: a
+    /// known row sealed when the database was created must open.
+    fn check_master_key(&self) -> Result<(), StoreError> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(());
+        };
+        let cf = self
+            .db
+            .cf_handle(SEAL_CHECK)
+            .ok_or(StoreError::UnknownTable(SEAL_CHECK))?;
+        let seal_err = |source| StoreError::Seal {
+            table: SEAL_CHECK,
+            source,
+        };
+        match self.db.get_cf(cf, CANARY).map_err(|e| self.db_err(e))? {
+            Some(sealed) => match sealer.open(SEAL_CHECK, CANARY, &sealed) {
+                Ok(plain) if plain == CANARY => Ok(()),
+                Ok(_) => Err(seal_err(SealError::Forged)),
+                Err(e) => Err(seal_err(e)),
+            },
+            None => {
+                let mut sealed = Vec::new();
+                sealer.seal(SEAL_CHECK, CANARY, CANARY, &mut sealed);
+                let mut batch = rocksdb::WriteBatch::default();
+                batch.put_cf(cf, CANARY, &sealed);
+                self.write_raw(batch)
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -171,10 +207,19 @@ impl Store {
         decode_value::<T>(&plain)
     }
 
-    /// Re-seals every row of the key table `table` under the current master key (after
-    /// a rotation), in synced batches; returns how many rows changed. Rows already under
-    /// the current key are left alone, so an interrupted rotation can simply be rerun.
-    pub fn reseal(&self, table: &'static str) -> Result<u64, StoreError> {
+    /// Re-seals every row of the key tables `tables` under the current master key (after
+    /// a rotation), in synced batches, the start-up check last; returns how many rows
+    /// changed. Rows already under the current key are left alone, so an interrupted
+    /// rotation can simply be rerun.
+    pub fn reseal(&self, tables: &[&'static str]) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        for table in tables.iter().chain([&SEAL_CHECK]) {
+            changed += self.reseal_table(table)?;
+        }
+        Ok(changed)
+    }
+
+    fn reseal_table(&self, table: &'static str) -> Result<u64, StoreError> {
         let sealer = self.sealer.as_ref().ok_or(StoreError::NoMasterKey(table))?;
         let cf = self.db.cf_handle(table).ok_or(StoreError::UnknownTable(table))?;
         let seal_err = |source: SealError| StoreError::Seal { table, source };
@@ -329,7 +374,9 @@ impl Batch<'_> {
         let k = encode(key);
         if T::SEALED {
             self.sealed.clear();
-            self.store.sealer::<T>()?.seal(T::NAME, &k, &bytes, &mut self.sealed);
+            self.store
+                .sealer::<T>()?
+                .seal(T::NAME, &k, &bytes, &mut self.sealed);
             self.inner.put_cf(cf, &k, &self.sealed);
         } else {
             self.inner.put_cf(cf, &k, &bytes);
@@ -569,31 +616,57 @@ mod tests {
         let s = Store::open_sealed(dir.path(), &tables, Sealer::new(&master(1), &[]).unwrap()).unwrap();
         s.put::<Secret>(&1, &secret, Durability::Sync).unwrap();
         s.put::<Rows>(&(1, 1), &row(424_242), Durability::Sync).unwrap();
-        assert!(files_contain(dir.path(), b"r424242"), "the control row is found in the WAL");
+        assert!(
+            files_contain(dir.path(), b"r424242"),
+            "the control row is found in the WAL"
+        );
         assert!(!files_contain(dir.path(), b"KEY-0f1e2d3c4b5a6978"), "WAL");
         s.close().unwrap();
-        assert!(files_contain(dir.path(), b"r424242"), "the control row is found in an SST");
+        assert!(
+            files_contain(dir.path(), b"r424242"),
+            "the control row is found in an SST"
+        );
         assert!(!files_contain(dir.path(), b"KEY-0f1e2d3c4b5a6978"), "SST");
 
         let s = Store::open(dir.path(), &tables).unwrap();
-        assert!(matches!(s.get::<Secret>(&1), Err(StoreError::NoMasterKey("secret"))));
+        assert!(matches!(
+            s.get::<Secret>(&1),
+            Err(StoreError::NoMasterKey("secret"))
+        ));
         assert!(matches!(
             s.put::<Secret>(&2, &secret, Durability::Sync),
             Err(StoreError::NoMasterKey("secret"))
         ));
         drop(s);
-        let wrong = Store::open_sealed(dir.path(), &tables, Sealer::new(&master(9), &[]).unwrap()).unwrap();
-        let e = wrong.get::<Secret>(&1).unwrap_err().to_string();
-        assert!(e.contains(&master(1).id().to_string()), "{e}");
-        drop(wrong);
+        let wrong =
+            Store::open_sealed(dir.path(), &tables, Sealer::new(&master(9), &[]).unwrap()).unwrap_err();
+        let e = wrong.to_string();
+        assert!(
+            e.contains(&master(1).id().to_string()),
+            "refused at open, naming the key: {e}"
+        );
 
         let rotating = Sealer::new(&master(2), &[master(1)]).unwrap();
         let s = Store::open_sealed(dir.path(), &tables, rotating).unwrap();
-        assert_eq!(s.reseal(Secret::NAME).unwrap(), 1);
-        assert_eq!(s.reseal(Secret::NAME).unwrap(), 0, "a rerun has nothing left to do");
+        assert_eq!(
+            s.reseal(&[Secret::NAME]).unwrap(),
+            2,
+            "the row and the start-up check"
+        );
+        assert_eq!(
+            s.reseal(&[Secret::NAME]).unwrap(),
+            0,
+            "a rerun has nothing left to do"
+        );
         drop(s);
         let s = Store::open_sealed(dir.path(), &tables, Sealer::new(&master(2), &[]).unwrap()).unwrap();
         assert_eq!(s.get::<Secret>(&1).unwrap(), Some(secret.clone()));
-        assert_eq!(s.iter::<Secret>().unwrap().map(|r| r.unwrap().1).collect::<Vec<_>>(), vec![secret]);
+        assert_eq!(
+            s.iter::<Secret>()
+                .unwrap()
+                .map(|r| r.unwrap().1)
+                .collect::<Vec<_>>(),
+            vec![secret]
+        );
     }
 }

@@ -46,7 +46,9 @@ pub enum SealError {
     BadKeyText,
     #[error("no randomness from the OS: {0}")]
     NoRandomness(String),
-    #[error("sealed under master key {0}, which this node was not given (a data dir copied without its key, or a key rotated away)")]
+    #[error(
+        "sealed under master key {0}, which this node was not given (a data dir copied without its key, or a key rotated away)"
+    )]
     UnknownKey(KeyId),
     #[error("not a sealed value (unknown format)")]
     NotSealed,
@@ -103,7 +105,10 @@ impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sealer")
             .field("current", &self.current.0)
-            .field("retired", &self.retired.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .field(
+                "retired",
+                &self.retired.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -122,6 +127,12 @@ impl Sealer {
             nonce_prefix,
             nonce_counter: AtomicU64::new(0),
         })
+    }
+
+    /// A sealer under a key drawn now and never written down: for tests and benchmarks
+    /// whose data does not outlive the process.
+    pub fn ephemeral() -> Result<Self, SealError> {
+        Self::new(&MasterKey::generate()?, &[])
     }
 
     pub fn current_id(&self) -> KeyId {
@@ -212,7 +223,10 @@ mod tests {
         let mut out = Vec::new();
         sealer.seal("devices", b"row-1", b"secret key material", &mut out);
         assert!(!out.windows(6).any(|w| w == b"secret"), "no clear text");
-        assert_eq!(sealer.open("devices", b"row-1", &out).unwrap(), b"secret key material");
+        assert_eq!(
+            sealer.open("devices", b"row-1", &out).unwrap(),
+            b"secret key material"
+        );
         assert_eq!(sealer.open("devices", b"row-2", &out), Err(SealError::Forged));
         assert_eq!(sealer.open("sessions", b"row-1", &out), Err(SealError::Forged));
         let mut altered = out.clone();
@@ -220,8 +234,15 @@ mod tests {
         altered[last] ^= 1;
         assert_eq!(sealer.open("devices", b"row-1", &altered), Err(SealError::Forged));
         let other = Sealer::new(&key(2), &[]).unwrap();
-        assert_eq!(other.open("devices", b"row-1", &out), Err(SealError::UnknownKey(key(1).id())));
-        for short in [&[][..], &out[..HEADER_LEN + TAG_LEN - 1], b"\x02aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        assert_eq!(
+            other.open("devices", b"row-1", &out),
+            Err(SealError::UnknownKey(key(1).id()))
+        );
+        for short in [
+            &[][..],
+            &out[..HEADER_LEN + TAG_LEN - 1],
+            b"\x02aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
             assert_eq!(sealer.open("devices", b"row-1", short), Err(SealError::NotSealed));
         }
     }
@@ -244,7 +265,10 @@ mod tests {
     #[test]
     fn key_text_is_checked_and_ids_do_not_show_the_key() {
         assert_eq!(MasterKey::from_hex("00").unwrap_err(), SealError::BadKeyText);
-        assert_eq!(MasterKey::from_hex(&"zz".repeat(32)).unwrap_err(), SealError::BadKeyText);
+        assert_eq!(
+            MasterKey::from_hex(&"zz".repeat(32)).unwrap_err(),
+            SealError::BadKeyText
+        );
         let k = MasterKey::generate().unwrap();
         assert_eq!(MasterKey::from_hex(&k.to_hex()).unwrap().id(), k.id());
         assert!(!k.to_hex().contains(&k.id().to_string()));

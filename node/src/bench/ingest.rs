@@ -33,7 +33,7 @@ use entente_lns::{
 };
 use entente_model::{DevAddr, DevEui, GatewayEui, MemberId, SharedClock, SystemClock};
 use entente_sim::{DeviceSession, SimDevice, rxpk};
-use entente_store::Store;
+use entente_store::{Sealer, Store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -112,7 +112,7 @@ fn version(v11: bool) -> MacVersion {
     if v11 { MacVersion::V1_1 } else { MacVersion::V1_0_3 }
 }
 
-fn device_record(i: usize) -> Device {
+pub(super) fn device_record(i: usize) -> Device {
     let k = device_keys(i);
     Device {
         dev_eui: k.eui,
@@ -485,7 +485,7 @@ pub async fn ingest_node(a: IngestNodeArgs) -> Result<()> {
         .chain(entente_lns::tables::ALL)
         .copied()
         .collect();
-    let store = Arc::new(Store::open(dir.path(), &tables)?);
+    let store = Arc::new(Store::open_sealed(dir.path(), &tables, Sealer::ephemeral()?)?);
     let member: MemberId = "bench".parse()?;
     let registry = Arc::new(Registry::load(
         store.clone(),
