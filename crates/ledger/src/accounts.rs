@@ -526,4 +526,16 @@ impl UsageHook for Accounts {
             warn!(%agreement, error = %e, "usage not counted");
         }
     }
+
+    fn counted(&self, c: &Carried<'_>) -> bool {
+        let Some(agreement) = self.book.policy.agreement_of(c.home, c.visited) else {
+            return false;
+        };
+        self.usage
+            .has(&agreement, c.frame.bytes(), c.at)
+            .unwrap_or_else(|e| {
+                warn!(%agreement, error = %e, "usage not read");
+                false
+            })
+    }
 }

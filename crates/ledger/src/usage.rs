@@ -146,6 +146,30 @@ impl Usage {
         }
     }
 
+    fn frame_key(agreement: &str, day: NaiveDate, phy_payload: &[u8]) -> String {
+        format!(
+            "{agreement}\u{1}{}\u{1}{}",
+            day_key(day),
+            hex::encode(frame_hash(phy_payload))
+        )
+    }
+
+    /// Whether this very frame was counted for `agreement` on the day of `at` or the day
+    /// before (a frame sent again after a crash comes back within the hour).
+    pub fn has(&self, agreement: &str, phy_payload: &[u8], at: DateTime<Utc>) -> Result<bool, LedgerError> {
+        let day = at.date_naive();
+        for d in [Some(day), day.pred_opt()].into_iter().flatten() {
+            if self
+                .store
+                .get::<Frames>(&Self::frame_key(agreement, d, phy_payload))?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Counts one frame for `agreement` and `device` unless that very frame was counted.
     /// Returns whether it was new.
     pub fn record(
@@ -157,11 +181,7 @@ impl Usage {
         airtime_us: u32,
         at: DateTime<Utc>,
     ) -> Result<bool, LedgerError> {
-        let fkey = format!(
-            "{agreement}\u{1}{}\u{1}{}",
-            day_key(at.date_naive()),
-            hex::encode(frame_hash(phy_payload))
-        );
+        let fkey = Self::frame_key(agreement, at.date_naive(), phy_payload);
         let dkey = format!("{agreement}\u{1}{device}");
         let _g = self.write.lock().unwrap_or_else(|p| p.into_inner());
         if self.store.get::<Frames>(&fkey)?.is_some() {

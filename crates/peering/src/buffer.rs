@@ -1,17 +1,26 @@
 //! The late buffer: frames for a home peer that is unreachable (or behind) wait here, in
 //! the order they were heard, and are flushed in batches when it is back.
+//!
+//! Every frame forwarded to a home peer is also kept in the node's store (`late_frames`)
+//! from the moment it is forwarded until the home's verdict on it arrives: a kill -9 of
+//! this node, or of the home before it committed the frame, loses none of them. At start
+//! the kept frames come back into the buffer and go again, late; a home that already
+//! committed one answers it as verified without counting it twice.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use entente_model::MemberId;
+use entente_store::{Durability, Store, StoreError, Table};
 use libp2p::PeerId;
-use tracing::debug;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
 
 use crate::metrics::PeeringMetrics;
 use crate::protocol::{MAX_BATCH, Request, UplinkForward};
-use crate::service::{Peering, lock};
+use crate::service::{Peering, lock, read, write};
 use crate::visited::Delivery;
 
 /// A frame's place in the order frames were heard in.
@@ -19,6 +28,22 @@ pub(crate) type Seq = u64;
 
 /// What waits for one peer, by [`Seq`], with the time it was buffered.
 type Queue = BTreeMap<Seq, (DateTime<Utc>, UplinkForward)>;
+
+/// A forwarded frame as the store keeps it until the home's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct KeptFrame {
+    home: MemberId,
+    #[serde(with = "entente_model::timestamp")]
+    kept_at: DateTime<Utc>,
+    fwd: UplinkForward,
+}
+
+pub(crate) struct LateFrames;
+impl Table for LateFrames {
+    const NAME: &'static str = "roaming_late_frames";
+    type Key = Seq;
+    type Value = KeptFrame;
+}
 
 pub(crate) struct LateBuffer {
     /// Frames waiting for a home peer, keyed by the order they were heard in, so a batch
@@ -28,6 +53,9 @@ pub(crate) struct LateBuffer {
     next_seq: AtomicU64,
     /// Peers being flushed now: one flush per peer at a time keeps the order.
     flushing: Mutex<HashSet<PeerId>>,
+    /// Where forwarded frames are kept until their verdict (none in tools and tests
+    /// without a store).
+    store: RwLock<Option<Arc<Store>>>,
     /// Frames kept per peer; the oldest goes first.
     max: usize,
     /// How long a frame is kept before it is dropped as expired.
@@ -39,7 +67,7 @@ struct Batch {
     seqs: Vec<Seq>,
     frames: Vec<UplinkForward>,
     /// Frames dropped on the way for being older than the retention.
-    expired: usize,
+    expired: Vec<Seq>,
 }
 
 impl LateBuffer {
@@ -48,15 +76,98 @@ impl LateBuffer {
             frames: Mutex::new(HashMap::new()),
             next_seq: AtomicU64::new(0),
             flushing: Mutex::new(HashSet::new()),
+            store: RwLock::new(None),
             max,
             retention,
+        }
+    }
+
+    /// Takes back the frames kept in `store` (for homes still on the roster and within
+    /// the retention), late, and keeps every later one there. Sequence numbers go on from
+    /// above both the kept ones and the clock's microseconds, so a verdict a home still
+    /// sends for the previous process never names a new frame.
+    pub(crate) fn keep_in(
+        &self,
+        store: Arc<Store>,
+        peer_of: impl Fn(&MemberId) -> Option<PeerId>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let horizon = now - self.retention;
+        let mut gone = Vec::new();
+        let mut last: Seq = 0;
+        let taken = {
+            let mut frames = lock(&self.frames);
+            for row in store.iter::<LateFrames>()? {
+                let (seq, kept) = row?;
+                last = last.max(seq);
+                let Some(peer) = peer_of(&kept.home).filter(|_| kept.kept_at >= horizon) else {
+                    gone.push(seq);
+                    continue;
+                };
+                let q = frames.entry(peer).or_default();
+                if q.len() >= self.max
+                    && let Some((old, _)) = q.pop_first()
+                {
+                    gone.push(old);
+                }
+                q.insert(
+                    seq,
+                    (
+                        kept.kept_at,
+                        UplinkForward {
+                            late: true,
+                            ..kept.fwd
+                        },
+                    ),
+                );
+            }
+            frames.values().map(BTreeMap::len).sum()
+        };
+        let clock_base = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+        self.next_seq
+            .fetch_max(last.saturating_add(1).max(clock_base), Ordering::Relaxed);
+        *write(&self.store) = Some(store);
+        self.forget(&gone);
+        Ok(taken)
+    }
+
+    /// Keeps a frame just forwarded (or buffered) to `home` until its verdict.
+    pub(crate) fn keep(&self, home: &MemberId, fwd: &UplinkForward, now: DateTime<Utc>) {
+        let Some(store) = read(&self.store).clone() else {
+            return;
+        };
+        let kept = KeptFrame {
+            home: home.clone(),
+            kept_at: now,
+            fwd: fwd.clone(),
+        };
+        if let Err(e) = store.put::<LateFrames>(&fwd.id, &kept, Durability::Buffered) {
+            warn!(%home, error = %e, "forwarded frame not kept; a crash before its verdict loses it");
+        }
+    }
+
+    /// Forgets kept frames: their verdict came, or they were dropped.
+    pub(crate) fn forget(&self, seqs: &[Seq]) {
+        let Some(store) = read(&self.store).clone() else {
+            return;
+        };
+        if seqs.is_empty() {
+            return;
+        }
+        let mut batch = store.batch();
+        for s in seqs {
+            if let Err(e) = batch.delete::<LateFrames>(s) {
+                warn!(error = %e, "kept frame not forgotten");
+            }
+        }
+        if let Err(e) = store.write(batch, Durability::Buffered) {
+            warn!(error = %e, "kept frames not forgotten; they go again after a restart");
         }
     }
 
     pub(crate) fn next_seq(&self) -> Seq {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
-
     pub(crate) fn has(&self, peer: &PeerId) -> bool {
         lock(&self.frames).get(peer).is_some_and(|q| !q.is_empty())
     }
@@ -75,10 +186,11 @@ impl LateBuffer {
         let mut b = lock(&self.frames);
         let horizon = now - self.retention;
         let q = b.get_mut(peer)?;
-        let mut expired = 0;
+        let mut expired = Vec::new();
         while q.first_key_value().is_some_and(|(_, (t, _))| *t < horizon) {
-            q.pop_first();
-            expired += 1;
+            if let Some((seq, _)) = q.pop_first() {
+                expired.push(seq);
+            }
         }
         let (seqs, frames) = q
             .iter()
@@ -110,7 +222,9 @@ impl Peering {
         let mut b = lock(&self.buffer.frames);
         let q = b.entry(peer).or_default();
         if q.len() >= self.buffer.max {
-            q.pop_first();
+            if let Some((old, _)) = q.pop_first() {
+                self.buffer.forget(&[old]);
+            }
             if let Some(m) = self.member_of(&peer) {
                 PeeringMetrics::count(&self.metrics.forwarded, m.id.as_str(), "buffer_overflow");
             }
@@ -152,7 +266,8 @@ impl Peering {
             let Some(batch) = self.buffer.batch(&peer, self.clock.now()) else {
                 return;
             };
-            for _ in 0..batch.expired {
+            self.buffer.forget(&batch.expired);
+            for _ in &batch.expired {
                 PeeringMetrics::count(&self.metrics.forwarded, &member, "expired");
             }
             if batch.frames.is_empty() {
@@ -168,7 +283,9 @@ impl Peering {
                 Ok(resp) => {
                     let left = self.buffer.remove(&peer, &batch.seqs);
                     self.metrics.buffered.set(left);
-                    self.on_receipts(peer, &member, &batch.frames, &resp, Delivery::Late);
+                    if self.on_receipts(peer, &member, &batch.frames, &resp, Delivery::Late) {
+                        return; // the home is busy: the next tick tries again
+                    }
                 }
                 Err(e) => {
                     self.forget_verdicts(peer, &batch.frames);

@@ -73,7 +73,7 @@ impl Table for HeldLists {
 }
 
 /// The tables the federation keeps in the node's store.
-pub const TABLES: &[&str] = &[HeldLists::NAME];
+pub const TABLES: &[&str] = &[HeldLists::NAME, crate::buffer::LateFrames::NAME];
 
 #[derive(Default)]
 pub(crate) struct GatewayLists {

@@ -247,12 +247,19 @@ impl Peering {
         for (channel, handler) in h.sync {
             self.sync.insert(channel, handler);
         }
-        if let Some(store) = h.store
-            && let Err(e) = self
-                .gateway_lists
-                .keep_in(store, |m| self.roster.member(m).is_some())
+        let Some(store) = h.store else { return };
+        if let Err(e) = self
+            .gateway_lists
+            .keep_in(store.clone(), |m| self.roster.member(m).is_some())
         {
             tracing::warn!(error = %e, "peers' gateway lists not read back; each is taken again when announced");
+        }
+        let peer_of = |m: &MemberId| self.roster.member(m).map(|m| m.peer_id);
+        match self.buffer.keep_in(store, peer_of, self.clock.now()) {
+            Ok(n) => {
+                self.metrics.buffered.set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            Err(e) => tracing::warn!(error = %e, "frames kept for home peers not read back"),
         }
     }
 
@@ -421,8 +428,10 @@ impl Inbound for Peering {
     }
 
     fn disconnected(this: &Arc<Self>, peer: PeerId) {
-        // It may come back as a new process that knows none of our gateways.
+        // It may come back as a new process that knows none of our gateways, nor the
+        // frames it took without committing them.
         this.forget_told(&peer);
+        this.requeue_awaited(peer);
     }
 
     fn sync_request(

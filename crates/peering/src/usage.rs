@@ -41,6 +41,9 @@ impl CarriedFrame<'_> {
 
 pub trait UsageHook: Send + Sync {
     fn carried(&self, c: &Carried<'_>);
+    /// Whether this very frame was already counted: a frame a visited node sends again
+    /// after a crash, which the network server refuses as seen, was taken before.
+    fn counted(&self, c: &Carried<'_>) -> bool;
 }
 
 /// Which way a frame went over the air (the modulations differ).
@@ -61,6 +64,20 @@ pub(crate) fn airtime_us(dr: entente_region::DataRate, len: usize, direction: Di
 }
 
 impl Peering {
+    /// Whether the usage hook already counted this frame between `home` and `visited`.
+    pub(crate) fn was_carried(&self, home: &MemberId, visited: &MemberId, frame: CarriedFrame<'_>) -> bool {
+        let hook = read(&self.usage).clone();
+        hook.is_some_and(|h| {
+            h.counted(&Carried {
+                home,
+                visited,
+                frame,
+                airtime_us: 0,
+                at: self.clock.now(),
+            })
+        })
+    }
+
     /// Tells the usage hook, if one is installed, that a frame was carried.
     pub(crate) fn carried(
         &self,

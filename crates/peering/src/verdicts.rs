@@ -30,10 +30,16 @@ const VERDICT_WAIT: Duration = Duration::from_secs(15);
 /// Frames awaiting a verdict, all home peers together: 15 s of 10 000 frames/s and more.
 const MAX_AWAITED: usize = 262_144;
 
-/// A frame the home took, as the visited node remembers it until the verdict.
+/// Refusals a home gives when it cannot take a frame now, not for what the frame is.
+fn is_transient(reason: &str) -> bool {
+    matches!(reason, "rate_limited" | "busy" | "shutting_down")
+}
+
+/// A frame the home took, as the visited node remembers it until the verdict: all of it,
+/// so that it can go again if the verdict never comes.
 struct Awaited {
     home: MemberId,
-    frame: UplinkFrame,
+    fwd: UplinkForward,
     airtime_us: u32,
     delivery: Delivery,
     since: Instant,
@@ -79,6 +85,24 @@ impl Peering {
                     taken.airtime_us,
                 );
                 count(if taken.late { "accepted_late" } else { "accepted" });
+                UplinkAnswer::Verified
+            }
+            // Sent again after a crash (ours before the verdict left, or the visited
+            // node's): the network server has it. As the device's last frame it is
+            // counted now if the crash came between the two writes (counting is keyed by
+            // the frame: never twice); an older one was counted then, or is refused.
+            Ok(Ok(Verdict::Rejected(reason)))
+                if taken.late
+                    && (reason == "retransmission"
+                        || self.was_carried(&self.me, &visited, CarriedFrame::Uplink(&taken.frame))) =>
+            {
+                self.carried(
+                    &self.me,
+                    &visited,
+                    CarriedFrame::Uplink(&taken.frame),
+                    taken.airtime_us,
+                );
+                count("accepted_again");
                 UplinkAnswer::Verified
             }
             Ok(Ok(Verdict::Rejected(reason))) => {
@@ -160,7 +184,7 @@ impl Peering {
             });
             let entry = Awaited {
                 home: home.clone(),
-                frame: f.frame.clone(),
+                fwd: f.clone(),
                 airtime_us,
                 delivery,
                 since: Instant::now(),
@@ -169,7 +193,9 @@ impl Peering {
         }
     }
 
-    /// The home's first answer: frames it did not take get no verdict.
+    /// The home's first answer: frames it did not take get no verdict. Those it could
+    /// not take now (busy, over its rate) go back into the late buffer; returns whether
+    /// there were any, so a flush pauses instead of pressing on.
     pub(crate) fn on_receipts(
         &self,
         peer: PeerId,
@@ -177,22 +203,36 @@ impl Peering {
         frames: &[UplinkForward],
         resp: &Response,
         delivery: Delivery,
-    ) {
+    ) -> bool {
         let receipts: &[Receipt] = match resp {
             Response::Uplinks(r) => r,
             _ => &[],
         };
+        let mut deferred = Vec::new();
         let mut awaited = lock(&self.verdicts.awaited);
         for (i, f) in frames.iter().enumerate() {
             let label = match (receipts.get(i), delivery) {
                 (Some(Receipt::Taken), _) => continue,
+                (Some(Receipt::Rejected { reason }), _) if is_transient(reason) => {
+                    deferred.push(f.clone());
+                    "deferred"
+                }
                 (Some(Receipt::Rejected { .. }), Delivery::Live) => "rejected",
                 (Some(Receipt::Rejected { .. }), Delivery::Late) => "late_rejected",
                 (None, _) => "refused",
             };
             awaited.remove(&(peer, f.id));
+            if deferred.last().is_none_or(|d| d.id != f.id) {
+                self.buffer.forget(&[f.id]);
+            }
             PeeringMetrics::count(&self.metrics.forwarded, member, label);
         }
+        drop(awaited);
+        let any = !deferred.is_empty();
+        for f in deferred {
+            self.buffer(peer, f.id, f);
+        }
+        any
     }
 
     /// Forgets frames whose request failed: they wait in the late buffer.
@@ -228,14 +268,46 @@ impl Peering {
                 (UplinkAnswer::Rejected { .. }, Delivery::Late) => "late_rejected",
             };
             if v.answer == UplinkAnswer::Verified {
-                self.carried(&a.home, &self.me, CarriedFrame::Uplink(&a.frame), a.airtime_us);
+                self.carried(
+                    &a.home,
+                    &self.me,
+                    CarriedFrame::Uplink(&a.fwd.frame),
+                    a.airtime_us,
+                );
             }
+            self.buffer.forget(&[v.id]);
             PeeringMetrics::count(&self.metrics.forwarded, &member, label);
         }
         Response::Verdicts
     }
 
-    /// Once a second (or when full), frames whose verdict never came are given up on.
+    /// The home went away with frames it took but gave no verdict on: perhaps it never
+    /// committed them. They go back into the late buffer, before anything newer, and go
+    /// again when it is back.
+    pub(crate) fn requeue_awaited(&self, peer: PeerId) {
+        let mut back = Vec::new();
+        lock(&self.verdicts.awaited).retain(|(p, _), a| {
+            if *p != peer {
+                return true;
+            }
+            back.push(a.fwd.clone());
+            false
+        });
+        self.requeue(peer, back, "requeued");
+    }
+
+    fn requeue(&self, peer: PeerId, frames: Vec<UplinkForward>, label: &'static str) {
+        let Some(member) = self.member_of(&peer).map(|m| m.id.to_string()) else {
+            return;
+        };
+        for f in frames {
+            PeeringMetrics::count(&self.metrics.forwarded, &member, label);
+            self.buffer(peer, f.id, f);
+        }
+    }
+
+    /// Once a second (or when full), frames whose verdict never came go back into the late
+    /// buffer, to go again.
     fn sweep_awaited(&self) {
         {
             let mut swept = lock(&self.verdicts.swept);
@@ -245,13 +317,16 @@ impl Peering {
             }
             *swept = Some(Instant::now());
         }
-        let mut awaited = lock(&self.verdicts.awaited);
-        awaited.retain(|_, a| {
+        let mut late: HashMap<PeerId, Vec<UplinkForward>> = HashMap::new();
+        lock(&self.verdicts.awaited).retain(|(peer, _), a| {
             let keep = a.since.elapsed() < VERDICT_WAIT;
             if !keep {
-                PeeringMetrics::count(&self.metrics.forwarded, a.home.as_str(), "unanswered");
+                late.entry(*peer).or_default().push(a.fwd.clone());
             }
             keep
         });
+        for (peer, frames) in late {
+            self.requeue(peer, frames, "unanswered");
+        }
     }
 }

@@ -101,11 +101,13 @@ impl Peering {
         };
         // While older frames wait for this peer, newer ones queue behind them: the home
         // node's frame counters would refuse anything that overtook them.
-        if !self.peers.is_connected(&peer) || self.buffer.has(&peer) {
-            if !terms.buffer_when_unreachable {
-                PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "dropped_unreachable");
-                return;
-            }
+        let wait = !self.peers.is_connected(&peer) || self.buffer.has(&peer);
+        if wait && !terms.buffer_when_unreachable {
+            PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "dropped_unreachable");
+            return;
+        }
+        self.buffer.keep(&home, &fwd, self.clock.now());
+        if wait {
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "buffered");
             self.buffer(peer, seq, fwd);
             return;
