@@ -8,7 +8,7 @@ use entente_delivery::DeliveryConfig;
 use entente_gateway::ServerConfig;
 use entente_lns::LnsConfig;
 use entente_model::MemberId;
-use entente_model::settings::Invalid;
+use entente_model::settings::{self, Invalid};
 use entente_peering::PeeringConfig;
 use serde::Deserialize;
 
@@ -71,14 +71,39 @@ pub struct NodeSection {
 pub struct ApiSection {
     pub bind: SocketAddr,
     pub token_file: PathBuf,
+    /// From a connection's opening (or its last response) to the next request's headers.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: std::time::Duration,
+    /// From a request's headers to its response, body included (408 after it).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
+        let limits = entente_api::HttpLimits::default();
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token_file: defaults::token_file(),
+            header_read_timeout: limits.header_read_timeout,
+            request_timeout: limits.request_timeout,
         }
+    }
+}
+
+impl ApiSection {
+    pub fn limits(&self) -> entente_api::HttpLimits {
+        entente_api::HttpLimits {
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        use std::time::Duration;
+        let (second, hour) = (Duration::from_secs(1), Duration::from_secs(3600));
+        settings::duration_between("header_read_timeout", self.header_read_timeout, second, hour)?;
+        settings::duration_between("request_timeout", self.request_timeout, second, hour)
     }
 }
 
@@ -209,6 +234,7 @@ impl NodeConfig {
         if name.is_empty() || name.chars().count() > 200 {
             return Err(("node.name".into(), "must be 1 to 200 characters".into()));
         }
+        in_section("api", self.api.validate())?;
         in_section("gateway", self.gateway.validate())?;
         in_section("lns", self.lns.validate())?;
         in_section("federation", self.federation.validate())?;

@@ -117,6 +117,10 @@ bind = "0.0.0.0:{gw}"
 # Management API (HTTP). Requests under /v1 need "Authorization: Bearer <token>".
 bind = "127.0.0.1:{api}"
 token_file = "operator.token"
+# A client must send a request's headers within this (from connecting, or from the end
+# of its last response: idle connections are closed), and get its answer within the next.
+# header_read_timeout = "10s"
+# request_timeout = "60s"
 
 [lns]
 # NetID (6 hex digits; 000000 for a private network).

@@ -229,8 +229,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         let every = cfg.gateway.status_flush;
         move |stop| flush_periodically(registry, every, stop)
     });
+    let limits = cfg.api.limits();
     tasks.start("api", move |stop| async move {
-        if let Err(e) = entente_api::serve(listener, state, stop).await {
+        if let Err(e) = entente_api::serve(listener, state, limits, stop).await {
             error!("API server ended with an error: {e}");
         }
     });

@@ -11,6 +11,7 @@ mod gateways;
 mod ledger;
 mod metrics;
 mod recipients;
+mod serve;
 
 use std::sync::Arc;
 
@@ -18,10 +19,9 @@ use axum::Router;
 use axum::routing::{get, post, put};
 use entente_gateway::{GatewayMetrics, Registry};
 use entente_model::MemberId;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use serve::{HttpLimits, serve};
 
 /// Everything the handlers need; cheap to clone.
 #[derive(Clone)]
@@ -144,15 +144,4 @@ async fn routes(
         .map_err(|e| ApiError::bad_request(format!("dev_addr: {e}")))?;
     let member = s.peering.as_ref().and_then(|p| p.route_dev_addr(a));
     Ok(axum::Json(serde_json::json!({ "dev_addr": a, "member": member })))
-}
-
-/// Serves until `shutdown` is cancelled, then lets requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    state: ApiState,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }
