@@ -209,6 +209,9 @@ enum BenchCmd {
     Delivery(bench::DeliveryArgs),
     /// Start-up time of a real node whose database holds a million uplinks.
     Restart(bench::RestartArgs),
+    /// A join storm (2 000 OTAA joins in 10 s) while 2 000 data uplinks/s flow: the share
+    /// of join accepts and Class A ACKs that made their receive window.
+    Joins(bench::JoinsArgs),
     /// Roamed uplinks per second and the roaming round trip, two nodes on loopback.
     Roaming(bench::RoamingArgs),
     /// Cost of one federation routing lookup as members and declared devices grow.
@@ -386,6 +389,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             BenchCmd::Routing => {
                 println!("{}", serde_json::to_string_pretty(&bench::routing()?)?);
+                Ok(())
+            }
+            BenchCmd::Joins(args) => {
+                let v = runtime()?.block_on(bench::joins(args))?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }
             BenchCmd::Restart(args) => {

@@ -100,6 +100,16 @@ fn no_charge() -> Charge {
     Box::new(|_| Ok(()))
 }
 
+/// Runs `f`, which writes to RocksDB with fsync (a join, a group of uplinks), telling a
+/// multi-threaded runtime that this worker blocks, so its other tasks (the gateway
+/// server, Class A answers due in RX1, the API) move to another worker meanwhile.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// A frame's copies so far, and who waits for what becomes of it.
 struct Copies {
     rx: Vec<RxInfo>,
@@ -138,7 +148,7 @@ impl NetworkServer {
                     None => { roamed_open = false; continue }
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                    self.dispatch_closed(&mut window, Some(Instant::now()));
+                    off_the_runtime(|| self.dispatch_closed(&mut window, Some(Instant::now())));
                     continue;
                 }
             };
