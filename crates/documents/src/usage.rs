@@ -45,8 +45,11 @@ impl Figures {
         self.airtime_us += f.airtime_us as u64;
     }
 
+    /// Saturating: a peer's statement may carry any figures.
     pub fn frames(&self) -> u64 {
-        self.uplinks + self.downlinks + self.joins
+        self.uplinks
+            .saturating_add(self.downlinks)
+            .saturating_add(self.joins)
     }
 }
 
