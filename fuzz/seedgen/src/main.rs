@@ -41,6 +41,9 @@ fn main() {
     out.write("book_sync", "heads_only", &cbor(&BookMsg::default()));
     out.write("ledger_sync", "statements_and_dispute", &ledger);
     out.write("ledger_export", "statements_and_dispute.csv", chain::to_csv(&entries).as_bytes());
+    for (e, name) in entries.iter().zip(["statement_countersigned", "statement_disputed", "dispute"]) {
+        out.write("ledger_statement", &format!("{name}.json"), &e.body);
+    }
     for (name, channel, body) in [("agreements", "agreements", &book), ("ledger", "ledger", &ledger)] {
         let req = SyncRequest {
             channel: channel.into(),
