@@ -31,15 +31,21 @@ fuzz_target!(|data: &[u8]| {
 
 fn propose(a: &Agreement) {
     let [proposer, other] = a.parties().map(Clone::clone);
-    let keys: BTreeMap<MemberId, SigningKey> =
-        [(other, SigningKey::from_bytes(&[2; 32])), (proposer.clone(), SigningKey::from_bytes(&[1; 32]))]
-            .into_iter()
-            .collect();
+    let keys: BTreeMap<MemberId, SigningKey> = [
+        (other, SigningKey::from_bytes(&[2; 32])),
+        (proposer.clone(), SigningKey::from_bytes(&[1; 32])),
+    ]
+    .into_iter()
+    .collect();
     let key_of = |m: &MemberId| -> Option<VerifyingKey> { keys.get(m).map(|k| k.verifying_key()) };
     let Ok(signed) = SignedAgreement::propose(a, &proposer, &keys[&proposer]) else {
         return;
     };
-    assert_eq!(signed.verify(&key_of), Ok(vec![proposer.clone()]), "the proposal does not verify");
+    assert_eq!(
+        signed.verify(&key_of),
+        Ok(vec![proposer.clone()]),
+        "the proposal does not verify"
+    );
     let back = signed.agreement().expect("the signed bytes are an agreement");
     assert_eq!(json(&back), json(a), "the signed bytes read back differently");
     let now: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().expect("a date");

@@ -54,8 +54,14 @@ fn dossier(d: &Dossier, now: DateTime<Utc>) {
     let bytes = encode(d).expect("a dossier encodes");
     let again: Dossier = decode(&bytes).expect("a re-encoded dossier decodes");
     assert_eq!(&again, d, "decode(encode(dossier)) differs");
-    let replayed = again.replay(&key_of, now).expect("an accepted dossier replays again");
-    assert_eq!(json(&replayed), json(&record), "the same dossier replays differently");
+    let replayed = again
+        .replay(&key_of, now)
+        .expect("an accepted dossier replays again");
+    assert_eq!(
+        json(&replayed),
+        json(&record),
+        "the same dossier replays differently"
+    );
     let merged = d
         .merged(d, &key_of, now)
         .expect("an accepted dossier merged with itself replays");

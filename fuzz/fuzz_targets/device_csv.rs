@@ -22,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             // The csv reader ends a record at \n, \r or \r\n; the header is line 1.
             let ends = text.bytes().filter(|b| matches!(b, b'\n' | b'\r')).count();
-            assert!(e.line <= ends + 2, "error on line {} of a text with {ends} line ends", e.line);
+            assert!(
+                e.line <= ends + 2,
+                "error on line {} of a text with {ends} line ends",
+                e.line
+            );
         }
     }
 });

@@ -26,7 +26,8 @@ use entente_frame::UplinkFrame;
 use entente_model::{GatewayEui, MemberId};
 use entente_region::DataRate;
 use entente_wire::roaming::{
-    DownlinkRequest, FrameVerdict, Receipt, Request, Response, RoamedRx, TxResult, UplinkAnswer, UplinkForward,
+    DownlinkRequest, FrameVerdict, Receipt, Request, Response, RoamedRx, TxResult, UplinkAnswer,
+    UplinkForward,
 };
 use entente_wire::sync::{SyncRequest, SyncResponse};
 use entente_wire::{Downlink, RxContext, RxInfo, Timing, TxAckError, encode};
@@ -40,8 +41,15 @@ fn main() {
     out.write("book_sync", "dossier_approved_and_review", &book);
     out.write("book_sync", "heads_only", &cbor(&BookMsg::default()));
     out.write("ledger_sync", "statements_and_dispute", &ledger);
-    out.write("ledger_export", "statements_and_dispute.csv", chain::to_csv(&entries).as_bytes());
-    for (e, name) in entries.iter().zip(["statement_countersigned", "statement_disputed", "dispute"]) {
+    out.write(
+        "ledger_export",
+        "statements_and_dispute.csv",
+        chain::to_csv(&entries).as_bytes(),
+    );
+    for (e, name) in entries
+        .iter()
+        .zip(["statement_countersigned", "statement_disputed", "dispute"])
+    {
         out.write("ledger_statement", &format!("{name}.json"), &e.body);
     }
     for (name, channel, body) in [("agreements", "agreements", &book), ("ledger", "ledger", &ledger)] {
@@ -50,16 +58,28 @@ fn main() {
             body: body.clone(),
         };
         out.write("sync_envelope", &format!("request_{name}"), &cbor(&req));
-        out.write("sync_envelope", &format!("response_{name}"), &cbor(&SyncResponse(body.clone())));
+        out.write(
+            "sync_envelope",
+            &format!("response_{name}"),
+            &cbor(&SyncResponse(body.clone())),
+        );
     }
     let gateways = SyncRequest {
         channel: "gateways".into(),
         body: Vec::new(),
     };
     out.write("sync_envelope", "request_gateways_empty", &cbor(&gateways));
-    for f in ["convention-tours-smo.toml", "convention-smo-agglopolys.toml", "roster.toml"] {
+    for f in [
+        "convention-tours-smo.toml",
+        "convention-smo-agglopolys.toml",
+        "roster.toml",
+    ] {
         let text = std::fs::read(root.join("federation/val-de-loire").join(f)).expect("a federation file");
-        let target = if f == "roster.toml" { "roster_toml" } else { "agreement_toml" };
+        let target = if f == "roster.toml" {
+            "roster_toml"
+        } else {
+            "agreement_toml"
+        };
         out.write(target, &format!("val_de_loire_{f}"), &text);
     }
     out.write("roster_toml", "signed_by_two_of_three.toml", roster().as_bytes());
@@ -225,7 +245,10 @@ fn roaming(out: &Seeds) {
                 error: TxAckError::Other("BUSY".into()),
             }),
         ),
-        ("tx_not_acknowledged", Response::Downlink(TxResult::NotAcknowledged)),
+        (
+            "tx_not_acknowledged",
+            Response::Downlink(TxResult::NotAcknowledged),
+        ),
         ("tx_too_late", Response::Downlink(TxResult::TooLate)),
         ("tx_bad_token", Response::Downlink(TxResult::BadToken)),
         (
@@ -257,7 +280,14 @@ fn book_msg(root: &Path) -> Vec<u8> {
     let (tours, smo) = (member_id(0), member_id(1));
     let (tours_key, smo_key) = (signing_key(0), signing_key(1));
     let mut v1 = SignedAgreement::propose(&a, &smo, &smo_key).expect("proposed");
-    let propose = sign_act(&a.id, &smo, "2025-12-01T09:00:00Z", None, ActKind::Propose { version: 1 }, &smo_key);
+    let propose = sign_act(
+        &a.id,
+        &smo,
+        "2025-12-01T09:00:00Z",
+        None,
+        ActKind::Propose { version: 1 },
+        &smo_key,
+    );
     v1.sign(&tours, &tours_key).expect("countersigned");
     let approve = sign_act(
         &a.id,
@@ -272,7 +302,8 @@ fn book_msg(root: &Path) -> Vec<u8> {
     let now = t("2026-06-01T00:00:00Z");
     let record = d.replay(&members::key_of, now).expect("the dossier replays");
     d.check_new_acts(None, now).expect("the acts follow each other");
-    let review = Review::prepare(&record, &tours, t("2026-05-20T10:00:00Z"), &|_| None, None).expect("a review");
+    let review =
+        Review::prepare(&record, &tours, t("2026-05-20T10:00:00Z"), &|_| None, None).expect("a review");
     let mut signed = SignedReview::new(&review).expect("encodes");
     signed.sign(&tours, &tours_key).expect("signed by the host");
     signed.sign(&smo, &smo_key).expect("signed by the guest");
