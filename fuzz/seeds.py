@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Writes the committed seed corpora (fuzz/corpus/<target>/): a handful of small valid
 inputs per target, from which libFuzzer mutates. Run again after editing; it rewrites
-only the files named here (crash reproducers committed beside them stay)."""
+only the files named here (crash reproducers committed beside them stay).
+
+The targets that read the crates' own encodings (roaming and sync messages, signed
+documents, exports, rosters, agreements, device imports) get theirs from the crates' own
+encoders: `cargo run --manifest-path fuzz/seedgen/Cargo.toml`."""
 
 import base64
 import json

@@ -11,7 +11,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use entente_model::{DevEui, MemberId, SharedClock};
 use entente_peering::{Peering, SyncHandler};
 use entente_store::{Durability, Store, Table};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -66,14 +66,7 @@ pub enum BookError {
     NoReview(String),
 }
 
-/// A page of documents on `/entente/sync/1` (see [`replication::BookMsg`]): whole
-/// dossiers and reviews the receiver's heads lack.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct SyncMsg {
-    pub dossiers: Vec<Dossier>,
-    #[serde(default)]
-    pub reviews: Vec<SignedReview>,
-}
+pub use entente_documents::book_sync::SyncMsg;
 
 /// An agreement as the API shows it.
 #[derive(Debug, Clone, Serialize)]

@@ -3,15 +3,15 @@
 //! parties over the exact stored bytes, signed acts replayed into the state, replication
 //! between the parties, the committee review, and the roaming policy the network enforces.
 
-pub mod act;
+pub use entente_documents::act;
 pub mod book;
-pub mod dossier;
-pub mod lifecycle;
-pub mod model;
+pub use entente_documents::dossier;
+pub use entente_documents::lifecycle;
+pub use entente_documents::model;
 pub mod policy;
-pub mod review;
-pub mod sig;
-pub mod signing;
+pub use entente_documents::review;
+pub use entente_documents::sig;
+pub use entente_documents::signing;
 
 pub use act::{Act, ActKind, SignedAct};
 pub use book::{Book, BookError, SyncMsg, View};

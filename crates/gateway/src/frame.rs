@@ -22,36 +22,7 @@ pub enum CrcStatus {
     Ok,
 }
 
-/// How one gateway received a frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RxInfo {
-    pub gateway: GatewayEui,
-    /// Concentrator counter (µs) at reception; RX1/RX2 are scheduled relative to it.
-    pub tmst: u32,
-    /// Gateway's own UTC time of reception, when it has one.
-    #[serde(with = "entente_model::timestamp::option")]
-    pub time: Option<DateTime<Utc>>,
-    /// GPS time (ms since 1980-01-06) of reception, when the gateway has GPS.
-    pub gps_time_ms: Option<u64>,
-    /// When this node received the datagram.
-    #[serde(with = "entente_model::timestamp")]
-    pub received_at: DateTime<Utc>,
-    pub frequency_hz: u32,
-    pub channel: u8,
-    pub rf_chain: u8,
-    pub data_rate: DataRate,
-    /// `4/5` ... `4/8`; `None` for FSK.
-    pub coding_rate: Option<String>,
-    pub rssi: i32,
-    pub snr: f32,
-}
-
-impl RxInfo {
-    /// The backend's reference to this reception, handed back to time a downlink.
-    pub fn context(&self) -> crate::seam::RxContext {
-        crate::seam::RxContext(u64::from(self.tmst))
-    }
-}
+pub use entente_wire::gateway::RxInfo;
 
 /// A frame received by a gateway, validated and decoded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,14 +1,11 @@
 //! Where the server meets `entente-gwmp`, the protocol's pure part: a codec error is
-//! counted under its `DatagramDrop` label, and a seam `Downlink` is put in the protocol's
-//! terms (the reception context is the concentrator's `tmst`, the data rate its `datr`),
-//! from which `TxPk::from_downlink` builds the `txpk`.
+//! counted under its `DatagramDrop` label. (A seam `Downlink` is put in the protocol's
+//! terms, from which `TxPk::from_downlink` builds the `txpk`, in `entente-wire`, where
+//! `Downlink` is defined.)
 
 use entente_gwmp::DatagramError;
-use entente_gwmp::json::{Datr, Transmission};
-use entente_region::DataRate;
 
 use crate::metrics::DatagramDrop;
-use crate::seam::{Downlink, Timing};
 
 impl From<DatagramError> for DatagramDrop {
     fn from(e: DatagramError) -> Self {
@@ -20,38 +17,15 @@ impl From<DatagramError> for DatagramDrop {
     }
 }
 
-impl<'a> From<&'a Downlink> for Transmission<'a> {
-    fn from(d: &'a Downlink) -> Self {
-        let tmst = match d.timing {
-            Timing::Immediately => None,
-            Timing::AfterReception { context, delay } => {
-                let delay_us = u32::try_from(delay.as_micros()).unwrap_or(u32::MAX);
-                // `tmst` is a 32-bit µs counter that wraps (every 71 minutes).
-                Some((context.0 as u32).wrapping_add(delay_us))
-            }
-        };
-        let datr = match d.data_rate {
-            DataRate::Lora { .. } => Datr::Lora(d.data_rate.to_string().into()),
-            DataRate::Fsk { bitrate } => Datr::Fsk(bitrate),
-        };
-        Transmission {
-            tmst,
-            frequency_hz: d.frequency_hz,
-            power_dbm: d.power_dbm,
-            datr,
-            phy_payload: &d.phy_payload,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use entente_gwmp::json::TxPk;
+    use entente_gwmp::json::{Datr, TxPk};
+    use entente_region::DataRate;
 
     use super::*;
-    use crate::seam::RxContext;
+    use crate::seam::{Downlink, RxContext, Timing};
 
     fn downlink(timing: Timing, data_rate: DataRate) -> Downlink {
         Downlink {

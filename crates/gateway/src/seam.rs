@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use entente_frame::UplinkFrame;
 use entente_model::{DevAddr, DevEui, GatewayEui, JoinEui};
-use entente_region::DataRate;
-use serde::{Deserialize, Serialize};
 
 use crate::dutycycle::DutyCycle;
 use crate::frame::RxInfo;
@@ -55,88 +53,7 @@ pub enum Verdict {
     Rejected(&'static str),
 }
 
-/// A backend's reference to one reception, opaque to the network server, which only
-/// hands it back to time a downlink after it. Semtech UDP: the concentrator's `tmst`
-/// (µs); Basics Station: its `xtime`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RxContext(pub u64);
-
-/// When a gateway transmits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Timing {
-    /// As soon as possible (Class C).
-    Immediately,
-    /// `delay` after the reception `context` names (Class A RX1 and RX2).
-    AfterReception { context: RxContext, delay: Duration },
-}
-
-/// A transmission the network server asks of a gateway, in no gateway's protocol.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Downlink {
-    #[serde(with = "bytes")]
-    pub phy_payload: Vec<u8>,
-    pub frequency_hz: u32,
-    pub data_rate: DataRate,
-    pub power_dbm: i8,
-    pub timing: Timing,
-}
-
-/// Error reported by a gateway in TX_ACK.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TxAckError {
-    TooLate,
-    TooEarly,
-    CollisionPacket,
-    CollisionBeacon,
-    TxFreq,
-    TxPower,
-    GpsUnlocked,
-    Other(String),
-}
-
-impl TxAckError {
-    /// A metric label for the error.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::TooLate => "too_late",
-            Self::TooEarly => "too_early",
-            Self::CollisionPacket => "collision_packet",
-            Self::CollisionBeacon => "collision_beacon",
-            Self::TxFreq => "tx_freq",
-            Self::TxPower => "tx_power",
-            Self::GpsUnlocked => "gps_unlocked",
-            Self::Other(_) => "other",
-        }
-    }
-
-    /// The inverse of [`TxAckError::as_str`], for errors reported by a federation peer.
-    pub fn from_label(s: &str) -> Self {
-        match s {
-            "too_late" => Self::TooLate,
-            "too_early" => Self::TooEarly,
-            "collision_packet" => Self::CollisionPacket,
-            "collision_beacon" => Self::CollisionBeacon,
-            "tx_freq" => Self::TxFreq,
-            "tx_power" => Self::TxPower,
-            "gps_unlocked" => Self::GpsUnlocked,
-            other => Self::Other(other.chars().take(64).collect()),
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Self {
-        match s {
-            "TOO_LATE" => Self::TooLate,
-            "TOO_EARLY" => Self::TooEarly,
-            "COLLISION_PACKET" => Self::CollisionPacket,
-            "COLLISION_BEACON" => Self::CollisionBeacon,
-            "TX_FREQ" => Self::TxFreq,
-            "TX_POWER" => Self::TxPower,
-            "GPS_UNLOCKED" => Self::GpsUnlocked,
-            other => Self::Other(other.chars().take(64).collect()),
-        }
-    }
-}
+pub use entente_wire::gateway::{Downlink, RxContext, Timing, TxAckError};
 
 /// What the gateway said about a downlink.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -204,21 +121,4 @@ pub trait Roaming: Send + Sync {
     /// Home side: sends a downlink through a peer's gateway; the outcome is that gateway's
     /// own answer as reported by the peer.
     fn send_downlink(&self, gateway: GatewayEui, downlink: Downlink, timeout: Duration) -> TxFuture<'_>;
-}
-
-/// PHYPayloads as the format's byte strings (CBOR bytes, not arrays of numbers).
-mod bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(b)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let b = serde_bytes::ByteBuf::deserialize(d)?.into_vec();
-        if b.len() > 255 {
-            return Err(serde::de::Error::custom("a PHYPayload is at most 255 bytes"));
-        }
-        Ok(b)
-    }
 }

@@ -4,12 +4,12 @@
 
 pub mod accounts;
 pub mod billing;
-pub mod chain;
+pub use entente_documents::chain;
 pub mod money;
 pub mod pair;
 pub mod policy;
 pub mod sharing;
-pub mod statement;
+pub use entente_documents::statement;
 pub mod store;
 pub mod usage;
 

@@ -13,14 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::store::LedgerError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FrameKind {
-    Uplink,
-    Downlink,
-    Join,
-}
+pub use entente_documents::usage::{DaySummary, Figures, FrameKind, FrameUse};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceCounters {
@@ -33,15 +26,6 @@ pub struct DeviceCounters {
     pub airtime_us: u64,
     /// Months (yyyymm) in which the device was heard.
     pub months: BTreeSet<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FrameUse {
-    pub device: String,
-    pub kind: FrameKind,
-    pub bytes: u32,
-    pub airtime_us: u32,
-    pub at: DateTime<Utc>,
 }
 
 pub struct Devices;
@@ -59,43 +43,6 @@ impl Table for Frames {
 }
 
 pub const TABLES: &[&str] = &[Devices::NAME, Frames::NAME];
-
-/// One device's figures for a period, as a statement carries them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Figures {
-    pub uplinks: u64,
-    pub downlinks: u64,
-    pub joins: u64,
-    pub bytes: u64,
-    pub airtime_us: u64,
-}
-
-impl Figures {
-    fn add(&mut self, f: &FrameUse) {
-        match f.kind {
-            FrameKind::Uplink => self.uplinks += 1,
-            FrameKind::Downlink => self.downlinks += 1,
-            FrameKind::Join => self.joins += 1,
-        }
-        self.bytes += f.bytes as u64;
-        self.airtime_us += f.airtime_us as u64;
-    }
-
-    pub fn frames(&self) -> u64 {
-        self.uplinks + self.downlinks + self.joins
-    }
-}
-
-/// A day of one agreement's traffic as one side counted it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DaySummary {
-    pub agreement: String,
-    pub day: NaiveDate,
-    pub totals: Figures,
-    pub devices: BTreeMap<String, Figures>,
-    /// Root of the Merkle tree over the day's frame hashes in ascending order.
-    pub merkle_root: String,
-}
 
 /// The Merkle root of sorted leaf hashes: pairs hashed up, an odd last node carried.
 pub fn merkle_root(mut level: Vec<[u8; 32]>) -> String {

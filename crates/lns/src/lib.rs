@@ -1,9 +1,9 @@
 //! LoRaWAN network server for one Entente node: devices and profiles, the join server,
 //! the uplink pipeline (dedup, MIC, frame counters, MAC commands) and Class A/C downlinks.
 
-pub mod device;
+pub use entente_devices::device;
 pub mod downlink;
-pub mod import;
+pub use entente_devices::import;
 pub mod join;
 mod maccommand;
 pub mod metrics;

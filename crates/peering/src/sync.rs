@@ -10,7 +10,7 @@ use libp2p::request_response::ResponseChannel;
 
 use crate::gateways::GATEWAYS_CHANNEL;
 use crate::metrics::PeerChannel;
-use crate::protocol::{MAX_SYNC_BYTES, SyncRequest, SyncResponse};
+use crate::protocol::{SyncRequest, SyncResponse};
 use crate::service::{Peering, read, write};
 
 /// Rounds of one replication session at most; each round moves at least one page or
@@ -123,18 +123,7 @@ impl SyncStats {
     }
 }
 
-/// A sync message in CBOR (byte fields stay bytes).
-pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {
-    cbor4ii::serde::to_vec(Vec::new(), v).map_err(|e| e.to_string())
-}
-
-/// A sync message from a peer: refused above the codec's cap, decoded without panics.
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    if bytes.len() as u64 > MAX_SYNC_BYTES {
-        return Err(format!("{} bytes, above the cap", bytes.len()));
-    }
-    cbor4ii::serde::from_slice(bytes).map_err(|e| e.to_string())
-}
+pub use entente_wire::sync::{decode, encode};
 
 /// Runs a session against a handler in this process (tests, benches): exactly what
 /// [`Peering::reconcile`] does over the network, `from` being the initiator.

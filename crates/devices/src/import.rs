@@ -9,7 +9,7 @@ use std::fmt;
 use entente_model::{DevAddr, DevEui, JoinEui, Position};
 
 use crate::device::{AbpKeys, Device, DeviceClass, Lifecycle, MacVersion, Profile, UseCase};
-use crate::keys::AesKey;
+use entente_frame::keys::AesKey;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ImportError {

@@ -11,7 +11,7 @@ use std::path::Path;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use entente_frame::DevAddrBlock;
 use entente_model::{JoinEui, MemberId};
-use libp2p::PeerId;
+use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize};
 
 pub const DOMAIN: &[u8] = b"entente/roster/v1\n";
@@ -132,7 +132,7 @@ pub struct Member {
     pub kind: MemberKind,
     pub public_key: VerifyingKey,
     pub peer_id: PeerId,
-    pub addresses: Vec<libp2p::Multiaddr>,
+    pub addresses: Vec<multiaddr::Multiaddr>,
     pub dev_addr_blocks: Vec<DevAddrBlock>,
     pub join_eui_ranges: Vec<JoinEuiRange>,
     pub roams_on: BTreeSet<MemberId>,
@@ -149,8 +149,8 @@ pub struct Roster {
 
 pub fn peer_id_of(key: &VerifyingKey) -> Result<PeerId, String> {
     let pk =
-        libp2p::identity::ed25519::PublicKey::try_from_bytes(key.as_bytes()).map_err(|e| e.to_string())?;
-    Ok(libp2p::identity::PublicKey::from(pk).to_peer_id())
+        libp2p_identity::ed25519::PublicKey::try_from_bytes(key.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(libp2p_identity::PublicKey::from(pk).to_peer_id())
 }
 
 fn signed_bytes(body: &str) -> Vec<u8> {

@@ -50,7 +50,7 @@ pub fn difference(a: &DaySummary, b: &DaySummary) -> u64 {
     for k in keys {
         let x = a.devices.get(k).map_or(0, |f| f.frames());
         let y = b.devices.get(k).map_or(0, |f| f.frames());
-        diff += x.abs_diff(y);
+        diff = diff.saturating_add(x.abs_diff(y));
     }
     diff
 }
@@ -62,7 +62,8 @@ pub fn within_tolerance(a: &DaySummary, b: &DaySummary, per_mille: u32) -> bool 
         return true;
     }
     let total = a.totals.frames().max(b.totals.frames());
-    difference(a, b) * 1000 <= total * per_mille as u64
+    // In u128: the figures of a peer's statement may be anything up to u64::MAX.
+    u128::from(difference(a, b)) * 1000 <= u128::from(total) * u128::from(per_mille)
 }
 
 /// The dispute `raised_by` records against a statement it cannot countersign.
@@ -103,5 +104,40 @@ pub fn dispute(
         statement_merkle_root: s.summary.merkle_root.clone(),
         our_merkle_root: ours.merkle_root.clone(),
         devices,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn summary(uplinks: u64, downlinks: u64, root: &str) -> DaySummary {
+        let f = Figures {
+            uplinks,
+            downlinks,
+            ..Figures::default()
+        };
+        DaySummary {
+            agreement: "a".into(),
+            day: NaiveDate::from_ymd_opt(2026, 5, 31).unwrap(),
+            totals: f.clone(),
+            devices: BTreeMap::from([("addr:26011BDA".into(), f)]),
+            merkle_root: root.into(),
+        }
+    }
+
+    /// A peer's statement carries whatever figures it likes: comparing it with ours
+    /// saturates instead of overflowing (a panic in a debug build, a wrong answer in a
+    /// release one).
+    #[test]
+    fn figures_near_u64_max_compare_without_overflow() {
+        let (theirs, ours) = (summary(u64::MAX, u64::MAX, "ab"), summary(3, 0, "cd"));
+        assert_eq!(theirs.totals.frames(), u64::MAX);
+        assert_eq!(difference(&theirs, &ours), u64::MAX - 3);
+        assert!(!within_tolerance(&theirs, &ours, 10));
+        assert!(within_tolerance(&theirs, &ours, 1000));
+        assert!(within_tolerance(&theirs, &theirs, 0));
     }
 }

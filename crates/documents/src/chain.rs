@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::sig::{sign_hex, verify_hex};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use entente_agreements::sig::{sign_hex, verify_hex};
 use entente_model::MemberId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
