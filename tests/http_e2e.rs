@@ -74,3 +74,55 @@ async fn api_connections_that_dawdle_are_closed() {
     );
     net.node.stop().await.unwrap();
 }
+
+/// With a certificate and key in node.toml the API is served over TLS only: a client
+/// that trusts the certificate gets its answer, a plain HTTP request gets none, and a key
+/// that others may read is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_over_tls() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = tempfile::tempdir().unwrap();
+    let signed = rcgen::generate_simple_self_signed(vec!["entente.test".to_string()]).unwrap();
+    let (cert, key) = (pki.path().join("api.crt"), pki.path().join("api.key"));
+    std::fs::write(&cert, signed.cert.pem()).unwrap();
+    std::fs::write(&key, signed.key_pair.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tls_lines = format!("tls_cert = {cert:?}\ntls_key = {key:?}");
+    let net = net_with(0, |c| c.replace("# tls_cert = \"api.crt\"", &tls_lines)).await;
+    let api = net.node.listening.api;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(signed.cert.pem().as_bytes()).unwrap())
+        .resolve("entente.test", api)
+        .build()
+        .unwrap();
+    let url = format!("https://entente.test:{}/health", api.port());
+    let health = client.get(&url).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let gateways = client
+        .get(format!("https://entente.test:{}/v1/gateways", api.port()))
+        .bearer_auth(&net.node.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gateways.status(), StatusCode::OK);
+    // Plain HTTP on the TLS port: no answer.
+    let plain = reqwest::get(net.node.url("/health")).await;
+    assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
+    // A client that does not trust the certificate: refused by the client's check.
+    let untrusting = reqwest::Client::builder()
+        .resolve("entente.test", api)
+        .build()
+        .unwrap();
+    assert!(untrusting.get(&url).send().await.is_err());
+    net.node.stop().await.unwrap();
+    // A key file others can read: the node does not start.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(EXE)
+        .args(["node", "--config"])
+        .arg(net.dir.path().join("node.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("api.key"), "{stderr}");
+}

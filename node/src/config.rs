@@ -77,6 +77,10 @@ pub struct ApiSection {
     /// From a request's headers to its response, body included (408 after it).
     #[serde(with = "humantime_serde")]
     pub request_timeout: std::time::Duration,
+    /// PEM certificate chain and private key (0600): the API is served over TLS when
+    /// both are set, plain HTTP when neither is.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiSection {
@@ -87,6 +91,8 @@ impl Default for ApiSection {
             token_file: defaults::token_file(),
             header_read_timeout: limits.header_read_timeout,
             request_timeout: limits.request_timeout,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -103,7 +109,12 @@ impl ApiSection {
         use std::time::Duration;
         let (second, hour) = (Duration::from_secs(1), Duration::from_secs(3600));
         settings::duration_between("header_read_timeout", self.header_read_timeout, second, hour)?;
-        settings::duration_between("request_timeout", self.request_timeout, second, hour)
+        settings::duration_between("request_timeout", self.request_timeout, second, hour)?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err(Invalid::new("tls_key", "is needed with tls_cert")),
+            (None, Some(_)) => Err(Invalid::new("tls_cert", "is needed with tls_key")),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -23,8 +23,8 @@ pub struct Initialised {
 }
 
 pub fn run(a: &InitArgs<'_>) -> Result<Initialised> {
-    if a.name.trim().is_empty() {
-        bail!("--name must not be empty");
+    if a.name.trim().is_empty() || a.name.trim().chars().count() > 200 {
+        bail!("--name must be 1 to 200 characters");
     }
     std::fs::create_dir_all(a.dir).with_context(|| format!("cannot create {}", a.dir.display()))?;
     let config = a.dir.join("node.toml");
@@ -121,6 +121,9 @@ token_file = "operator.token"
 # of its last response: idle connections are closed), and get its answer within the next.
 # header_read_timeout = "10s"
 # request_timeout = "60s"
+# Serve the API over TLS: a PEM certificate chain and its private key (mode 0600).
+# tls_cert = "api.crt"
+# tls_key = "api.key"
 
 [lns]
 # NetID (6 hex digits; 000000 for a private network).
@@ -183,6 +186,37 @@ token_file = "operator.token"
     )
 }
 
+/// The template with every `# key = value` line uncommented: every setting written out,
+/// each at its default.
+#[cfg(test)]
+pub(crate) fn uncommented(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(kv)
+                if kv
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+            {
+                kv
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A full template for `member`, for tests.
+#[cfg(test)]
+pub(crate) fn template_for(member: &MemberId) -> String {
+    template(&InitArgs {
+        dir: Path::new("."),
+        member,
+        name: "SMO",
+        gateway_port: 1700,
+        api_port: 8080,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,28 +264,8 @@ mod tests {
     #[test]
     fn the_template_shows_each_crates_defaults() {
         let member: MemberId = "smo-vdln".parse().unwrap();
-        let args = InitArgs {
-            dir: Path::new("."),
-            member: &member,
-            name: "SMO",
-            gateway_port: 1700,
-            api_port: 8080,
-        };
-        let text = template(&args);
-        let uncommented: Vec<&str> = text
-            .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(kv)
-                    if kv
-                        .split_once(" = ")
-                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
-                {
-                    kv
-                }
-                _ => l,
-            })
-            .collect();
-        let cfg = NodeConfig::parse(&uncommented.join("\n"), Path::new("node.toml")).unwrap();
+        let uncommented = uncommented(&template_for(&member));
+        let cfg = NodeConfig::parse(&uncommented, Path::new("node.toml")).unwrap();
         assert_eq!(cfg.gateway, entente_gateway::ServerConfig::default());
         assert_eq!(cfg.lns, entente_lns::LnsConfig::default());
         assert_eq!(cfg.federation, entente_peering::PeeringConfig::default());

@@ -4,6 +4,8 @@
 pub mod agreement;
 pub mod bench;
 pub mod config;
+#[cfg(test)]
+mod config_mutations;
 pub mod demo;
 pub mod device;
 pub mod directory;

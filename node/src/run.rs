@@ -230,8 +230,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         move |stop| flush_periodically(registry, every, stop)
     });
     let limits = cfg.api.limits();
+    let tls = api_tls(&cfg)?;
     tasks.start("api", move |stop| async move {
-        if let Err(e) = entente_api::serve(listener, state, limits, stop).await {
+        if let Err(e) = entente_api::serve(listener, state, limits, tls, stop).await {
             error!("API server ended with an error: {e}");
         }
     });
@@ -517,4 +518,16 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// The API's TLS configuration, when node.toml names a certificate and key; the key must
+/// be readable by the node's user only.
+fn api_tls(cfg: &NodeConfig) -> Result<Option<entente_api::TlsConfig>> {
+    let (Some(cert), Some(key)) = (&cfg.api.tls_cert, &cfg.api.tls_key) else {
+        return Ok(None);
+    };
+    let (cert, key) = (cfg.resolve(cert), cfg.resolve(key));
+    crate::keys::refuse_if_readable_by_others(&key)?;
+    let tls = entente_api::tls_config(&cert, &key).map_err(|e| anyhow::anyhow!("api TLS: {e}"))?;
+    Ok(Some(tls))
 }

@@ -21,7 +21,7 @@ use entente_gateway::{GatewayMetrics, Registry};
 use entente_model::MemberId;
 
 pub use error::ApiError;
-pub use serve::{HttpLimits, serve};
+pub use serve::{HttpLimits, TlsConfig, serve, tls_config};
 
 /// Everything the handlers need; cheap to clone.
 #[derive(Clone)]

@@ -3,6 +3,9 @@
 //! keeps a connection idle between requests, is cut off) and every request a deadline for
 //! its whole handling, body included.
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -36,16 +39,49 @@ impl Default for HttpLimits {
     }
 }
 
+async fn ended<E: std::fmt::Display>(conn: impl Future<Output = Result<(), E>>, peer: SocketAddr) {
+    if let Err(e) = conn.await {
+        debug!(%peer, error = %e, "API connection ended");
+    }
+}
+
+/// What the API serves TLS with.
+pub type TlsConfig = Arc<rustls::ServerConfig>;
+
+/// The API's TLS configuration from a PEM certificate chain and private key.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<TlsConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    Ok(Arc::new(config))
+}
+
 /// How long requests in flight may run on once `shutdown` is cancelled.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves until `shutdown` is cancelled, then lets requests in flight finish.
+/// Serves until `shutdown` is cancelled, then lets requests in flight finish; over TLS
+/// when `tls` is given (the handshake too must end within the header deadline).
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     limits: HttpLimits,
+    tls: Option<TlsConfig>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = router(state).layer(TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         limits.request_timeout,
@@ -69,10 +105,21 @@ pub async fn serve(
             }
         };
         let service = TowerToHyperService::new(app.clone());
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(acceptor) = tls.clone() else {
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(ended(conn, peer));
+            continue;
+        };
+        let (http, watcher) = (http.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "API connection ended");
+            let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(stream)) => {
+                    let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                    ended(conn, peer).await;
+                }
+                Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => debug!(%peer, "TLS handshake too slow"),
             }
         });
     }
