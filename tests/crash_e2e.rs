@@ -121,7 +121,7 @@ async fn frames_acknowledged_survive_a_kill_9_of_either_side() {
         &"tours-metropole".parse().unwrap(),
         &"smo-vdln".parse().unwrap(),
         &fleet,
-        1_000_000,
+        86_400,
         chrono::Utc::now() - chrono::TimeDelta::days(1),
     );
     entente::agreement::establish(&f.nodes[1], &f.nodes[0], &a)

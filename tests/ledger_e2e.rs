@@ -123,8 +123,24 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Tours signs the day's statement; the SMO's count matches and it countersigns.
+    // A day is stated once it is over: today's is refused.
     let day = today(tours).await;
+    let early = tours
+        .api(reqwest::Method::POST, "/v1/ledger/statements")
+        .json(&json!({"agreement": ID, "day": day}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status().as_u16(), 422);
+    let why = early.text().await.unwrap();
+    assert!(why.contains("has not ended"), "{why}");
+    // The day ends on both sides; Tours signs its statement, the SMO's count matches and
+    // it countersigns.
+    for n in [tours, smo] {
+        n.post_json("/v1/clock", &json!({"advance_secs": 86_400}))
+            .await
+            .unwrap();
+    }
     tours
         .post_json("/v1/ledger/statements", &json!({"agreement": ID, "day": day}))
         .await
@@ -149,6 +165,11 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     wait_json(smo, &usage, "8 uplinks", |v| uplinks(v) == 8).await;
     wait_json(tours, &usage, "8 uplinks", |v| uplinks(v) == 8).await;
     let ahead = today(tours).await;
+    for n in [tours, smo] {
+        n.post_json("/v1/clock", &json!({"advance_secs": 86_400}))
+            .await
+            .unwrap();
+    }
     tours
         .post_json("/v1/ledger/statements", &json!({"agreement": ID, "day": ahead}))
         .await

@@ -293,22 +293,31 @@ fn the_aix_marseille_model_fits_the_same_data() {
     assert!(back.rate_per_second() >= 1);
 }
 
+/// Terms the calendar cannot hold, a tolerance over 100 %, a threshold that overflows:
+/// refused when proposed and when a peer's signed bytes carry them, never a panic.
 #[test]
-fn absurd_terms_from_a_document_do_not_panic() {
+fn absurd_terms_are_refused_from_a_file_or_a_peer() {
     let p = Parties::new();
-    let mut a = tours_smo(1, 1);
-    a.duration_months = u32::MAX;
-    a.notice_months = u32::MAX;
-    let mut s = SignedAgreement::propose(&a, &id("smo-vdln"), &p.smo).unwrap();
-    let now = t("2026-02-01T00:00:00Z");
-    let mut r = Record::propose(s.clone(), &id("smo-vdln"), now, &p.keys()).unwrap();
-    s.sign(&id("tours-metropole"), &p.tours).unwrap();
-    r.approve(s, &id("tours-metropole"), now, &p.keys()).unwrap();
-    r.tick(t("2200-01-01T00:00:00Z")).unwrap();
-    assert_eq!(r.state, State::Active, "a term beyond the calendar never ends");
-    r.terminate(&id("smo-vdln"), now).unwrap();
-    r.tick(t("2200-01-01T00:00:00Z")).unwrap();
-    assert_eq!(r.state, State::Terminating);
+    let absurd: [fn(&mut Agreement); 5] = [
+        |a| a.duration_months = u32::MAX,
+        |a| a.notice_months = u32::MAX,
+        |a| a.count_tolerance_per_mille = 1001,
+        |a| a.substantial_change_pct = u32::MAX,
+        |a| a.users[0].messages_per_day = u32::MAX,
+    ];
+    for change in absurd {
+        let mut a = tours_smo(1, 1);
+        change(&mut a);
+        let e = SignedAgreement::propose(&a, &id("smo-vdln"), &p.smo).unwrap_err();
+        assert!(e.to_string().contains("out of bounds"), "{e}");
+        // The same bytes from a peer: decoding refuses them.
+        let from_peer = SignedAgreement {
+            bytes: serde_json::to_vec(&a).unwrap(),
+            signatures: Default::default(),
+        };
+        let e = from_peer.agreement().unwrap_err();
+        assert!(e.to_string().contains("out of bounds"), "{e}");
+    }
 }
 
 #[test]

@@ -25,7 +25,8 @@ impl From<LnsError> for ApiError {
             LnsError::InvalidDevice(..)
             | LnsError::DevAddrOutsideBlock(_)
             | LnsError::BadFPort(_)
-            | LnsError::PayloadTooLarge(_) => {
+            | LnsError::PayloadTooLarge(_)
+            | LnsError::PayloadOverRx2 { .. } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
             }
             LnsError::Store(s) => Self::internal(s),

@@ -68,6 +68,12 @@ impl NewRecipient {
             RecipientKind::HttpPush { url, .. } if !http(url) => {
                 Err(format!("{url:?} is not an http(s) URL"))
             }
+            RecipientKind::HttpPush {
+                authorization: Some(a),
+                ..
+            } if reqwest::header::HeaderValue::from_str(a).is_err() || a.len() > 4096 => {
+                Err("authorization must be a header value (visible ASCII, at most 4096 bytes)".into())
+            }
             RecipientKind::FilePush { interval_secs, .. }
                 if !(1..=MAX_FILE_INTERVAL_SECS).contains(interval_secs) =>
             {

@@ -48,11 +48,21 @@ impl Default for DeliveryConfig {
 
 impl DeliveryConfig {
     /// What serde cannot check: non-zero periods, a backoff that can grow, a timeout an
-    /// application server can meet.
+    /// application server can meet; no period so long that a date computed with it
+    /// leaves the calendar.
     pub fn validate(&self) -> Result<(), Invalid> {
         let std = |d: TimeDelta| d.to_std().unwrap_or_default();
         let ms = Duration::from_millis;
-        settings::duration_at_least("retention", std(self.retention), Duration::from_secs(1))?;
+        let day = Duration::from_secs(86_400);
+        // The conventions keep data 6 years at most; a day of backoff is already a retry
+        // nobody waits for.
+        settings::duration_between(
+            "retention",
+            std(self.retention),
+            Duration::from_secs(1),
+            2200 * day,
+        )?;
+        settings::duration_between("backoff_max", std(self.backoff_max), ms(1), day)?;
         settings::duration_between(
             "backoff_base",
             std(self.backoff_base),

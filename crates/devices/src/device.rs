@@ -187,6 +187,9 @@ impl Device {
         if p.measured_quantities == 0 {
             return Err("a device measures at least one quantity".into());
         }
+        if let Some(position) = self.position {
+            position.validate().map_err(|e| e.to_string())?;
+        }
         match &self.abp {
             Some(abp) => {
                 if p.mac_version.is_11() && (abp.s_nwk_s_int_key.is_none() || abp.nwk_s_enc_key.is_none()) {

@@ -173,7 +173,57 @@ pub struct AdminAccount {
     pub scope: String,
 }
 
+/// The most messages a device can declare a day: one a second.
+pub const MAX_MESSAGES_PER_DAY: u32 = 86_400;
+
 impl Agreement {
+    /// What an agreement's figures may be, whoever wrote it (an operator's file or a
+    /// peer's proposal): an id that is a plain key in tables, CSV and paths, a term and a
+    /// notice the calendar can hold, a tolerance and a threshold that mean something.
+    pub fn validate(&self) -> Result<(), String> {
+        if !crate::Dossier::valid_id(&self.id) {
+            return Err(format!(
+                "{:?} is not an agreement id (1 to 64 of a-z, A-Z, 0-9, '-', '_', '.')",
+                self.id
+            ));
+        }
+        if self.host == self.guest {
+            return Err("host and guest must be two members".into());
+        }
+        let earliest = DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or_default(); // 2000-01-01
+        let latest = DateTime::<Utc>::from_timestamp(7_258_118_400, 0).unwrap_or_default(); // 2200-01-01
+        if !(earliest..latest).contains(&self.start) {
+            return Err(format!("start {} is outside 2000..2200", self.start));
+        }
+        let bounded = [
+            ("duration_months", self.duration_months, 1, 1200),
+            ("notice_months", self.notice_months, 0, 120),
+            (
+                "count_tolerance_per_mille",
+                self.count_tolerance_per_mille,
+                0,
+                1000,
+            ),
+            ("substantial_change_pct", self.substantial_change_pct, 0, 10_000),
+        ];
+        for (field, value, min, max) in bounded {
+            if !(min..=max).contains(&value) {
+                return Err(format!("{field} {value} is outside {min}..{max}"));
+            }
+        }
+        if let Some(u) = self
+            .users
+            .iter()
+            .find(|u| u.messages_per_day > MAX_MESSAGES_PER_DAY)
+        {
+            return Err(format!(
+                "user {:?}: messages_per_day {} is over {MAX_MESSAGES_PER_DAY}",
+                u.name, u.messages_per_day
+            ));
+        }
+        Ok(())
+    }
+
     /// Every DevEUI declared by any user.
     pub fn declared_devices(&self) -> BTreeSet<DevEui> {
         self.users
@@ -210,7 +260,8 @@ impl Agreement {
             return true;
         }
         let grow = |old: u64, new: u64| {
-            old == 0 && new > 0 || new * 100 > old * (100 + self.substantial_change_pct as u64)
+            let (old, new) = (u128::from(old), u128::from(new));
+            old == 0 && new > 0 || new * 100 > old * (100 + u128::from(self.substantial_change_pct))
         };
         let devices = |a: &Agreement| a.declared_devices().len() as u64;
         let freq = |a: &Agreement| {

@@ -17,6 +17,8 @@ pub const DOMAIN: &[u8] = b"entente/agreement/v1\n";
 pub enum SignError {
     #[error("the agreement bytes are not a valid agreement: {0}")]
     Decode(String),
+    #[error("the agreement is out of bounds: {0}")]
+    OutOfBounds(String),
     #[error("{0} is not a party to this agreement")]
     NotAParty(MemberId),
     #[error("the signature of {0} does not verify over these bytes")]
@@ -40,6 +42,7 @@ impl SignedAgreement {
         if !a.parties().contains(&proposer) {
             return Err(SignError::NotAParty(proposer.clone()));
         }
+        a.validate().map_err(SignError::OutOfBounds)?;
         let bytes = serde_json::to_vec(a).map_err(|e| SignError::Decode(e.to_string()))?;
         let mut s = SignedAgreement {
             bytes,
@@ -49,8 +52,13 @@ impl SignedAgreement {
         Ok(s)
     }
 
+    /// The agreement these bytes hold, within bounds: a peer's proposal is checked as
+    /// our own.
     pub fn agreement(&self) -> Result<Agreement, SignError> {
-        serde_json::from_slice(&self.bytes).map_err(|e| SignError::Decode(e.to_string()))
+        let a: Agreement =
+            serde_json::from_slice(&self.bytes).map_err(|e| SignError::Decode(e.to_string()))?;
+        a.validate().map_err(SignError::OutOfBounds)?;
+        Ok(a)
     }
 
     /// Adds `member`'s signature; only a party may sign.

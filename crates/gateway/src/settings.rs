@@ -47,10 +47,19 @@ impl ServerConfig {
         if !(64..=65_507).contains(&self.max_datagram_bytes) {
             return Err(Invalid::new("max_datagram_bytes", "must be between 64 and 65507"));
         }
-        settings::at_least("frame_queue", self.frame_queue, 1)?;
-        let second = Duration::from_secs(1);
-        settings::duration_at_least("online_window", self.online_window, second)?;
-        settings::duration_at_least("status_flush", self.status_flush, second)
+        if !(1..=16_777_216).contains(&self.frame_queue) {
+            return Err(Invalid::new("frame_queue", "must be between 1 and 16777216"));
+        }
+        // The kernel takes an int: a larger value would reach it truncated.
+        if !(4096..=i32::MAX as usize).contains(&self.recv_buffer_bytes) {
+            return Err(Invalid::new(
+                "recv_buffer_bytes",
+                "must be between 4096 and 2147483647",
+            ));
+        }
+        let (second, day) = (Duration::from_secs(1), Duration::from_secs(86_400));
+        settings::duration_between("online_window", self.online_window, second, day)?;
+        settings::duration_between("status_flush", self.status_flush, second, day)
     }
 }
 
@@ -92,12 +101,17 @@ mod tests {
             e.contains("unknown field") && e.contains("online_window_secs"),
             "{e}"
         );
+        let e = parse("recv_buffer_bytes = 4294967296\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "recv_buffer_bytes");
         let e = parse("max_datagram_bytes = 3\n").unwrap().validate().unwrap_err();
         assert_eq!(e.field, "max_datagram_bytes");
         let e = parse("status_flush = \"0s\"\n").unwrap().validate().unwrap_err();
         assert_eq!(
             (e.field, e.reason.as_str()),
-            ("status_flush", "must be at least 1s")
+            ("status_flush", "must be between 1s and 1day")
         );
     }
 }

@@ -180,6 +180,12 @@ impl Accounts {
                 a.host
             )));
         }
+        let today = self.clock.now().date_naive();
+        if day >= today {
+            return Err(AccountsError::Invalid(format!(
+                "{day} has not ended (today is {today}): a day is stated once it is over"
+            )));
+        }
         let _issuing = self.issuing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = self.statement_for(agreement, &self.me, day)? {
             return Ok(e);
@@ -284,13 +290,24 @@ impl Accounts {
                 a.host
             )));
         }
+        let now = self.clock.now();
+        // The yearly fee counts the objects declared on 1 January: billed from that day.
+        // A catalogue bills the year's use: once the year is over.
+        let last_billable = match policy.rule {
+            Rule::AnnualDeclared { .. } => now.year(),
+            Rule::Catalogue { .. } => now.year() - 1,
+        };
+        if year > last_billable {
+            return Err(AccountsError::Invalid(format!(
+                "{year} cannot be invoiced yet under {agreement}'s policy (the latest is {last_billable})"
+            )));
+        }
         let _issuing = self.issuing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(issued) =
             self.issued::<Invoice>(agreement, Kind::BillingRecord, |i| i.period_start.year() == year)?
         {
             return Ok(issued);
         }
-        let now = self.clock.now();
         let inv = match policy.rule {
             Rule::AnnualDeclared { .. } => {
                 let jan1 = billing::first_of_january(year).ok_or(billing::BillingError::BadYear(year))?;
@@ -371,6 +388,12 @@ impl Accounts {
     /// The yearly device-count statement of the guest's devices known to this node.
     pub fn issue_device_count(&self, agreement: &str, year: i32) -> Result<Entry, AccountsError> {
         let a = self.book.record(agreement)?.effective()?;
+        let this_year = self.clock.now().year();
+        if year > this_year {
+            return Err(AccountsError::Invalid(format!(
+                "{year} has not begun (this is {this_year}): its devices cannot be counted"
+            )));
+        }
         let _issuing = self.issuing.lock().unwrap_or_else(|e| e.into_inner());
         let held =
             self.issued::<DeviceCountStatement>(agreement, Kind::DeviceCountStatement, |d| d.year == year)?;

@@ -148,7 +148,7 @@ pub fn annual_declared(
         ),
         quantity: declared_on_1_january,
         unit_price: tao,
-        amount: Cents((tao.0 as i128 * declared_on_1_january as i128).min(i64::MAX as i128) as i64),
+        amount: Cents::clamped(i128::from(tao.0) * i128::from(declared_on_1_january)),
     };
     Ok(invoice(
         policy,
@@ -191,9 +191,9 @@ impl UnitMonths {
         if m == 0 {
             return;
         }
-        let um = m * units(quantities, self.per_unit) as u64;
+        let um = m.saturating_mul(units(quantities, self.per_unit) as u64);
         match self.by_use_case.get_mut(use_case) {
-            Some(v) => *v += um,
+            Some(v) => *v = v.saturating_add(um),
             None => {
                 self.by_use_case.insert(use_case.to_string(), um);
             }
@@ -226,7 +226,7 @@ pub fn catalogue_invoice(
                 description: format!("{s}, {case}: {unit_months} unit-months at {price} per unit and year"),
                 quantity: *unit_months,
                 unit_price: price,
-                amount: Cents(round_div(price.0 as i128 * *unit_months as i128, 12) as i64),
+                amount: Cents::clamped(round_div(i128::from(price.0) * i128::from(*unit_months), 12)),
             });
         }
     }
@@ -270,9 +270,9 @@ pub fn penalties(
     let Some(p) = &policy.penalties else {
         return Cents(0);
     };
-    let raw = Cents(
-        p.per_non_conformity_cents * non_conformities as i64
-            + p.per_week_of_delay_cents * weeks_of_delay as i64,
+    let raw = Cents::clamped(
+        i128::from(p.per_non_conformity_cents) * i128::from(non_conformities)
+            + i128::from(p.per_week_of_delay_cents) * i128::from(weeks_of_delay),
     );
     raw.min(year_amount.percent_bp(p.cap_bp))
 }
@@ -286,17 +286,17 @@ pub fn penalty_line(amount: Cents, non_conformities: u32, weeks_of_delay: u32) -
             "Pénalités: {non_conformities} non-conformités, {weeks_of_delay} semaines de retard (plafond appliqué)"
         ),
         quantity: 1,
-        unit_price: Cents(-amount.0),
-        amount: Cents(-amount.0),
+        unit_price: Cents(amount.0.saturating_neg()),
+        amount: Cents(amount.0.saturating_neg()),
     }
 }
 
 /// A non-member's yearly subscription: a rate per inhabitant, capped.
 pub fn subscription(policy: &BillingPolicy, inhabitants: u64) -> Cents {
     match &policy.subscription {
-        Some(s) => {
-            Cents((s.cents_per_inhabitant as i128 * inhabitants as i128).min(s.cap_cents as i128) as i64)
-        }
+        Some(s) => Cents::clamped(
+            (i128::from(s.cents_per_inhabitant) * i128::from(inhabitants)).min(s.cap_cents.into()),
+        ),
         None => Cents(0),
     }
 }

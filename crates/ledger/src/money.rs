@@ -9,12 +9,18 @@ pub struct Cents(pub i64);
 
 impl Cents {
     pub fn euros(e: i64) -> Cents {
-        Cents(e * 100)
+        Cents(e.saturating_mul(100))
+    }
+
+    /// An amount computed wider, held at the bounds of what a cent count can say (a
+    /// policy's prices are bounded far below them; this keeps a sum from wrapping).
+    pub fn clamped(wide: i128) -> Cents {
+        Cents(wide.clamp(i64::MIN.into(), i64::MAX.into()) as i64)
     }
 
     /// `self x num / den`, rounded half away from zero; `den` must not be 0.
     pub fn mul_div(self, num: i64, den: i64) -> Cents {
-        Cents(round_div(self.0 as i128 * num as i128, den as i128) as i64)
+        Cents::clamped(round_div(i128::from(self.0) * i128::from(num), i128::from(den)))
     }
 
     /// `self x rate`, the rate in basis points (2 000 = 20 %).
@@ -39,26 +45,26 @@ pub fn round_div(n: i128, d: i128) -> i128 {
 impl std::ops::Add for Cents {
     type Output = Cents;
     fn add(self, o: Cents) -> Cents {
-        Cents(self.0 + o.0)
+        Cents(self.0.saturating_add(o.0))
     }
 }
 
 impl std::ops::Sub for Cents {
     type Output = Cents;
     fn sub(self, o: Cents) -> Cents {
-        Cents(self.0 - o.0)
+        Cents(self.0.saturating_sub(o.0))
     }
 }
 
 impl std::ops::AddAssign for Cents {
     fn add_assign(&mut self, o: Cents) {
-        self.0 += o.0;
+        self.0 = self.0.saturating_add(o.0);
     }
 }
 
 impl std::iter::Sum for Cents {
     fn sum<I: Iterator<Item = Cents>>(it: I) -> Cents {
-        Cents(it.map(|c| c.0).sum())
+        Cents::clamped(it.map(|c| i128::from(c.0)).sum())
     }
 }
 

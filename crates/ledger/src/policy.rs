@@ -75,6 +75,10 @@ pub struct Subscription {
     pub cap_cents: i64,
 }
 
+/// The highest price a policy may set, in cents (ten billion euros): a year's amount for
+/// any number of devices then stays far inside what cents can count.
+pub const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
+
 impl BillingPolicy {
     pub fn parse(text: &str, path: &str) -> Result<BillingPolicy, PolicyError> {
         let p: BillingPolicy = toml::from_str(text).map_err(|e| PolicyError::Invalid {
@@ -91,8 +95,8 @@ impl BillingPolicy {
         match &p.rule {
             Rule::AnnualDeclared {
                 tariff_per_object_cents,
-            } if *tariff_per_object_cents < 0 => {
-                return Err(bad("a tariff cannot be negative"));
+            } if !(0..=MAX_PRICE_CENTS).contains(tariff_per_object_cents) => {
+                return Err(bad("a tariff is 0 to 10 000 000 000 EUR"));
             }
             Rule::Catalogue {
                 quantities_per_unit: 0,
@@ -100,8 +104,12 @@ impl BillingPolicy {
             } => {
                 return Err(bad("quantities_per_unit must be at least 1"));
             }
-            Rule::Catalogue { prices, .. } if prices.iter().any(|p| p.cents_per_year < 0) => {
-                return Err(bad("a price cannot be negative"));
+            Rule::Catalogue { prices, .. }
+                if prices
+                    .iter()
+                    .any(|p| !(0..=MAX_PRICE_CENTS).contains(&p.cents_per_year)) =>
+            {
+                return Err(bad("a price is 0 to 10 000 000 000 EUR"));
             }
             _ => {}
         }

@@ -33,6 +33,8 @@ pub enum LnsError {
     BadFPort(u8),
     #[error("payload of {0} bytes is over the 242 bytes LoRaWAN allows")]
     PayloadTooLarge(usize),
+    #[error("payload of {len} bytes is over the {max} bytes a Class C downlink carries at RX2's DR{dr}")]
+    PayloadOverRx2 { len: usize, max: usize, dr: u8 },
 }
 
 /// Receives every accepted uplink inside the write batch that stores it, so whatever the
@@ -257,6 +259,18 @@ impl NetworkServer {
             return Err(LnsError::PayloadTooLarge(payload.len()));
         }
         let device = self.device(eui)?;
+        if device.profile.class == DeviceClass::C {
+            // Class C frames go out in RX2 only: FHDR without FOpts and the FPort besides.
+            let dr = device.profile.rx2_dr;
+            let max = Eu868::max_mac_payload(dr).unwrap_or(51).saturating_sub(8);
+            if payload.len() > max {
+                return Err(LnsError::PayloadOverRx2 {
+                    len: payload.len(),
+                    max,
+                    dr,
+                });
+            }
+        }
         let item = QueueItem {
             id: self.seq()?,
             fport,

@@ -57,21 +57,28 @@ pub struct OffsetClock {
     offset_micros: AtomicI64,
 }
 
+/// How far ahead a test clock may run: a century keeps every date it gives within what
+/// timestamps and the calendar can hold, however many times it is moved.
+const MAX_OFFSET_MICROS: i64 = 100 * 366 * 86_400 * 1_000_000;
+
 impl OffsetClock {
     pub fn new(offset: TimeDelta) -> Self {
+        let us = offset.num_microseconds().unwrap_or(MAX_OFFSET_MICROS);
         Self {
-            offset_micros: AtomicI64::new(offset.num_microseconds().unwrap_or(0).max(0)),
+            offset_micros: AtomicI64::new(us.clamp(0, MAX_OFFSET_MICROS)),
         }
     }
 
-    /// Moves the clock forward; a negative step is ignored, time never goes back.
+    /// Moves the clock forward, up to a century in all; a negative step is ignored, time
+    /// never goes back.
     pub fn advance(&self, by: TimeDelta) -> TimeDelta {
-        let us = by.num_microseconds().unwrap_or(0).max(0);
-        let total = self
+        let us = by.num_microseconds().unwrap_or(MAX_OFFSET_MICROS).max(0);
+        let step = |total: i64| Some(total.saturating_add(us).min(MAX_OFFSET_MICROS));
+        let before = self
             .offset_micros
-            .fetch_add(us, Ordering::SeqCst)
-            .saturating_add(us);
-        TimeDelta::microseconds(total)
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, step)
+            .unwrap_or_default();
+        TimeDelta::microseconds(before.saturating_add(us).min(MAX_OFFSET_MICROS))
     }
 
     pub fn offset(&self) -> TimeDelta {
@@ -88,6 +95,20 @@ impl Clock for OffsetClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offset_clock_stops_a_century_ahead() {
+        let c = OffsetClock::new(TimeDelta::MAX);
+        assert_eq!(c.offset().num_microseconds(), Some(MAX_OFFSET_MICROS));
+        let c = OffsetClock::new(TimeDelta::zero());
+        for _ in 0..20 {
+            c.advance(TimeDelta::days(20 * 365));
+        }
+        assert_eq!(c.offset().num_microseconds(), Some(MAX_OFFSET_MICROS));
+        assert!(c.now() > Utc::now() + TimeDelta::days(36_500));
+        c.advance(TimeDelta::days(-5));
+        assert_eq!(c.offset().num_microseconds(), Some(MAX_OFFSET_MICROS));
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told() {

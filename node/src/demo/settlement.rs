@@ -62,8 +62,10 @@ async fn answered_statements(node: &NodeProcess, path: &str) -> Result<Value> {
 }
 
 impl Federation {
-    /// The hosts sign each day's usage statement; the guests answer.
+    /// The last day ends (a day is stated once it is over); the hosts sign each day's
+    /// usage statement; the guests answer.
     pub async fn statements(&self) -> Result<Vec<Value>> {
+        self.advance(86_400).await?;
         let mut out = Vec::new();
         for a in &self.sc.agreements {
             let h = self.node(self.sc.member_index(&a.host)?)?;

@@ -102,7 +102,13 @@ impl NetworkServer {
             AnswerKind::Fresh { acked } => self.live_queue_head(index, s, acked)?,
             AnswerKind::ReAck => (None, 0),
         };
-        let mut item = item.filter(|it| a.fits(it, rx1));
+        let mut item = match item {
+            Some(it) if !a.fits(&it, rx1) => {
+                self.missed_window(s, it, rx1)?;
+                None
+            }
+            item => item,
+        };
         if item.is_none() && a.is_empty() {
             return Ok(None);
         }
@@ -124,6 +130,20 @@ impl NetworkServer {
             rx2,
             queue_item: item,
         }))
+    }
+
+    /// An item too long for this answer's RX1 even without MAC commands counts an
+    /// attempt: one that never fits the rates the device uses is given up after
+    /// `MAX_ATTEMPTS` answers instead of holding the queue behind it for ever.
+    fn missed_window(&self, s: &Session, mut it: QueueItem, rx1: Window) -> Result<(), LnsError> {
+        let max = Eu868::max_mac_payload(rx1.data_rate).unwrap_or(51);
+        if FHDR_AND_FPORT + it.payload.len() <= max {
+            return Ok(());
+        }
+        it.attempts += 1;
+        self.store
+            .put::<DownlinkQueue>(&(s.dev_eui, it.id), &it, Durability::Buffered)?;
+        Ok(())
     }
 
     /// The head of the queue and how many items wait, leaving out the items the uplink

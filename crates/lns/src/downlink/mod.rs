@@ -105,6 +105,18 @@ impl NetworkServer {
         let frequency_hz = w.frequency_hz.unwrap_or(info.frequency_hz);
         let data_rate =
             Eu868::data_rate(w.data_rate).unwrap_or(DataRate::lora(12, entente_region::Bandwidth::Khz125));
+        // A frame built for RX1 may be too long for RX2's slower rate: that window is
+        // skipped rather than sent over the band's limits.
+        if let Err(e) = Eu868::check_downlink(frequency_hz, data_rate, w.power_dbm, plan.phy_payload.len()) {
+            self.metrics
+                .downlink_failures
+                .get_or_create(&ReasonLabel {
+                    reason: "region_limits",
+                })
+                .inc();
+            debug!(dev_eui = %plan.dev_eui, error = %e, "window skipped");
+            return Ok(false);
+        }
         if !self.reserve_airtime(info.gateway, frequency_hz, data_rate, plan) {
             return Ok(false);
         }
