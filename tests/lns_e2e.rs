@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use entente::process::metric;
 use entente_lns::mac::DownCommand;
 use entente_lns::{AesKey, DeviceClass, MacVersion};
 use entente_model::{DevAddr, DevEui, JoinEui};
@@ -286,5 +287,109 @@ async fn a_bad_import_changes_nothing_and_names_line_and_column() {
     assert!(msg.contains("line 3") && msg.contains("Classe"), "{msg}");
     let list = n.node.get_json("/v1/devices").await.unwrap();
     assert_eq!(list["count"], 0, "all or nothing");
+    n.node.stop().await.unwrap();
+}
+
+/// A host that is not the gateway claims its EUI: from 127.0.0.2 it pushes a device's
+/// frames, sends PULL_DATA (v2 and v1) to take the downlink path, and forges TX_ACKs. The
+/// gateway was pinned to 127.0.0.1 by its first datagram: every one of those datagrams is
+/// dropped and counted, none is answered, no frame is stored, and the next downlink still
+/// goes to the real gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_for_a_pinned_gateway_from_elsewhere_are_dropped() {
+    let n = net(1).await;
+    let gw = &n.gws[0];
+    let eui = DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 6, 1]);
+    let addr = DevAddr(0x2601_0006);
+    import(&n.node, &[abp_row(eui, addr, "C")]).await;
+    let mut d = abp_device(eui, addr, DeviceClass::C);
+    push(gw, &d.uplink(1, &[0], false, 5, 0).unwrap(), 1_000_000, 8.0).await;
+    uplinks(&n.node, eui, 1).await;
+    if let Ok(dl) = gw.next_downlink(Duration::from_millis(1500)).await {
+        d.receive(&dl.phy_payload).unwrap();
+    }
+    let gw_path = format!("/v1/gateways/{}", gw.eui);
+    let pinned = n.node.get_json(&gw_path).await.unwrap()["source"].clone();
+    assert_eq!(pinned["source"], "127.0.0.1", "{pinned}");
+
+    let elsewhere: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let server = n.node.listening.gateway;
+    let spoofer = GatewayEmulator::connect_from(server, gw.eui, 2, elsewhere)
+        .await
+        .unwrap();
+    let spoofer_v1 = GatewayEmulator::connect_from(server, gw.eui, 1, elsewhere)
+        .await
+        .unwrap();
+    let (pushes, pulls, tx_acks) = (200u32, 50u32, 100u32);
+    // The device's next frames, as a recorder near it would have them.
+    let mut recorded = abp_device(eui, addr, DeviceClass::C);
+    recorded.uplink(1, &[0], false, 5, 0).unwrap();
+    for i in 0..pushes {
+        let phy = recorded.uplink(1, &[i as u8], false, 5, 0).unwrap();
+        let body = entente_gateway::json::PushData {
+            rxpk: vec![entente_sim::rxpk(
+                &phy,
+                868.1,
+                "SF7BW125",
+                -40,
+                10.0,
+                5_000_000 + i,
+            )],
+            stat: None,
+        };
+        spoofer.push_no_wait(&body).await.unwrap();
+    }
+    for i in 0..pulls {
+        let s = if i % 2 == 0 { &spoofer } else { &spoofer_v1 };
+        assert!(
+            s.pull(Duration::from_millis(20)).await.is_err(),
+            "PULL_ACK to the spoofer"
+        );
+    }
+    for i in 0..tx_acks {
+        let mut ack = vec![2, (i >> 8) as u8, i as u8, 0x05];
+        ack.extend_from_slice(&gw.eui.0);
+        ack.extend_from_slice(br#"{"txpk_ack":{"error":"NONE"}}"#);
+        spoofer.send_raw(&ack).await.unwrap();
+    }
+    let sent = f64::from(pushes + pulls + tx_acks);
+    let series = "entente_gateway_datagrams_dropped_total{reason=\"source_mismatch\"}";
+    let dropped = metric_when(&n.node, series, sent).await;
+    assert_eq!(
+        dropped, sent,
+        "every datagram from elsewhere dropped, counted once"
+    );
+    assert_eq!(uplinks(&n.node, eui, 2).await.len(), 1, "no spoofed frame stored");
+    let accepted = metric(
+        &n.node.metrics().await.unwrap(),
+        "entente_lns_uplinks_accepted_total",
+    );
+    assert_eq!(accepted, Some(1.0));
+
+    // The downlink path is the real gateway's: a Class C downlink goes to it alone.
+    n.node
+        .post_json(
+            &format!("/v1/devices/{eui}/queue"),
+            &json!({"fport": 20, "data": "0164"}),
+        )
+        .await
+        .unwrap();
+    let dl = downlink(gw).await;
+    let got = d.receive(&dl.phy_payload).unwrap();
+    assert_eq!(got.payload, vec![0x01, 0x64]);
+    for s in [&spoofer, &spoofer_v1] {
+        assert!(
+            s.next_downlink(Duration::from_millis(300)).await.is_err(),
+            "a downlink reached the spoofer"
+        );
+    }
+    let after = n.node.get_json(&gw_path).await.unwrap()["source"].clone();
+    assert_eq!(after, pinned, "the pin is unchanged");
+    println!(
+        "spoofing: {sent} datagrams from {elsewhere} for gateway {} ({pushes} PUSH_DATA with the device's \
+         frames, {pulls} PULL_DATA v2 and v1, {tx_acks} TX_ACK): {dropped} dropped as source_mismatch, \
+         0 answered, 0 frames stored; the Class C downlink went to the gateway at 127.0.0.1",
+        gw.eui
+    );
     n.node.stop().await.unwrap();
 }

@@ -70,13 +70,23 @@ impl GatewayEmulator {
     }
 
     pub async fn connect_version(server: SocketAddr, eui: GatewayEui, version: u8) -> Result<Self, SimError> {
-        let bind: SocketAddr = if server.is_ipv4() {
-            "127.0.0.1:0"
+        let local: std::net::IpAddr = if server.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
         } else {
-            "[::1]:0"
-        }
-        .parse()
-        .map_err(|_| SimError::Encode("bind address".into()))?;
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        Self::connect_from(server, eui, version, local).await
+    }
+
+    /// The same from another local address (e.g. 127.0.0.2): a second host claiming a
+    /// gateway's EUI, as a spoofer would.
+    pub async fn connect_from(
+        server: SocketAddr,
+        eui: GatewayEui,
+        version: u8,
+        local: std::net::IpAddr,
+    ) -> Result<Self, SimError> {
+        let bind = SocketAddr::new(local, 0);
         let up = UdpSocket::bind(bind).await?;
         let down = Arc::new(UdpSocket::bind(bind).await?);
         let pull_waiters: Waiters = Arc::default();
