@@ -3,7 +3,8 @@
 //! appends to its own chain, so two parties never fork one; the other party countersigns
 //! records (which does not change their hash) and holds a replica. A record's hash covers
 //! the agreement, the issuer, its sequence number, its kind, the previous record's hash
-//! and its exact body bytes; the parties sign that hash. Anyone holding an export and the
+//! and its exact body bytes; the parties sign that hash (the message is `LEDGER_DOMAIN`
+//! then the hash's 64 lowercase hex characters as ASCII). Anyone holding an export and the
 //! parties' public keys can check it offline: a modified, removed or reordered record, or
 //! a forged signature, names the first bad record.
 
@@ -65,7 +66,9 @@ pub struct Entry {
     #[serde(with = "hex_bytes")]
     pub body: Vec<u8>,
     pub hash: String,
-    /// Member -> ed25519 signature (hex) over LEDGER_DOMAIN || hash bytes.
+    /// Member -> ed25519 signature (hex) over `LEDGER_DOMAIN` followed by the record's
+    /// `hash` as written: its 64 lowercase hex characters, as ASCII bytes (not the 32
+    /// bytes they encode).
     pub signatures: BTreeMap<MemberId, String>,
 }
 
