@@ -326,7 +326,7 @@ async fn a_rogue_member_gains_nothing_and_is_seen() {
     for fcnt in 100..160u16 {
         rogue
             .peering
-            .forward(frame(garbage(fcnt)), vec![rx(ROGUE_GATEWAY, 7_000_000)]);
+            .forward(frame(garbage(fcnt)), vec![rx(ROGUE_GATEWAY, 7_000_000)], None);
     }
     rogue.wait_verdicts("rejected", 60).await;
     assert_eq!(received(&smo, ROGUE, "mic_failed").await, 60.0);
@@ -340,7 +340,7 @@ async fn a_rogue_member_gains_nothing_and_is_seen() {
     let genuine = device.uplink(2, &[2], false, 5, 0).unwrap();
     rogue
         .peering
-        .forward(frame(genuine.clone()), vec![rx(ROGUE_GATEWAY, 9_000_000)]);
+        .forward(frame(genuine.clone()), vec![rx(ROGUE_GATEWAY, 9_000_000)], None);
     rogue.wait_verdicts("accepted", 1).await;
     let mut after = honest(&smo, &tours).await;
     assert_eq!(after.smo_usage_rogue, 1, "the genuine frame is counted once");
@@ -367,7 +367,7 @@ async fn a_rogue_member_gains_nothing_and_is_seen() {
         .unwrap();
     rogue
         .peering
-        .forward(frame(genuine), vec![rx(ROGUE_GATEWAY, 11_000_000)]);
+        .forward(frame(genuine), vec![rx(ROGUE_GATEWAY, 11_000_000)], None);
     rogue.wait_verdicts("rejected", 61).await;
     assert_eq!(honest(&smo, &tours).await, before, "a replay is counted nowhere");
     table.push((

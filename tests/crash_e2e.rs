@@ -25,8 +25,9 @@ use tokio::sync::Mutex;
 const DEVICES: usize = 100;
 /// Uplinks per second from the gateway.
 const RATE: u64 = 500;
-/// The visited node's dedup window and its pipeline: what it acknowledged to the gateway
-/// this long before a kill -9 may not have reached its store yet.
+/// The visited node keeps a frame from its first copy on, but the gateway server answers
+/// PUSH_ACK as it hands the datagram's frames to the network server: what it acknowledged
+/// this long before a kill -9 may still have been on that way.
 const IN_FLIGHT: Duration = Duration::from_millis(250);
 const AGREEMENT: &str = "tours-metropole-smo-fleet";
 
@@ -165,8 +166,10 @@ async fn frames_acknowledged_survive_a_kill_9_of_either_side() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tours = f.nodes.remove(0);
-    let killed_at = Instant::now();
     tours.kill9().await.unwrap();
+    // Dead once kill9 returns (it waits for the exit): frames acknowledged until then
+    // were acknowledged by the process that died.
+    let killed_at = Instant::now();
     stop.store(true, Ordering::Relaxed);
     stream.await.unwrap();
     let tours = NodeProcess::start(Path::new(EXE), f.dirs[0].path())

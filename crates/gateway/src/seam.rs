@@ -114,8 +114,15 @@ pub trait Roaming: Send + Sync {
     fn route_data(&self, dev_addr: DevAddr) -> Route;
     /// Joins by JoinEUI range or a DevEUI declared under an agreement.
     fn route_join(&self, join_eui: JoinEui, dev_eui: DevEui) -> Route;
-    /// Visited side: takes a deduplicated frame with every local gateway's metadata.
-    fn forward(&self, frame: UplinkFrame, rx: Vec<RxInfo>);
+    /// Visited side: the first copy of a frame only forwarded from here. The frame is
+    /// kept in the store from now on, so a crash while its dedup window is open loses
+    /// nothing; the answer is its place in the order frames were heard, for `forward`.
+    fn heard(&self, _frame: &UplinkFrame, _rx: &[RxInfo]) -> Option<u64> {
+        None
+    }
+    /// Visited side: takes a deduplicated frame with every local gateway's metadata, and
+    /// the place `heard` gave it.
+    fn forward(&self, frame: UplinkFrame, rx: Vec<RxInfo>, kept: Option<u64>);
     /// Home side: is this gateway a peer's, reached through the federation?
     fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool;
     /// Home side: sends a downlink through a peer's gateway; the outcome is that gateway's

@@ -2,7 +2,8 @@
 //! the order they were heard, and are flushed in batches when it is back.
 //!
 //! Every frame forwarded to a home peer is also kept in the node's store (`late_frames`)
-//! from the moment it is forwarded until the home's verdict on it arrives: a kill -9 of
+//! from its first copy (while its dedup window is open) until the home's verdict on it
+//! arrives: a kill -9 of
 //! this node, or of the home before it committed the frame, loses none of them. At start
 //! the kept frames come back into the buffer and go again, late; a home that already
 //! committed one answers it as verified without counting it twice.

@@ -457,8 +457,12 @@ impl Roaming for Peering {
         self.route(self.routing().join(join_eui, dev_eui))
     }
 
-    fn forward(&self, frame: UplinkFrame, rx: Vec<RxInfo>) {
-        self.forward_uplink(frame, rx);
+    fn heard(&self, frame: &UplinkFrame, rx: &[RxInfo]) -> Option<u64> {
+        self.keep_heard(frame, rx)
+    }
+
+    fn forward(&self, frame: UplinkFrame, rx: Vec<RxInfo>, kept: Option<u64>) {
+        self.forward_uplink(frame, rx, kept);
     }
 
     fn is_remote_gateway(&self, gateway: &GatewayEui) -> bool {

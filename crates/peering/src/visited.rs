@@ -78,21 +78,44 @@ impl Peering {
         self.visited.token_key.issue(home, token)
     }
 
+    /// The first copy of a frame for a peer's device, while its dedup window is open:
+    /// kept in the store at once, under the place it will be forwarded with, so a crash
+    /// before the window closes loses nothing (it goes to its home, late, at the next
+    /// start). The policy is asked when the window closes.
+    pub(crate) fn keep_heard(&self, frame: &UplinkFrame, rx: &[RxInfo]) -> Option<Seq> {
+        let home = self.home_of(frame)?;
+        let peer = self.roster.member(&home).map(|m| m.peer_id)?;
+        let terms = self.terms(&home);
+        let seq = self.buffer.next_seq();
+        let fwd = UplinkForward {
+            id: seq,
+            frame: frame.clone(),
+            rx: self.copies(&peer, rx.to_vec(), &terms, frame.dev_addr()),
+            late: false,
+        };
+        self.buffer.keep(&home, &fwd, self.clock.now());
+        Some(seq)
+    }
+
     /// Sends a frame to its home node if the policy lets it go: through the peer's sender,
-    /// or into the late buffer while the peer is away or older frames still wait.
-    pub(crate) fn forward_uplink(&self, frame: UplinkFrame, rx: Vec<RxInfo>) {
-        let Some(home) = self.home_of(&frame) else { return };
+    /// or into the late buffer while the peer is away or older frames still wait. `kept`:
+    /// the place [`Peering::keep_heard`] gave it, forgotten if the frame does not go.
+    pub(crate) fn forward_uplink(&self, frame: UplinkFrame, rx: Vec<RxInfo>, kept: Option<Seq>) {
+        let forget = || self.buffer.forget(kept.as_slice());
+        let Some(home) = self.home_of(&frame) else {
+            return forget();
+        };
         let Some(peer) = self.roster.member(&home).map(|m| m.peer_id) else {
-            return;
+            return forget();
         };
         let facts = FrameFacts::of_uplink(home.clone(), self.me.clone(), &frame);
         if let Err(r) = self.check_policy(Side::Visited, &home, &self.me, Some(facts)) {
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), r.as_str());
-            return;
+            return forget();
         }
         let terms = self.terms(&home);
         let rx = self.copies(&peer, rx, &terms, frame.dev_addr());
-        let seq = self.buffer.next_seq();
+        let seq = kept.unwrap_or_else(|| self.buffer.next_seq());
         let fwd = UplinkForward {
             id: seq,
             frame,
@@ -104,7 +127,7 @@ impl Peering {
         let wait = !self.peers.is_connected(&peer) || self.buffer.has(&peer);
         if wait && !terms.buffer_when_unreachable {
             PeeringMetrics::count(&self.metrics.forwarded, home.as_str(), "dropped_unreachable");
-            return;
+            return forget();
         }
         self.buffer.keep(&home, &fwd, self.clock.now());
         if wait {

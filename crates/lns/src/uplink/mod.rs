@@ -116,6 +116,8 @@ struct Copies {
     waiters: Waiters,
     /// Late only when every copy came from a peer's buffer.
     arrival: Arrival,
+    /// A frame forwarded from here: its place in the store since its first copy.
+    kept: Option<u64>,
 }
 
 impl NetworkServer {
@@ -136,14 +138,14 @@ impl NetworkServer {
                 biased;
                 _ = shutdown.cancelled() => break,
                 f = frames.recv() => match f {
-                    Some(f) => (f.frame, Copies { rx: vec![f.rx], waiters: Waiters::heard_here(), arrival: Arrival::Live }),
+                    Some(f) => (f.frame, Copies { rx: vec![f.rx], waiters: Waiters::heard_here(), arrival: Arrival::Live, kept: None }),
                     None => break,
                 },
                 f = roamed.recv(), if roamed_open => match f {
                     Some(f) => {
                         self.metrics.roamed_in.inc();
                         let waiters = Waiters { heard_here: false, peers: vec![(f.charge, f.verdict)] };
-                        (f.frame, Copies { rx: f.rx, waiters, arrival: f.arrival })
+                        (f.frame, Copies { rx: f.rx, waiters, arrival: f.arrival, kept: None })
                     }
                     None => { roamed_open = false; continue }
                 },
@@ -161,8 +163,9 @@ impl NetworkServer {
     /// Later copies join their frame; a first copy opens the frame's window, the visited
     /// one when the frame is only forwarded from here.
     fn admit(&self, window: &mut DedupWindow, frame: UplinkFrame, copies: Copies) {
-        let admitted = window.admit(frame, copies, |frame| {
+        let admitted = window.admit(frame, copies, |frame, copies| {
             if self.forwards(frame) {
+                copies.kept = self.roaming.as_ref().and_then(|r| r.heard(frame, &copies.rx));
                 (Queue::Visited, Instant::now() + self.cfg.visited_dedup_window)
             } else {
                 (Queue::Home, Instant::now() + self.cfg.dedup_window)
@@ -187,13 +190,18 @@ impl NetworkServer {
     /// The routing decision was taken once, when the frame's first copy arrived: the
     /// queue it waited in says whether it is ours or forwarded.
     fn dispatch(self: &Arc<Self>, frame: UplinkFrame, copies: Copies, queue: Queue, group: &mut Group<'_>) {
-        let Copies { rx, waiters, arrival } = copies;
+        let Copies {
+            rx,
+            waiters,
+            arrival,
+            kept,
+        } = copies;
         match (queue, self.roaming.as_ref()) {
             (Queue::Visited, Some(r)) => {
                 self.metrics.frames_deduplicated.inc();
                 self.metrics.forwarded.inc();
                 waiters.tell(Verdict::Rejected("not_home"));
-                r.forward(frame, best_first(rx));
+                r.forward(frame, best_first(rx), kept);
             }
             _ => self.process_in(group, &frame, rx, waiters, arrival),
         }

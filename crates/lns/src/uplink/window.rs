@@ -112,7 +112,7 @@ impl DedupWindow {
         &mut self,
         frame: UplinkFrame,
         copies: Copies,
-        open_in: impl FnOnce(&UplinkFrame) -> (Queue, Instant),
+        open_in: impl FnOnce(&UplinkFrame, &mut Copies) -> (Queue, Instant),
     ) -> Admitted {
         let hash = self.hasher.hash_one(frame.bytes());
         if let Some(open) = self.waiting(hash, &frame) {
@@ -131,7 +131,7 @@ impl DedupWindow {
             let first = std::mem::take(&mut copies.rx);
             merge_receptions(&mut copies.rx, first);
         }
-        let (queue, deadline) = open_in(&frame);
+        let (queue, deadline) = open_in(&frame, &mut copies);
         let fifo = self.fifo(queue);
         let seq = fifo.first + fifo.open.len() as u64;
         fifo.open.push_back(Open {
