@@ -47,6 +47,15 @@ fn uplinks(v: &Value) -> u64 {
         .sum()
 }
 
+/// Moves each node's test clock `secs` ahead.
+async fn advance(nodes: &[&NodeProcess], secs: i64) {
+    for n in nodes {
+        n.post_json("/v1/clock", &json!({ "advance_secs": secs }))
+            .await
+            .unwrap();
+    }
+}
+
 async fn today(node: &NodeProcess) -> chrono::NaiveDate {
     let v = node.get_json("/v1/clock").await.unwrap();
     chrono::DateTime::parse_from_rfc3339(v["now"].as_str().unwrap())
@@ -136,11 +145,7 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     assert!(why.contains("has not ended"), "{why}");
     // The day ends on both sides; Tours signs its statement, the SMO's count matches and
     // it countersigns.
-    for n in [tours, smo] {
-        n.post_json("/v1/clock", &json!({"advance_secs": 86_400}))
-            .await
-            .unwrap();
-    }
+    advance(&[tours, smo], 86_400).await;
     tours
         .post_json("/v1/ledger/statements", &json!({"agreement": ID, "day": day}))
         .await
@@ -165,11 +170,7 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     wait_json(smo, &usage, "8 uplinks", |v| uplinks(v) == 8).await;
     wait_json(tours, &usage, "8 uplinks", |v| uplinks(v) == 8).await;
     let ahead = today(tours).await;
-    for n in [tours, smo] {
-        n.post_json("/v1/clock", &json!({"advance_secs": 86_400}))
-            .await
-            .unwrap();
-    }
+    advance(&[tours, smo], 86_400).await;
     tours
         .post_json("/v1/ledger/statements", &json!({"agreement": ID, "day": ahead}))
         .await
@@ -196,11 +197,7 @@ async fn statements_disputes_invoices_and_an_offline_verified_ledger() {
     smo.post_json("/v1/clock", &json!({"advance_secs": 86_400}))
         .await
         .unwrap();
-    for n in [tours, smo] {
-        n.post_json("/v1/clock", &json!({"advance_secs": 366 * 86_400}))
-            .await
-            .unwrap();
-    }
+    advance(&[tours, smo], 366 * 86_400).await;
     let year = chrono::Datelike::year(&today(tours).await);
     let v = tours
         .post_json("/v1/ledger/invoices", &json!({"agreement": ID, "year": year}))

@@ -18,6 +18,20 @@ async fn downlink(gw: &GatewayEmulator) -> ReceivedDownlink {
     gw.next_downlink(WAIT).await.expect("a downlink")
 }
 
+/// An ABP Class C street light imported and heard once through the net's gateway (a first
+/// uplink tells the network which gateway hears it), its MAC answer taken in.
+async fn class_c_heard_by(n: &Net, eui: DevEui, addr: DevAddr) -> SimDevice {
+    let gw = &n.gws[0];
+    import(&n.node, &[abp_row(eui, addr, "C")]).await;
+    let mut d = abp_device(eui, addr, DeviceClass::C);
+    push(gw, &d.uplink(1, &[0], false, 5, 0).unwrap(), 1_000_000, 8.0).await;
+    uplinks(&n.node, eui, 1).await;
+    if let Ok(dl) = gw.next_downlink(Duration::from_millis(1500)).await {
+        d.receive(&dl.phy_payload).unwrap(); // its MAC answer (DevStatusReq)
+    }
+    d
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otaa_join_then_uplinks_for_every_version() {
     let n = net(1).await;
@@ -227,14 +241,7 @@ async fn class_c_downlink_from_the_api_goes_out_at_once() {
     let gw = &n.gws[0];
     let eui = DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 5, 1]);
     let addr = DevAddr(0x2601_0003);
-    import(&n.node, &[abp_row(eui, addr, "C")]).await;
-    let mut d = abp_device(eui, addr, DeviceClass::C);
-    // A first uplink tells the network which gateway hears the street light.
-    push(gw, &d.uplink(1, &[0], false, 5, 0).unwrap(), 1_000_000, 8.0).await;
-    uplinks(&n.node, eui, 1).await;
-    if let Ok(dl) = gw.next_downlink(Duration::from_millis(1500)).await {
-        d.receive(&dl.phy_payload).unwrap(); // its MAC answer (DevStatusReq)
-    }
+    let mut d = class_c_heard_by(&n, eui, addr).await;
 
     let item = n
         .node
@@ -301,13 +308,7 @@ async fn datagrams_for_a_pinned_gateway_from_elsewhere_are_dropped() {
     let gw = &n.gws[0];
     let eui = DevEui([0x70, 0xb3, 0xd5, 0xe7, 0x5e, 0, 6, 1]);
     let addr = DevAddr(0x2601_0006);
-    import(&n.node, &[abp_row(eui, addr, "C")]).await;
-    let mut d = abp_device(eui, addr, DeviceClass::C);
-    push(gw, &d.uplink(1, &[0], false, 5, 0).unwrap(), 1_000_000, 8.0).await;
-    uplinks(&n.node, eui, 1).await;
-    if let Ok(dl) = gw.next_downlink(Duration::from_millis(1500)).await {
-        d.receive(&dl.phy_payload).unwrap();
-    }
+    let mut d = class_c_heard_by(&n, eui, addr).await;
     let gw_path = format!("/v1/gateways/{}", gw.eui);
     let pinned = n.node.get_json(&gw_path).await.unwrap()["source"].clone();
     assert_eq!(pinned["source"], "127.0.0.1", "{pinned}");

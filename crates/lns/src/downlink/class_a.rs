@@ -23,6 +23,11 @@ const MAX_ATTEMPTS: u32 = 8;
 /// MHDR-less FHDR (DevAddr, FCtrl, FCnt) and FPort: what a MAC payload holds besides FOpts and data.
 const FHDR_AND_FPORT: usize = 8;
 
+/// The longest MACPayload a window's data rate carries (DR0's when the rate is unknown).
+fn max_mac_payload(w: Window) -> usize {
+    Eu868::max_mac_payload(w.data_rate).unwrap_or(51)
+}
+
 /// What a Class A answer may carry besides its ACK and MAC commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AnswerKind<'a> {
@@ -66,7 +71,7 @@ impl ClassAAnswer<'_> {
     /// An item goes only if it fits RX1's data rate next to MAC commands that fit FOpts;
     /// otherwise it waits for a better opportunity and the MAC answers go first.
     fn fits(&self, item: &QueueItem, rx1: Window) -> bool {
-        let max = Eu868::max_mac_payload(rx1.data_rate).unwrap_or(51);
+        let max = max_mac_payload(rx1);
         let fopts = if self.mac.len() <= MAX_FOPTS {
             self.mac.len()
         } else {
@@ -136,8 +141,7 @@ impl NetworkServer {
     /// attempt: one that never fits the rates the device uses is given up after
     /// `MAX_ATTEMPTS` answers instead of holding the queue behind it for ever.
     fn missed_window(&self, s: &Session, mut it: QueueItem, rx1: Window) -> Result<(), LnsError> {
-        let max = Eu868::max_mac_payload(rx1.data_rate).unwrap_or(51);
-        if FHDR_AND_FPORT + it.payload.len() <= max {
+        if FHDR_AND_FPORT + it.payload.len() <= max_mac_payload(rx1) {
             return Ok(());
         }
         it.attempts += 1;
