@@ -232,9 +232,18 @@ pub fn from_csv(text: &str) -> Result<Vec<Entry>, String> {
         if f.len() != 8 {
             return Err(bad("expected 8 fields"));
         }
+        if !crate::Dossier::valid_id(f[0]) {
+            return Err(bad("bad agreement id"));
+        }
+        if !lower_hex(f[4], 64) || !lower_hex(f[5], 64) {
+            return Err(bad("prev and hash are 64 lowercase hex digits"));
+        }
         let mut signatures = BTreeMap::new();
         for s in f[7].split('|').filter(|s| !s.is_empty()) {
             let (m, sig) = s.split_once(':').ok_or_else(|| bad("bad signature field"))?;
+            if !lower_hex(sig, 128) {
+                return Err(bad("a signature is 128 lowercase hex digits"));
+            }
             signatures.insert(m.parse().map_err(|_| bad("bad member id"))?, sig.to_string());
         }
         v.push(Entry {
@@ -249,4 +258,11 @@ pub fn from_csv(text: &str) -> Result<Vec<Entry>, String> {
         });
     }
     Ok(v)
+}
+
+/// `s` is `len` lowercase hex digits, as `to_csv` writes hashes and signatures.
+fn lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

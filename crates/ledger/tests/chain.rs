@@ -128,6 +128,21 @@ fn modified_removed_reordered_and_forged_records_are_named() {
             .contains("not a known signer")
     );
     assert!(chain::from_csv("agreement,issuer\nx,y,z\n").is_err());
+    // Found by the ledger_export fuzz target: control characters in the id, the hash and
+    // a signature read, and a trailing CR was lost on the way back. Such fields are refused.
+    let header = "agreement,issuer,seq,kind,prev,hash,body,signatures\n";
+    let genesis = chain::GENESIS;
+    let sig = "ab".repeat(64);
+    let good = format!("tours-smo,tours-metropole,0,usage_statement,{genesis},{genesis},,smo-vdln:{sig}\n");
+    assert_eq!(chain::from_csv(&format!("{header}{good}")).unwrap().len(), 1);
+    for bad in [
+        good.replacen("tours-smo", "\r\r'\rtours", 1),
+        good.replacen(&format!(",{genesis},,"), ",4ead5ac910\0\0\0655ac,,", 1),
+        good.replacen(&sig, &format!("2671{}", "\r".repeat(24)), 1),
+        good.replacen(&sig, &sig.to_uppercase(), 1),
+    ] {
+        assert!(chain::from_csv(&format!("{header}{bad}")).is_err(), "{bad:?}");
+    }
 }
 
 #[test]
