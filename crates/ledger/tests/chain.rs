@@ -137,7 +137,7 @@ fn modified_removed_reordered_and_forged_records_are_named() {
     assert_eq!(chain::from_csv(&format!("{header}{good}")).unwrap().len(), 1);
     for bad in [
         good.replacen("tours-smo", "\r\r'\rtours", 1),
-        good.replacen(&format!(",{genesis},,"), ",4ead5ac910\0\0\0655ac,,", 1),
+        good.replacen(&format!(",{genesis},,"), ",4ead5ac910\u{0}\u{0}\u{0}655ac,,", 1),
         good.replacen(&sig, &format!("2671{}", "\r".repeat(24)), 1),
         good.replacen(&sig, &sig.to_uppercase(), 1),
     ] {
