@@ -76,7 +76,7 @@ impl Rogue {
             ..ServerConfig::default()
         };
         let metrics = GatewayMetrics::register(&mut prometheus_client::registry::Registry::default());
-        let (server, _frames) = GatewayServer::bind(&cfg, registry.clone(), metrics)
+        let (server, _frames) = GatewayServer::bind(&cfg, registry.clone(), metrics, None)
             .await
             .unwrap();
         let stop = CancellationToken::new();

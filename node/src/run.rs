@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use entente_api::ApiState;
-use entente_gateway::{GatewayMetrics, GatewayServer, Registry};
+use entente_gateway::{GatewayMetrics, GatewayServer, Journal, Registry};
 use entente_model::{OffsetClock, SharedClock, SystemClock};
 use entente_store::Store;
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,7 @@ pub const LISTENING_FILE: &str = "listening.json";
 pub fn tables() -> Vec<&'static str> {
     Registry::TABLES
         .iter()
+        .chain(&Journal::TABLES)
         .chain(entente_lns::tables::ALL)
         .chain(entente_delivery::tables::ALL)
         .chain(entente_agreements::book::TABLES)
@@ -91,14 +92,22 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let gateway_metrics = GatewayMetrics::register(&mut metrics_registry);
     metrics_registry.register_collector(Box::new(UplinkParses));
 
-    let (server, frames) = GatewayServer::bind(&cfg.gateway, registry.clone(), gateway_metrics.clone())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot bind the gateway UDP port {} (gateway.bind)",
-                cfg.gateway.bind
-            )
-        })?;
+    let (journal, journaled) =
+        Journal::open(store.clone()).context("cannot read the journal of acknowledged frames")?;
+    let journal = Arc::new(journal);
+    let (server, frames) = GatewayServer::bind(
+        &cfg.gateway,
+        registry.clone(),
+        gateway_metrics.clone(),
+        Some(journal.clone()),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot bind the gateway UDP port {} (gateway.bind)",
+            cfg.gateway.bind
+        )
+    })?;
     // Delivery workers and the federation's swarm run on tokens of their own, cancelled
     // in turn by the ordered stop.
     let delivery_stop = CancellationToken::new();
@@ -121,7 +130,8 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let mut lns =
         entente_lns::NetworkServer::new(store.clone(), server.clone(), cfg.lns.clone(), clock.clone())
             .context("cannot load the network server's state")?
-            .with_uplink_hook(delivery.clone());
+            .with_uplink_hook(delivery.clone())
+            .with_journal(journal, journaled);
     if let Some(b) = &built {
         lns = lns.with_roaming(b.peering.clone());
     }

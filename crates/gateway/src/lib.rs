@@ -9,6 +9,7 @@ mod dutycycle;
 mod frame;
 pub mod gso;
 mod gwmp;
+pub mod journal;
 pub use entente_gwmp::json;
 mod metrics;
 pub mod mmsg;
@@ -21,6 +22,7 @@ mod source;
 
 pub use dutycycle::DutyCycle;
 pub use frame::{CrcStatus, FrameError, RxFrame, RxInfo};
+pub use journal::Journal;
 pub use metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
 pub use registry::{GatewayRecord, GatewayStatus, GatewayView, NewGateway, Registry, RegistryError};
 pub use seam::{

@@ -20,6 +20,9 @@ use crate::frame::RxInfo;
 pub struct Uplink {
     pub frame: UplinkFrame,
     pub rx: RxInfo,
+    /// The row of the journal of acknowledged frames that holds it until the network
+    /// server has made it safe; `None` when it was not journaled.
+    pub journal: Option<crate::journal::Mark>,
 }
 
 /// A frame of one of our devices that a federation peer forwarded to us, its home: every

@@ -17,6 +17,7 @@ use entente_frame::UplinkFrame;
 use crate::dutycycle::DutyCycle;
 use crate::frame::RxFrame;
 use crate::gso;
+use crate::journal::Journal;
 use crate::json::{PullResp, PushData, TxAckBody, TxPk};
 use crate::metrics::{DatagramDrop, FrameDrop, GatewayMetrics};
 use crate::mmsg::{self, RecvBatch};
@@ -67,6 +68,9 @@ pub struct GatewayServer {
     registry: Arc<Registry>,
     metrics: GatewayMetrics,
     frames: mpsc::Sender<Uplink>,
+    /// Where the frames of a datagram are written before its PUSH_ACK goes; `None`: not
+    /// kept (tests and benches without a node around them).
+    journal: Option<Arc<Journal>>,
     pending: Mutex<Pending>,
     max_datagram: usize,
     /// Acks go as segmented runs until the kernel refuses one.
@@ -77,11 +81,12 @@ pub struct GatewayServer {
 
 impl GatewayServer {
     /// Binds the UDP socket. Frames accepted from registered gateways arrive on the
-    /// returned receiver.
+    /// returned receiver, each written to `journal` (when given) before it is acknowledged.
     pub async fn bind(
         cfg: &ServerConfig,
         registry: Arc<Registry>,
         metrics: GatewayMetrics,
+        journal: Option<Arc<Journal>>,
     ) -> io::Result<(Arc<Self>, mpsc::Receiver<Uplink>)> {
         let domain = socket2::Domain::for_address(cfg.bind);
         let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
@@ -97,6 +102,7 @@ impl GatewayServer {
             registry,
             metrics,
             frames: tx,
+            journal,
             pending: Mutex::new(HashMap::new()),
             max_datagram: cfg.max_datagram_bytes.clamp(12, 65_507),
             segmented: AtomicBool::new(true),
@@ -260,32 +266,42 @@ impl GatewayServer {
         }
     }
 
-    /// Hands a batch of frames to the network server: one reservation for the whole
-    /// batch when the queue has room, else frame by frame until it is full; what does not
-    /// fit is dropped and counted as `backpressure`, never waited for.
+    /// Hands a batch of frames to the network server: the queue's room is reserved (for
+    /// the whole batch at once when it has it), the frames that fit are journaled as one
+    /// row, then queued; what does not fit is dropped and counted as `backpressure`, never
+    /// waited for. Runs before the batch's acks are sent.
     fn push_frames(&self, frames: &mut Vec<(Arc<Live>, Uplink)>) {
         if frames.is_empty() {
             return;
         }
+        let permits = self.reserve(frames.len());
+        let kept = permits.len().min(frames.len());
+        let mark = self.journal.as_ref().and_then(|j| {
+            j.keep(frames.iter().take(kept).map(|(_, u)| u))
+                .inspect_err(|e| warn!(error = %e, "cannot journal acknowledged frames"))
+                .ok()
+        });
         let ordering = std::sync::atomic::Ordering::Relaxed;
         let mut drained = frames.drain(..);
-        if let Ok(permits) = self.frames.try_reserve_many(drained.len()) {
-            for (permit, (_, u)) in permits.zip(drained.by_ref()) {
-                permit.send(u);
-                self.metrics.frames_accepted.inc();
-            }
+        for (permit, (_, mut u)) in permits.into_iter().zip(drained.by_ref()) {
+            u.journal = mark;
+            permit.send(u);
+            self.metrics.frames_accepted.inc();
         }
-        for (live, u) in drained {
-            match self.frames.try_send(u) {
-                Ok(()) => {
-                    self.metrics.frames_accepted.inc();
-                }
-                Err(_) => {
-                    live.frames_dropped.fetch_add(1, ordering);
-                    self.metrics.drop_frame(FrameDrop::Backpressure);
-                }
-            }
+        for (live, _) in drained {
+            live.frames_dropped.fetch_add(1, ordering);
+            self.metrics.drop_frame(FrameDrop::Backpressure);
         }
+    }
+
+    /// Room in the frame queue for up to `n` frames: all at once, else as much as there is.
+    fn reserve(&self, n: usize) -> Vec<mpsc::Permit<'_, Uplink>> {
+        if let Ok(all) = self.frames.try_reserve_many(n) {
+            return all.collect();
+        }
+        std::iter::from_fn(|| self.frames.try_reserve().ok())
+            .take(n)
+            .collect()
     }
 
     /// Sends the batch's acks, as many per system call as the kernel takes.
@@ -352,7 +368,11 @@ impl GatewayServer {
             .and_then(|f| {
                 // The one parse of this reception: every later step reads `Uplink::frame`.
                 let frame = UplinkFrame::parse(f.phy_payload).map_err(|_| FrameDrop::BadPhy)?;
-                Ok(Uplink { frame, rx: f.rx })
+                Ok(Uplink {
+                    frame,
+                    rx: f.rx,
+                    journal: None,
+                })
             });
         match result {
             Ok(u) => Some(u),

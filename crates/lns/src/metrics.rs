@@ -74,6 +74,9 @@ pub struct LnsMetrics {
     pub roamed_in: Counter,
     /// Stored uplinks deleted once older than the retention.
     pub uplinks_purged: Counter,
+    /// Frames acknowledged to a gateway before a crash, taken back from the journal at
+    /// start.
+    pub journal_taken_back: Counter,
 }
 
 impl LnsMetrics {
@@ -140,6 +143,11 @@ impl LnsMetrics {
             "entente_lns_roamed_in",
             "Gateway receptions of this node's frames reported by peers",
             self.roamed_in.clone(),
+        );
+        r.register(
+            "entente_lns_journal_taken_back",
+            "Frames acknowledged to a gateway before a crash, taken back from the journal at start",
+            self.journal_taken_back.clone(),
         );
     }
 

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use entente_gateway::{GatewayBackend, Roaming};
+use entente_gateway::{GatewayBackend, Journal, Roaming, Uplink};
 use entente_model::{DevAddr, DevEui, SharedClock};
 use entente_region::Eu868;
 use entente_store::{Durability, Store, StoreError};
@@ -66,6 +66,10 @@ pub struct NetworkServer {
     pub(crate) hook: Option<Arc<dyn UplinkHook>>,
     /// The federation, when the node federates: routes, forwards, peers' gateways.
     pub(crate) roaming: Option<Arc<dyn Roaming>>,
+    /// The journal of frames acknowledged to gateways, forgotten as they become safe.
+    pub(crate) journal: Option<Arc<Journal>>,
+    /// What a crash left in that journal, taken back when the uplink pipeline starts.
+    pub(crate) journaled_at_start: Mutex<Vec<Uplink>>,
 }
 
 impl NetworkServer {
@@ -87,6 +91,8 @@ impl NetworkServer {
             seq,
             hook: None,
             roaming: None,
+            journal: None,
+            journaled_at_start: Mutex::new(Vec::new()),
         })
     }
 
@@ -99,6 +105,14 @@ impl NetworkServer {
     /// Routes and forwards frames through the federation.
     pub fn with_roaming(mut self, roaming: Arc<dyn Roaming>) -> Self {
         self.roaming = Some(roaming);
+        self
+    }
+
+    /// Forgets the journal of acknowledged frames as they become safe; `left`, what the
+    /// journal held at start, is processed first.
+    pub fn with_journal(mut self, journal: Arc<Journal>, left: Vec<Uplink>) -> Self {
+        self.journal = Some(journal);
+        self.journaled_at_start = Mutex::new(left);
         self
     }
 

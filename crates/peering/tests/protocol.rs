@@ -120,6 +120,7 @@ async fn node_handling(
         &cfg,
         registry.clone(),
         GatewayMetrics::register(&mut prometheus_client::registry::Registry::default()),
+        None,
     )
     .await
     .unwrap();

@@ -40,7 +40,7 @@ async fn start() -> Harness {
         bind: "127.0.0.1:0".parse().unwrap(),
         ..ServerConfig::default()
     };
-    let (server, frames) = GatewayServer::bind(&cfg, registry, metrics.clone())
+    let (server, frames) = GatewayServer::bind(&cfg, registry, metrics.clone(), None)
         .await
         .unwrap();
     let stop = CancellationToken::new();

@@ -406,6 +406,21 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Deletes every key in `[from, to)` with one range tombstone: for tables whose
+    /// oldest rows go in key order (journals). Not for cached tables.
+    pub fn delete_range<T: Table>(&mut self, from: &T::Key, to: &T::Key) -> Result<(), StoreError> {
+        if T::CACHED {
+            return Err(StoreError::Corrupt {
+                table: T::NAME,
+                what: "range delete",
+                reason: "cached tables are deleted key by key".into(),
+            });
+        }
+        let cf = self.store.cf::<T>()?;
+        self.inner.delete_range_cf(cf, encode(from), encode(to));
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.inner.len()
     }

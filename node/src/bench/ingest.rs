@@ -25,7 +25,7 @@ use entente_gateway::json::PushData;
 use entente_gateway::mmsg::{self, RecvBatch};
 use entente_gateway::protocol::{self, Upstream};
 use entente_gateway::{
-    DatagramDrop, FrameDrop, GatewayMetrics, GatewayServer, NewGateway, Registry, ServerConfig,
+    DatagramDrop, FrameDrop, GatewayMetrics, GatewayServer, Journal, NewGateway, Registry, ServerConfig,
 };
 use entente_lns::{
     AbpKeys, AesKey, Device, DeviceClass, GeolocationMode, Lifecycle, LnsConfig, MacVersion, NetworkServer,
@@ -57,6 +57,25 @@ pub struct IngestArgs {
     /// round's time includes it.
     #[arg(long, default_value_t = 200)]
     pub dedup_window_ms: u64,
+    /// Whether acknowledged frames are journaled as a node does (`off` measures what the
+    /// journal costs).
+    #[arg(long, value_enum, default_value_t = JournalMode::On)]
+    pub journal: JournalMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JournalMode {
+    On,
+    Off,
+}
+
+impl JournalMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            JournalMode::On => "on",
+            JournalMode::Off => "off",
+        }
+    }
 }
 
 /// The node side of the benchmark, in its own process (started by `bench ingest`).
@@ -68,6 +87,8 @@ pub struct IngestNodeArgs {
     pub gateways: usize,
     #[arg(long)]
     pub dedup_window_ms: u64,
+    #[arg(long, value_enum)]
+    pub journal: JournalMode,
 }
 
 fn key(i: usize, salt: u8) -> AesKey {
@@ -234,6 +255,7 @@ impl NodeChild {
             .arg(a.gateways.to_string())
             .arg("--dedup-window-ms")
             .arg(a.dedup_window_ms.to_string())
+            .args(["--journal", a.journal.as_str()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -463,6 +485,7 @@ pub fn ingest(a: IngestArgs) -> Result<Value> {
         "devices": a.devices,
         "gateways": a.gateways,
         "dedup_window_ms": a.dedup_window_ms,
+        "journal": a.journal.as_str(),
         "pipeline": "UDP (recvmmsg, segmented acks) -> Semtech parse -> dedup -> MIC -> FCnt -> RocksDB (one synced batch per group)",
         "node": "separate process (bench ingest-node); CPU from /proc/<pid>/stat utime+stime",
         "rounds": rounds,
@@ -482,6 +505,7 @@ pub async fn ingest_node(a: IngestNodeArgs) -> Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let tables: Vec<&'static str> = Registry::TABLES
         .iter()
+        .chain(&Journal::TABLES)
         .chain(entente_lns::tables::ALL)
         .copied()
         .collect();
@@ -500,13 +524,23 @@ pub async fn ingest_node(a: IngestNodeArgs) -> Result<()> {
         frame_queue: 1 << 20,
         ..ServerConfig::default()
     };
-    let (server, frames) = GatewayServer::bind(&server_cfg, registry.clone(), gm.clone()).await?;
+    // As a node runs: every acknowledged frame journaled until it is safe.
+    let journal = match a.journal {
+        JournalMode::On => Some(Arc::new(Journal::open(store.clone())?.0)),
+        JournalMode::Off => None,
+    };
+    let (server, frames) =
+        GatewayServer::bind(&server_cfg, registry.clone(), gm.clone(), journal.clone()).await?;
     let lns_cfg = LnsConfig {
         dev_addr_block: "26000000/8".parse().map_err(anyhow::Error::msg)?,
         dedup_window: Duration::from_millis(a.dedup_window_ms),
         ..LnsConfig::default()
     };
-    let lns = Arc::new(NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock)?);
+    let mut lns = NetworkServer::new(store.clone(), server.clone(), lns_cfg, clock)?;
+    if let Some(j) = journal {
+        lns = lns.with_journal(j, Vec::new());
+    }
+    let lns = Arc::new(lns);
     let shutdown = CancellationToken::new();
     let server_task = tokio::spawn(server.clone().run(shutdown.clone()));
     let no_peers = tokio::sync::mpsc::channel(1).1;

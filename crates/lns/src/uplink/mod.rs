@@ -1,6 +1,7 @@
 //! The uplink pipeline: dedup window, then the join flow ([`crate::join`]) or the data
 //! flow ([`data`]), one frame at a time.
 
+mod acked;
 pub(crate) mod data;
 #[cfg(test)]
 mod data_tests;
@@ -13,14 +14,16 @@ mod window;
 use std::sync::Arc;
 
 use entente_frame::{UplinkFrame, UplinkKind};
+use entente_gateway::journal::Mark;
 use entente_gateway::{Arrival, Charge, RoamedUplink, Route, RxInfo, Uplink, Verdict};
 use entente_model::DevEui;
 use entente_region::Eu868;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
+use self::acked::Forgetting;
 use self::data::Staging;
 use self::group::Group;
 use self::window::{Admitted, DedupWindow, Queue};
@@ -118,6 +121,22 @@ struct Copies {
     arrival: Arrival,
     /// A frame forwarded from here: its place in the store since its first copy.
     kept: Option<u64>,
+    /// The journal row of its first copy acknowledged to one of our gateways.
+    journal: Option<Mark>,
+}
+
+impl Copies {
+    /// A copy from one of our gateways.
+    fn heard(u: Uplink, arrival: Arrival) -> (UplinkFrame, Copies) {
+        let copies = Copies {
+            rx: vec![u.rx],
+            waiters: Waiters::heard_here(),
+            arrival,
+            kept: None,
+            journal: u.journal,
+        };
+        (u.frame, copies)
+    }
 }
 
 impl NetworkServer {
@@ -131,6 +150,8 @@ impl NetworkServer {
         shutdown: CancellationToken,
     ) {
         let mut window = DedupWindow::default();
+        let mut forgetting = self.journal.clone().map(Forgetting::new);
+        self.take_back_journaled(&mut window, forgetting.as_mut());
         let mut roamed_open = true;
         loop {
             let next = window.next_deadline();
@@ -138,26 +159,60 @@ impl NetworkServer {
                 biased;
                 _ = shutdown.cancelled() => break,
                 f = frames.recv() => match f {
-                    Some(f) => (f.frame, Copies { rx: vec![f.rx], waiters: Waiters::heard_here(), arrival: Arrival::Live, kept: None }),
+                    Some(f) => {
+                        if let Some(fg) = forgetting.as_mut() {
+                            fg.received(f.journal);
+                        }
+                        Copies::heard(f, Arrival::Live)
+                    }
                     None => break,
                 },
                 f = roamed.recv(), if roamed_open => match f {
                     Some(f) => {
                         self.metrics.roamed_in.inc();
                         let waiters = Waiters { heard_here: false, peers: vec![(f.charge, f.verdict)] };
-                        (f.frame, Copies { rx: f.rx, waiters, arrival: f.arrival, kept: None })
+                        (f.frame, Copies { rx: f.rx, waiters, arrival: f.arrival, kept: None, journal: None })
                     }
                     None => { roamed_open = false; continue }
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     off_the_runtime(|| self.dispatch_closed(&mut window, Some(Instant::now())));
+                    if let Some(fg) = forgetting.as_mut() {
+                        fg.tick(&window);
+                    }
                     continue;
                 }
             };
             self.admit(&mut window, frame, copies);
+            if let Some(fg) = forgetting.as_mut() {
+                fg.tick(&window);
+            }
         }
         // Frames still in their window are processed rather than lost.
         self.dispatch_closed(&mut window, None);
+        if let Some(fg) = forgetting.as_mut() {
+            fg.forget_safe(&window);
+        }
+    }
+
+    /// Admits the frames a crash left in the journal of acknowledged frames, before any
+    /// new one. Their receive windows are long gone: they arrive late.
+    fn take_back_journaled(&self, window: &mut DedupWindow, mut forgetting: Option<&mut Forgetting>) {
+        let left = std::mem::take(&mut *self.journaled_at_start.lock().unwrap_or_else(|p| p.into_inner()));
+        self.metrics.journal_taken_back.inc_by(left.len() as u64);
+        if !left.is_empty() {
+            info!(
+                frames = left.len(),
+                "frames acknowledged before a crash taken back from the journal"
+            );
+        }
+        for u in left {
+            if let Some(fg) = forgetting.as_deref_mut() {
+                fg.received(u.journal);
+            }
+            let (frame, copies) = Copies::heard(u, Arrival::Late);
+            self.admit(window, frame, copies);
+        }
     }
 
     /// Later copies join their frame; a first copy opens the frame's window, the visited
@@ -195,6 +250,7 @@ impl NetworkServer {
             waiters,
             arrival,
             kept,
+            ..
         } = copies;
         match (queue, self.roaming.as_ref()) {
             (Queue::Visited, Some(r)) => {

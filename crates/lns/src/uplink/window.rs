@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
 use entente_frame::UplinkFrame;
+use entente_gateway::journal::Mark;
 use entente_gateway::{Arrival, RxInfo};
 use tokio::time::Instant;
 
@@ -120,6 +121,8 @@ impl DedupWindow {
             let c = &mut open.copies;
             merge_receptions(&mut c.rx, copies.rx);
             c.waiters.join(copies.waiters);
+            // Its first journaled copy (a frame a peer reported first may have none).
+            c.journal = c.journal.or(copies.journal);
             if copies.arrival == Arrival::Live {
                 c.arrival = Arrival::Live;
             }
@@ -157,6 +160,12 @@ impl DedupWindow {
             Queue::Home => &mut self.home,
             Queue::Visited => &mut self.visited,
         }
+    }
+
+    /// The oldest row of the journal of acknowledged frames that a frame of ours still
+    /// waiting holds a copy of.
+    pub(super) fn oldest_home_journal(&self) -> Option<Mark> {
+        self.home.open.iter().filter_map(|o| o.copies.journal).min()
     }
 
     /// Takes the oldest frame of `queue` whose window closed by `until` (any, when None).
