@@ -119,3 +119,84 @@ write("gwmp_datagram", "pull_resp", down(2, b"\x00\x00", 0x03, body({"txpk": {
     "imme": False, "tmst": 3513348611, "freq": 868.1, "rfch": 0, "powe": 14, "modu": "LORA",
     "datr": "SF7BW125", "codr": "4/5", "ipol": True, "size": len(DOWN_FOPTS),
     "data": base64.b64encode(DOWN_FOPTS).decode(), "ncrc": True}})))
+
+# --- node.toml (node/src/init.rs, node/src/config.rs) -------------------------------
+# The template `entente init` writes, read from init.rs so the seeds follow it; then
+# every default written out (the template uncommented, as the config tests do), the
+# federated form the demo and the tests write (`init::federate`), and edge forms.
+
+def init_template(member, name, gw, api):
+    src = open(os.path.join(os.path.dirname(ROOT), "..", "node", "src", "init.rs"), encoding="utf-8").read()
+    body = src.split("fn template(", 1)[1].split('r#"', 1)[1].split('"#,', 1)[0]
+    quoted = lambda s: json.dumps(s, ensure_ascii=False)
+    values = {"member": quoted(member), "name": quoted(name), "gw": str(gw), "api": str(api)}
+    out, i = [], 0
+    while i < len(body):
+        two = body[i:i + 2]
+        if two in ("{{", "}}"):
+            out.append(two[0])
+            i += 2
+        elif body[i] == "{":
+            end = body.index("}", i)
+            out.append(values[body[i + 1:end]])
+            i = end + 1
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
+
+
+def uncommented(text):
+    lines = []
+    for line in text.split("\n"):
+        kv = line[2:] if line.startswith("# ") else None
+        if kv is not None and " = " in kv and all(c.islower() or c == "_" for c in kv.split(" = ", 1)[0]):
+            line = kv
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def federate(text, block, roster, listen):
+    return (text.replace('# dev_addr_block = "26000000/7"', f'dev_addr_block = "{block}"')
+            .replace('# roster = "roster.toml"', f'roster = "{roster}"')
+            .replace('# listen = ["/ip4/0.0.0.0/tcp/4001"]', f'listen = ["{listen}"]'))
+
+
+TEMPLATE = init_template("smo-vdln", "SMO", 1700, 8080)
+MINIMAL = '[node]\nmember = "tours-metropole"\nname = "Tours"\n'
+write("node_toml", "init_template.toml", TEMPLATE.encode())
+write("node_toml", "init_template_uncommented.toml", uncommented(TEMPLATE).encode())
+write("node_toml", "init_federated.toml",
+      federate(TEMPLATE, "26012000/20", "/etc/entente/roster.toml", "/ip4/127.0.0.1/tcp/4101").encode())
+write("node_toml", "minimal.toml", MINIMAL.encode())
+write("node_toml", "node_name_quoted_unicode.toml",
+      init_template("tours-metropole", 'SMO "Val de Loire" Numérique', 1701, 8081).encode())
+write("node_toml", "api_tls_test_clock_log_directives.toml", (
+    '[node]\nmember = "agglopolys"\nname = "Agglopolys"\ntest_clock = true\npolicies = "../policies"\n'
+    'roster = "../federation/val-de-loire/roster.toml"\n'
+    '[api]\nbind = "[::1]:8443"\ntls_cert = "api.crt"\ntls_key = "api.key"\nheader_read_timeout = "1s"\n'
+    'request_timeout = "1h"\n'
+    '[log]\nlevel = "warn,entente_lns[uplink]=trace,entente_gateway=debug"\n').encode())
+write("node_toml", "every_section_at_its_bounds.toml", (
+    MINIMAL
+    + '[gateway]\nbind = "[::]:65535"\nmax_datagram_bytes = 65507\nframe_queue = 16777216\n'
+    'recv_buffer_bytes = 2147483647\nonline_window = "1day"\nstatus_flush = "1s"\n'
+    '[lns]\nnet_id = "FFFFFF"\ndev_addr_block = "FE000000/32"\ndedup_window = "5s"\n'
+    'visited_dedup_window = "1ms"\nadr = false\ndev_status_interval = "1s"\ntx_ack_timeout = "10s"\n'
+    'uplink_retention = "2196days"\n'
+    '[federation]\nlisten = ["/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001", "/dns4/node.example.fr/tcp/4001"]\n'
+    'peer_rate_per_sec = 1\npeer_burst = 4294967295\nbuffer_max = 0\nbuffer_retention = "2days"\n'
+    'request_timeout = "10ms"\ntx_margin = "0s"\n'
+    '[delivery]\nretention = "2200days"\nbackoff_base = "1ms"\nbackoff_max = "1day"\nhttp_timeout = "10m"\n'
+    'tick = "1ms"\npush_urls = ["https://connector.example.fr/entente", "http://127.0.0.1:9000/"]\n'
+    'push_directories = ["/srv/entente/exports", "exports"]\n').encode())
+write("node_toml", "renamed_keys_of_earlier_files.toml", (
+    MINIMAL
+    + '[lns]\ndedup_window_ms = 200\ndev_status_interval_hours = 24\n'
+    '[federation]\nroster = "roster.toml"\nvisited_dedup_window_ms = 50\n'
+    '[gateway]\nonline_window_secs = 90\n[delivery]\nretention_hours = 48\n').encode())
+write("node_toml", "dotted_keys_inline_tables.toml", (
+    'node = { member = "smo-vdln", name = "SMO" }\n'
+    'gateway.bind = "0.0.0.0:1700"\n'
+    'lns = { dedup_window = "150ms", dev_addr_block = "26011000/20" }\n'
+    '[delivery]\nbackoff_base = "10m"\n').encode())

@@ -1,9 +1,10 @@
 //! node.toml as an operator may write it by mistake, or as a file from elsewhere may
 //! arrive: the full template with values replaced by extremes of every kind, lines lost
 //! or repeated, bytes flipped. Parsing answers an error naming a field, or a config whose
-//! derived settings are usable; it never panics. (The config types live in crates that
-//! depend on RocksDB, which the cargo-fuzz workspace keeps out, so this runs under
-//! `cargo test` as a property test.)
+//! derived settings are usable; it never panics. The fuzz target `node_toml` (fuzz/)
+//! runs the same parser (`entente_settings`) on blind byte mutations; this test stays
+//! beside the template it starts from (init.rs) and reaches every field with the values
+//! at its edges under plain `cargo test`.
 
 use std::path::Path;
 

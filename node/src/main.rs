@@ -269,7 +269,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Node { config } => {
             let cfg = NodeConfig::load(&config)?;
-            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+            let filter = EnvFilter::try_from_default_env().or_else(|_| cfg.log.filter())?;
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)

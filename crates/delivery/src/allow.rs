@@ -32,9 +32,15 @@ fn directory_allowed(allowed: &[PathBuf], dir: &Path) -> bool {
         && allowed.iter().any(|a| dir.starts_with(a))
 }
 
-impl DeliveryConfig {
+/// The allow-lists applied to recipients: a trait because `DeliveryConfig` is defined in
+/// `entente_settings`, which reads node.toml and knows no recipients.
+pub(crate) trait PushAllowList {
     /// Why a recipient of `kind` may not be created on this node, if it may not.
-    pub fn refuses(&self, kind: &RecipientKind) -> Option<String> {
+    fn refuses(&self, kind: &RecipientKind) -> Option<String>;
+}
+
+impl PushAllowList for DeliveryConfig {
+    fn refuses(&self, kind: &RecipientKind) -> Option<String> {
         let url_refused = |url: &str| {
             (!self.push_urls.iter().any(|e| url_allowed(e, url)))
                 .then(|| format!("{url} is not under any of delivery.push_urls in node.toml"))

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::allow::PushAllowList;
 use crate::message::uplink_json;
 use crate::metrics::DeliveryMetrics;
 use crate::recipient::{FileFormat, NewRecipient, Recipient, RecipientKind};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use entente_model::DevEui;
 use entente_store::{Durability, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -71,9 +71,6 @@ impl NetworkServer {
         }
     }
 }
-
-/// The longest the conventions let a node keep readings: 6 years.
-pub const MAX_RETENTION: TimeDelta = TimeDelta::days(6 * 366);
 
 #[cfg(test)]
 mod tests {
