@@ -132,11 +132,13 @@ impl Entry {
         serde_json::from_slice(&self.body)
     }
 
-    /// Whether `member`'s signature on this record verifies.
+    /// Whether `member`'s signature on this record verifies. Only in the one form it is
+    /// written in (128 lowercase hex digits): the same signature in capitals would verify
+    /// here and then be refused by `from_csv` once exported.
     pub fn signed_by(&self, member: &MemberId, key: &VerifyingKey) -> bool {
         self.signatures
             .get(member)
-            .is_some_and(|s| verify_hex(key, LEDGER_DOMAIN, self.hash.as_bytes(), s))
+            .is_some_and(|s| lower_hex(s, 128) && verify_hex(key, LEDGER_DOMAIN, self.hash.as_bytes(), s))
     }
 }
 

@@ -179,3 +179,17 @@ fn the_stored_ledger_refuses_what_does_not_extend_a_chain() {
     fake.sign(&id("smo-vdln"), &SigningKey::from_bytes(&[2; 32]));
     assert!(smo.merge(fake).is_err());
 }
+
+/// A signature is read in the one form it is written in: the same bytes in capital hex
+/// would verify as sent by a peer and then be refused when its export is read back.
+#[test]
+fn a_signature_in_capitals_does_not_verify() {
+    let mut entries = five();
+    assert!(chain::verify(&entries, &key).is_ok());
+    let e = &mut entries[2];
+    let sig = e.signatures.get_mut(&e.issuer).unwrap();
+    *sig = sig.to_uppercase();
+    let err = chain::verify(&entries, &key).unwrap_err();
+    assert_eq!(err.index, 2);
+    assert!(err.reason.contains("does not verify"), "{err}");
+}
